@@ -1,0 +1,410 @@
+"""The one gateway between ltd-hub and the Hugging Face Hub (or the embedded Hub).
+
+Every other module asks this one to check, push or fetch; nothing else imports
+``huggingface_hub``'s network API. Online and offline differ only by ``HF_ENDPOINT``.
+Errors come out as :class:`~ltd_hub.errors.HubError` with one actionable line; transient
+failures (429, 5xx, dropped connections) are retried with backoff honouring ``Retry-After``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+from ltd_hub.cards import merge_card
+from ltd_hub.errors import HubError, UsageError
+
+REPO_TYPES = ("model", "dataset", "space")
+TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+__all__ = [
+    "PushResult",
+    "PushTarget",
+    "download",
+    "merge_card",
+    "preflight_push",
+    "push_files",
+    "read_card_text",
+    "repo_exists",
+    "repo_head",
+    "require_token",
+    "resolve_token",
+    "snapshot",
+]
+
+
+@dataclass(frozen=True)
+class PushTarget:
+    """Where a push will land, as checked by :func:`preflight_push`."""
+
+    repo_id: str
+    repo_type: str
+    exists: bool
+    head: str | None
+    user: str
+
+
+@dataclass(frozen=True)
+class PushResult:
+    """What a push did. ``created_commit`` is False when the repo already had these files."""
+
+    repo_id: str
+    repo_type: str
+    url: str
+    commit_url: str | None
+    revision: str
+    created_commit: bool
+
+
+def resolve_token(token: str | None = None) -> str | None:
+    """Return the explicit token, else the one huggingface_hub finds (HF_TOKEN, stored login)."""
+    if token:
+        return token
+    from huggingface_hub import get_token
+
+    return get_token()
+
+
+def require_token(token: str | None = None) -> str:
+    """Return a token or raise a HubError that says how to provide one."""
+    found = resolve_token(token)
+    if not found:
+        raise HubError("no Hugging Face token found; run `hf auth login` or set HF_TOKEN to a token with write access")
+    return found
+
+
+def _api(token: str | None):
+    from huggingface_hub import HfApi
+
+    return HfApi(token=token)
+
+
+def _status(exc: BaseException) -> int | None:
+    response = getattr(exc, "response", None)
+    return getattr(response, "status_code", None)
+
+
+def _is_transient(exc: BaseException) -> bool:
+    import httpx
+    from huggingface_hub.errors import HfHubHTTPError
+
+    if isinstance(exc, HfHubHTTPError):
+        return _status(exc) in TRANSIENT_STATUS
+    return isinstance(exc, (httpx.TransportError, ConnectionError, TimeoutError))
+
+
+def _retry_after(exc: BaseException, attempt: int) -> float:
+    response = getattr(exc, "response", None)
+    header = response.headers.get("Retry-After") if response is not None else None
+    if header:
+        try:
+            return min(float(header), 60.0)
+        except ValueError:
+            pass
+    base = float(os.environ.get("LTD_HUB_RETRY_BASE", "0.5"))
+    return min(base * 2**attempt, 20.0) * (0.5 + random.random() / 2)
+
+
+def with_retries(call: Callable[[], T], what: str) -> T:
+    """Run ``call``, retrying transient Hub failures; give up with one line saying what to re-run."""
+    attempts = int(os.environ.get("LTD_HUB_MAX_RETRIES", "5"))
+    for attempt in range(attempts + 1):
+        try:
+            return call()
+        except Exception as exc:  # noqa: BLE001 - classified just below
+            if not _is_transient(exc):
+                raise
+            if attempt == attempts:
+                raise HubError(
+                    f"{what} failed after {attempts + 1} attempts ({_status(exc) or type(exc).__name__}); "
+                    "the repo was left as it was, re-run the same command to retry"
+                ) from exc
+            delay = _retry_after(exc, attempt)
+            logger.warning("%s: transient failure (%s), retrying in %.1fs", what, _status(exc) or type(exc).__name__, delay)
+            time.sleep(delay)
+    raise AssertionError("unreachable")
+
+
+def _translate(exc: BaseException, repo_id: str, repo_type: str) -> HubError:
+    from ltd_hub.errors_map import explain
+
+    return HubError(f"{repo_type} repo {repo_id}: {explain(exc)}")
+
+
+def _check_repo_type(repo_type: str) -> None:
+    if repo_type not in REPO_TYPES:
+        raise UsageError(f"unknown repo type {repo_type!r}; use one of: {', '.join(REPO_TYPES)}")
+
+
+def preflight_push(repo_id: str, repo_type: str = "dataset", token: str | None = None) -> PushTarget:
+    """Check, before any expensive work, that a push to ``repo_id`` can succeed.
+
+    Checks a token is present and valid, has write access to the namespace, the repo id is
+    valid, and the repo either does not exist yet or exists with this type.
+
+    Args:
+        repo_id: ``namespace/name``; a bare ``name`` goes to the token's user namespace.
+        repo_type: ``"model"``, ``"dataset"`` or ``"space"``.
+        token: explicit token; default the one huggingface_hub finds.
+
+    Returns:
+        The resolved :class:`PushTarget` (use its ``repo_id`` for the push).
+
+    Example:
+        >>> target = preflight_push("me/nli-coreset", "dataset")  # doctest: +SKIP
+    """
+    from huggingface_hub.errors import HFValidationError, HfHubHTTPError, RepositoryNotFoundError
+    from huggingface_hub.utils import validate_repo_id
+
+    _check_repo_type(repo_type)
+    token = require_token(token)
+    api = _api(token)
+    try:
+        me = with_retries(lambda: api.whoami(), "checking the token")
+    except HfHubHTTPError as exc:
+        if _status(exc) == 401:
+            raise HubError("the Hub rejected the token (401); log in again with `hf auth login` or set a valid HF_TOKEN") from exc
+        raise _translate(exc, repo_id, repo_type) from exc
+    except HubError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - connection errors and the like
+        raise _translate(exc, repo_id, repo_type) from exc
+    user = me.get("name", "")
+    role = ((me.get("auth") or {}).get("accessToken") or {}).get("role")
+    if role == "read":
+        raise HubError(f"the token of '{user}' is read-only; create a token with write access and set HF_TOKEN")
+    full_id = repo_id if "/" in repo_id else f"{user}/{repo_id}"
+    try:
+        validate_repo_id(full_id)
+    except HFValidationError as exc:
+        raise UsageError(
+            f"invalid repo id {repo_id!r}; use NAMESPACE/NAME with letters, digits, '-', '_' or '.' (at most 96 characters)"
+        ) from exc
+    if full_id.count("/") != 1:
+        raise UsageError(f"invalid repo id {repo_id!r}; use NAMESPACE/NAME")
+    namespace = full_id.split("/")[0]
+    orgs = {org.get("name") for org in me.get("orgs") or []}
+    if namespace != user and namespace not in orgs:
+        raise HubError(
+            f"the token of '{user}' cannot write to namespace '{namespace}'; use --repo-id {user}/{full_id.split('/')[1]} "
+            "or a token of that namespace"
+        )
+    try:
+        info = with_retries(lambda: api.repo_info(full_id, repo_type=repo_type), "reading the repo")
+        return PushTarget(full_id, repo_type, exists=True, head=info.sha, user=user)
+    except RepositoryNotFoundError:
+        pass
+    except HubError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise _translate(exc, full_id, repo_type) from exc
+    for other in REPO_TYPES:
+        if other != repo_type and api.repo_exists(full_id, repo_type=other):
+            raise HubError(f"{full_id} already exists as a {other} repo, not a {repo_type}; choose another --repo-id")
+    return PushTarget(full_id, repo_type, exists=False, head=None, user=user)
+
+
+def _git_blob_sha1(data: bytes) -> str:
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def _same_as_remote(sibling, data: bytes) -> bool:
+    if sibling is None:
+        return False
+    lfs = getattr(sibling, "lfs", None)
+    if lfs is not None:
+        remote_sha = getattr(lfs, "sha256", None) or (lfs.get("sha256") if isinstance(lfs, dict) else None)
+        return remote_sha == hashlib.sha256(data).hexdigest()
+    return getattr(sibling, "blob_id", None) == _git_blob_sha1(data)
+
+
+def _as_bytes(value: bytes | str | Path) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, Path):
+        return value.read_bytes()
+    return value.encode("utf-8")
+
+
+def push_files(
+    repo_id: str,
+    files: Mapping[str, bytes | str | Path],
+    *,
+    repo_type: str,
+    commit_message: str,
+    token: str | None = None,
+    private: bool | None = None,
+    commit_description: str | None = None,
+    space_sdk: str | None = None,
+) -> PushResult:
+    """Push ``files`` to ``repo_id`` in one commit, creating the repo if needed.
+
+    A ``README.md`` among the files is merged into the repo's current card (see
+    :func:`ltd_hub.cards.merge_card`). Files identical to the remote ones are skipped, and when
+    nothing differs no commit is made. The commit names its parent, so a concurrent push can
+    never be overwritten: on a conflict the card is re-merged on the new head and the commit
+    retried. Transient failures are retried; either the new commit lands or the repo is unchanged.
+
+    Args:
+        repo_id: ``namespace/name``.
+        files: path in repo -> content (bytes, text, or a local file path).
+        repo_type: ``"model"``, ``"dataset"`` or ``"space"``.
+        commit_message: the commit summary.
+        token: explicit token; default the one huggingface_hub finds.
+        private: create the repo private (ignored when it exists).
+        commit_description: optional longer commit text.
+        space_sdk: the Space SDK (``"gradio"``) when creating a Space.
+
+    Returns:
+        A :class:`PushResult`.
+
+    Example:
+        >>> push_files("me/subset", {"README.md": card}, repo_type="dataset", commit_message="Add card")  # doctest: +SKIP
+    """
+    from huggingface_hub import CommitOperationAdd
+    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError
+
+    _check_repo_type(repo_type)
+    token = require_token(token)
+    api = _api(token)
+    payload = {path: _as_bytes(value) for path, value in files.items()}
+    if repo_type == "space" and space_sdk is None:
+        space_sdk = "gradio"
+
+    def attempt() -> PushResult:
+        repo_url = api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True, space_sdk=space_sdk)
+        info = api.repo_info(repo_id, repo_type=repo_type, files_metadata=True)
+        head = info.sha
+        remote = {sibling.rfilename: sibling for sibling in info.siblings or []}
+        operations = []
+        for path, data in payload.items():
+            if path == "README.md":
+                existing = None
+                if "README.md" in remote:
+                    try:
+                        local = api.hf_hub_download(repo_id, "README.md", repo_type=repo_type, revision=head)
+                        existing = Path(local).read_text(encoding="utf-8")
+                    except EntryNotFoundError:
+                        existing = None
+                data = merge_card(existing, data.decode("utf-8")).encode("utf-8")
+            if not _same_as_remote(remote.get(path), data):
+                operations.append(CommitOperationAdd(path_in_repo=path, path_or_fileobj=data))
+        if not operations:
+            return PushResult(repo_id, repo_type, str(repo_url), None, head, created_commit=False)
+        commit = api.create_commit(
+            repo_id,
+            operations,
+            commit_message=commit_message,
+            commit_description=commit_description,
+            repo_type=repo_type,
+            parent_commit=head,
+        )
+        return PushResult(repo_id, repo_type, str(repo_url), commit.commit_url, commit.oid, created_commit=True)
+
+    for conflict in range(3):
+        try:
+            return with_retries(attempt, f"pushing to {repo_id}")
+        except HfHubHTTPError as exc:
+            # 412: someone committed since we read the head. Re-read, re-merge, try again.
+            if _status(exc) in (409, 412) and conflict < 2:
+                continue
+            raise _translate(exc, repo_id, repo_type) from exc
+        except HubError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - connection errors and the like
+            if type(exc).__module__.startswith(("httpx", "huggingface_hub")):
+                raise _translate(exc, repo_id, repo_type) from exc
+            raise
+    raise AssertionError("unreachable")
+
+
+def read_card_text(repo_id: str, repo_type: str, revision: str | None = None, token: str | None = None) -> str | None:
+    """Return the repo's README.md text, or None when it has none."""
+    from huggingface_hub.errors import EntryNotFoundError
+
+    try:
+        return download(repo_id, "README.md", repo_type=repo_type, revision=revision, token=token).read_text(encoding="utf-8")
+    except HubError as exc:
+        if isinstance(exc.__cause__, EntryNotFoundError):
+            return None
+        raise
+
+
+def download(
+    repo_id: str, filename: str, *, repo_type: str, revision: str | None = None, token: str | None = None
+) -> Path:
+    """Download one file (cached) and return its local path."""
+    from huggingface_hub import hf_hub_download
+
+    _check_repo_type(repo_type)
+    try:
+        return Path(
+            with_retries(
+                lambda: hf_hub_download(repo_id, filename, repo_type=repo_type, revision=revision, token=resolve_token(token)),
+                f"downloading {filename} from {repo_id}",
+            )
+        )
+    except HubError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise _translate(exc, repo_id, repo_type) from exc
+
+
+def snapshot(
+    repo_id: str,
+    *,
+    repo_type: str,
+    revision: str | None = None,
+    token: str | None = None,
+    allow_patterns: list[str] | str | None = None,
+) -> Path:
+    """Download a repo snapshot (cached) and return its local folder."""
+    from huggingface_hub import snapshot_download
+
+    _check_repo_type(repo_type)
+    try:
+        return Path(
+            with_retries(
+                lambda: snapshot_download(
+                    repo_id, repo_type=repo_type, revision=revision, token=resolve_token(token), allow_patterns=allow_patterns
+                ),
+                f"downloading {repo_id}",
+            )
+        )
+    except HubError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise _translate(exc, repo_id, repo_type) from exc
+
+
+def repo_head(repo_id: str, *, repo_type: str, revision: str | None = None, token: str | None = None) -> str:
+    """Return the commit sha that ``revision`` (default the main branch) points at."""
+    _check_repo_type(repo_type)
+    api = _api(resolve_token(token))
+    try:
+        return with_retries(lambda: api.repo_info(repo_id, repo_type=repo_type, revision=revision).sha, f"reading {repo_id}")
+    except HubError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise _translate(exc, repo_id, repo_type) from exc
+
+
+def repo_exists(repo_id: str, repo_type: str, token: str | None = None) -> bool:
+    """Return whether the repo exists and is visible with this token."""
+    _check_repo_type(repo_type)
+    api = _api(resolve_token(token))
+    try:
+        return with_retries(lambda: api.repo_exists(repo_id, repo_type=repo_type), f"checking {repo_id}")
+    except HubError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise _translate(exc, repo_id, repo_type) from exc
