@@ -49,6 +49,8 @@ os.environ.update(
         "LTD_HUB_CACHE": str(SESSION_DIR / "ltd_cache"),
     }
 )
+# The GGUF -> safetensors conversion of the seeded base model is kept across sessions (~20 s once).
+os.environ.setdefault("LTD_HUB_SEED_DIR", str(Path.home() / ".cache" / "ltd-hub" / "seed"))
 os.environ.pop("HF_HUB_OFFLINE", None)
 os.environ.pop("HUGGING_FACE_HUB_TOKEN", None)
 

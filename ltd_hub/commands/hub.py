@@ -1,0 +1,103 @@
+"""``ltd-hub hub serve|seed``: run the embedded Hub-compatible server and preload its models."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import string
+from pathlib import Path
+
+from ltd_hub.errors import UsageError
+
+LOCAL_USER = "local"
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("hub", help="run the embedded Hub-compatible server (offline use and tests)")
+    actions = parser.add_subparsers(dest="hub_command", metavar="ACTION", required=True)
+
+    serve = actions.add_parser("serve", help="serve the Hub API in the foreground until Ctrl-C")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 = any free port)")
+    serve.add_argument("--root", type=Path, help="storage folder (default: ltd-hub cache dir /hub)")
+    serve.add_argument("--token", action="append", default=[], metavar="NAME=TOKEN[:read]",
+                       help="accepted token; NAME is the namespace it may write to (repeatable; also $LTD_HUB_TOKENS)")  # fmt: skip
+    serve.add_argument("--fault", action="append", default=[], metavar="SPEC",
+                       help="inject failures, e.g. commit:503:times=2 or lfs-put:drop:p=0.3:seed=1 (also $LTD_HUB_FAULTS)")  # fmt: skip
+    serve.set_defaults(func=run_serve)
+
+    seed = actions.add_parser("seed", help="put SmolLM2-135M-Instruct and all-MiniLM-L6-v2 into the Hub storage")
+    seed.add_argument("--root", type=Path, help="storage folder (default: ltd-hub cache dir /hub)")
+    seed.add_argument("--only", choices=["base", "encoder"], help="seed only the base model or only the encoder")
+    seed.set_defaults(func=run_seed)
+
+
+def _root(args) -> Path:
+    from ltd_hub.paths import cache_dir
+
+    root = args.root or cache_dir("hub")
+    if root.exists() and not root.is_dir():
+        raise UsageError(f"--root {root} is a file; pass a folder for the Hub storage")
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def _split_env(name: str) -> list[str]:
+    return [item.strip() for item in os.environ.get(name, "").split(",") if item.strip()]
+
+
+def local_token(root: Path) -> str:
+    """The token of user ``local``, generated once and kept in ``<root>/token`` (mode 0600)."""
+    path = root / "token"
+    if path.is_file():
+        return path.read_text().strip()
+    token = "hf_" + "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(34))
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(token + "\n")
+    return token
+
+
+def run_serve(args) -> int:
+    from ltd_hub.hub_server.auth import parse_tokens
+    from ltd_hub.hub_server.faults import Fault
+    from ltd_hub.hub_server.serve import serve_forever
+
+    root = _root(args)
+    tokens = args.token + _split_env("LTD_HUB_TOKENS")
+    faults = args.fault + _split_env("LTD_HUB_FAULTS")
+    try:
+        parse_tokens(tokens)
+        for spec in faults:
+            Fault.parse(spec)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    token_line = 'export HF_TOKEN="<one of the tokens you passed>"'
+    if not tokens:
+        tokens = [f"{LOCAL_USER}={local_token(root)}"]
+        token_line = f'export HF_TOKEN="$(cat {root / "token"})"   # user: {LOCAL_USER}'
+
+    def announce(endpoint: str) -> None:
+        print(f"ltd-hub: embedded Hub serving {root} at {endpoint}")
+        if faults:
+            print(f"Injecting faults: {', '.join(faults)}")
+        print("In another shell, point the Hub libraries at it:")
+        print(f"  export HF_ENDPOINT={endpoint}")
+        print("  export HF_HUB_DISABLE_XET=1")
+        print(f"  {token_line}", flush=True)
+
+    serve_forever(root, host=args.host, port=args.port, tokens=tokens, faults=faults, announce=announce)
+    return 0
+
+
+def run_seed(args) -> int:
+    from ltd_hub.hub_server.seed import seed_hub
+
+    root = _root(args)
+    try:
+        heads = seed_hub(root, only=args.only)
+    except FileNotFoundError as exc:
+        raise UsageError(str(exc)) from None
+    for repo_id, sha in heads.items():
+        print(f"{repo_id}\t{sha}")
+    return 0

@@ -1,0 +1,5 @@
+"""An embedded Hugging Face Hub-compatible server (git storage, LFS, the Hub's HTTP API).
+
+The real Hub client libraries talk to it unchanged through ``HF_ENDPOINT``; see
+``serve.serve_hub`` to run it and ``seed.seed_hub`` to preload the base model and encoder.
+"""
