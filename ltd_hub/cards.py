@@ -1,6 +1,6 @@
 """Render and merge Hub cards (README.md with YAML front matter).
 
-Templates live in ``cards/`` (installed as ``ltd_hub.cards``), start with
+Templates live in ``cards/`` (installed as ``ltd_hub.card_templates``), start with
 ``---\n{{ card_data }}\n---`` like huggingface_hub's templates, and put everything they generate
 between the markers below so a later push can replace our block and keep the user's text.
 """
@@ -25,9 +25,9 @@ def _yaml_dump(data: dict[str, Any]) -> str:
 
 def load_template(template_name: str) -> str:
     """Return the text of ``cards/<template_name>`` from the installed package."""
-    path = resources.files("ltd_hub.cards") / template_name
+    path = resources.files("ltd_hub.card_templates") / template_name
     if not path.is_file():
-        names = sorted(p.name for p in resources.files("ltd_hub.cards").iterdir() if p.name.endswith(".j2"))
+        names = sorted(p.name for p in resources.files("ltd_hub.card_templates").iterdir() if p.name.endswith(".j2"))
         raise ValueError(f"unknown card template {template_name!r}; available: {', '.join(names)}")
     return path.read_text(encoding="utf-8")
 
