@@ -95,8 +95,10 @@ def _status(exc: BaseException) -> int | None:
 
 def _is_transient(exc: BaseException) -> bool:
     import httpx
-    from huggingface_hub.errors import HfHubHTTPError
+    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
+    if isinstance(exc, OfflineModeIsEnabled):  # a ConnectionError subclass, but retrying cannot help
+        return False
     if isinstance(exc, HfHubHTTPError):
         return _status(exc) in TRANSIENT_STATUS
     return isinstance(exc, (httpx.TransportError, ConnectionError, TimeoutError))

@@ -1,0 +1,189 @@
+"""Selection strategies as small estimators: ``fit(X)`` sets ``indices_``, ``cluster_ids_``, ``distances_``.
+
+Clustered strategies run k-means, share the budget between clusters in proportion to their
+sizes, and pick inside each cluster by their rule. The two baselines treat all rows as one
+cluster (id 0, centred on the mean row) and pick without k-means.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ltd_hub.errors import UsageError
+from ltd_hub.selection.budget import allocate_budget
+from ltd_hub.selection.clustering import Clustering, default_n_clusters, fit_kmeans
+from ltd_hub.selection.coreset import distances_to_centers, kcenter_greedy, nearest, squared_norms
+
+
+class Selector:
+    """Base estimator. Subclasses set ``name``, ``clustered`` and implement :meth:`_pick`.
+
+    Args:
+        n_select: rows to select.
+        n_clusters: k for clustered strategies; None picks :func:`default_n_clusters`.
+        seed: seeds k-means and any random choice.
+        progress: show a tqdm bar over clusters.
+
+    Attributes (after ``fit``):
+        indices_: selected row indices, ascending.
+        cluster_ids_: cluster of each selected row.
+        distances_: distance of each selected row to its cluster centre.
+        n_clusters_: k used; n_clusters_auto_: whether it was chosen automatically.
+        cluster_sizes_, cluster_budget_: rows and selected rows per cluster.
+        inertia_: k-means inertia (None for the baselines).
+        clustering_: the :class:`Clustering` (None for the baselines).
+    """
+
+    name: ClassVar[str]
+    clustered: ClassVar[bool] = True
+    description: ClassVar[str] = ""
+
+    def __init__(self, n_select: int, *, n_clusters: int | None = None, seed: int = 0, progress: bool = False):
+        if n_clusters is not None and not self.clustered:
+            raise UsageError(f"--n-clusters does not apply to strategy {self.name!r}, which does not cluster; drop it")
+        if n_clusters is not None and n_clusters < 1:
+            raise UsageError(f"--n-clusters must be at least 1, got {n_clusters}")
+        if n_select < 1:
+            raise UsageError(f"the selection size must be at least 1, got {n_select}")
+        self.n_select, self.n_clusters, self.seed, self.progress = n_select, n_clusters, seed, progress
+
+    def get_params(self) -> dict[str, Any]:
+        return {"n_select": self.n_select, "n_clusters": self.n_clusters, "seed": self.seed}
+
+    def _pick(self, X: np.ndarray, dist: np.ndarray, budget: int, rng: np.random.Generator) -> np.ndarray:
+        """Choose ``budget`` local indices of the cluster's rows ``X`` (``dist``: distance to its centre)."""
+        raise NotImplementedError
+
+    def _cluster(self, X: np.ndarray) -> Clustering | None:
+        from tqdm.auto import tqdm
+
+        if not self.clustered:
+            return None
+        k = self.n_clusters or default_n_clusters(len(X), self.n_select)
+        if k > len(X):
+            raise UsageError(f"--n-clusters {k} is more than the {len(X)} rows; lower it")
+        # scikit-learn reports no progress; a one-step bar still shows what runs and for how long.
+        with tqdm(total=1, desc=f"clustering (k-means, k={k})", disable=not self.progress) as bar:
+            clustering = fit_kmeans(X, k, seed=self.seed)
+            bar.update()
+        return clustering
+
+    def fit(self, X: np.ndarray) -> Selector:
+        """Select ``n_select`` rows of ``X`` (float32, shape (n, d)); returns self.
+
+        Example:
+            >>> get_selector("kcenter", n_select=10, seed=0).fit(X).indices_
+        """
+        from tqdm.auto import tqdm
+
+        X = np.ascontiguousarray(X, dtype=np.float32)
+        if X.ndim != 2 or len(X) == 0:
+            raise UsageError("selection needs a non-empty 2-D array of embeddings")
+        if self.n_select > len(X):
+            raise UsageError(f"cannot select {self.n_select} rows from {len(X)}; lower --size or --ratio")
+        clustering = self._cluster(X)
+        if clustering is None:
+            labels = np.zeros(len(X), dtype=np.int64)
+            centers = X.mean(axis=0, keepdims=True)
+            sizes = np.array([len(X)])
+        else:
+            labels, centers, sizes = clustering.labels, clustering.centers, clustering.sizes
+        dist = distances_to_centers(X, centers, labels)
+        budget = allocate_budget(sizes, self.n_select)
+        rng = np.random.default_rng(self.seed)
+        # Rows of each cluster, in row order, from one stable sort instead of k boolean scans.
+        order = np.argsort(labels, kind="stable")
+        bounds = np.concatenate([[0], np.cumsum(sizes)])
+        chosen = []
+        clusters = np.flatnonzero(budget)
+        for c in tqdm(clusters, desc=f"selecting ({self.name})", unit="cluster", disable=not self.progress or len(clusters) < 2):
+            members = order[bounds[c] : bounds[c + 1]]
+            local = self._pick(X[members], dist[members], int(budget[c]), rng)
+            chosen.append(members[local])
+        indices = np.sort(np.concatenate(chosen))
+        self.indices_ = indices
+        self.cluster_ids_ = labels[indices]
+        self.distances_ = dist[indices]
+        self.clustering_ = clustering
+        self.n_clusters_ = len(sizes) if clustering is not None else None
+        self.n_clusters_auto_ = clustering is not None and self.n_clusters is None
+        self.cluster_sizes_ = sizes
+        self.cluster_budget_ = budget
+        self.inertia_ = clustering.inertia if clustering is not None else None
+        return self
+
+
+class KCenterSelector(Selector):
+    name = "kcenter"
+    description = "k-means, then k-center greedy inside each cluster starting at the row nearest the centroid"
+
+    def _pick(self, X, dist, budget, rng):
+        return kcenter_greedy(X, budget, first=int(np.argmin(dist)))
+
+
+class CentroidSelector(Selector):
+    name = "centroid"
+    description = "k-means, then the rows nearest each centroid"
+
+    def _pick(self, X, dist, budget, rng):
+        return nearest(dist, budget)
+
+
+class RandomInClusterSelector(Selector):
+    name = "random-in-cluster"
+    description = "k-means, then uniform random rows inside each cluster"
+
+    def _pick(self, X, dist, budget, rng):
+        return rng.choice(len(X), size=budget, replace=False)
+
+
+class KCenterGlobalSelector(Selector):
+    name = "kcenter-global"
+    clustered = False
+    description = "k-center greedy over all rows, starting at the row nearest the mean (no clustering)"
+
+    def _pick(self, X, dist, budget, rng):
+        return kcenter_greedy(X, budget, first=int(np.argmin(dist)), sq_norms=squared_norms(X))
+
+
+class RandomSelector(Selector):
+    name = "random"
+    clustered = False
+    description = "uniform random rows (no clustering)"
+
+    def _pick(self, X, dist, budget, rng):
+        return rng.choice(len(X), size=budget, replace=False)
+
+
+SELECTORS: dict[str, type[Selector]] = {
+    cls.name: cls for cls in (KCenterSelector, CentroidSelector, RandomInClusterSelector, KCenterGlobalSelector, RandomSelector)
+}
+DEFAULT_STRATEGY = "kcenter"
+
+
+def check_strategy(name: str) -> type[Selector]:
+    """Return the selector class for ``name``, or raise UsageError listing the valid names."""
+    try:
+        return SELECTORS[name]
+    except KeyError:
+        raise UsageError(f"unknown strategy {name!r}; valid strategies: {', '.join(SELECTORS)}") from None
+
+
+def get_selector(name: str = DEFAULT_STRATEGY, **kwargs: Any) -> Selector:
+    """Build the selector registered as ``name``.
+
+    Args:
+        name: one of ``kcenter`` (default), ``centroid``, ``random-in-cluster``, ``kcenter-global``, ``random``.
+        **kwargs: ``n_select`` (required), ``n_clusters``, ``seed``, ``progress``.
+
+    Returns:
+        An unfitted :class:`Selector`.
+
+    Example:
+        >>> sel = get_selector("centroid", n_select=25, n_clusters=5, seed=0).fit(X)
+        >>> len(sel.indices_)
+        25
+    """
+    return check_strategy(name)(**kwargs)

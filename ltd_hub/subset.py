@@ -1,0 +1,768 @@
+"""Select a coreset of instruction data and publish it: the engine behind ``push-subset`` and ``rebuild-subset``.
+
+``select_subset`` loads and filters the source, embeds the rows (cached), clusters them and
+picks the coreset, returning the rows and their manifest without touching the Hub.
+``subset_files`` turns that into exactly the files a push commits (Parquet, card, manifest);
+``push_subset`` checks the target first, then selects and pushes them in one commit;
+``rebuild_subset`` re-runs a manifest and compares the ids.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import statistics
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+
+from ltd_hub.errors import UsageError
+from ltd_hub.manifest import MANIFEST_FILENAME, SelectedRow, SelectionManifest
+
+if TYPE_CHECKING:
+    import datasets
+
+    from ltd_hub.hub import PushResult
+    from ltd_hub.sources import LoadedSource
+
+DEFAULT_RATIO = 0.005
+PARQUET_PATH = "data/train-00000-of-00001.parquet"
+CARD_TEMPLATE = "dataset_card.md.j2"
+PAPER = {
+    "title": "Maybe Only 0.5% Data is Needed: A Preliminary Exploration of Low Training Data Instruction Tuning",
+    "arxiv": "2305.09246",
+}
+DEFAULT_TRAIN_BASE = "HuggingFaceTB/SmolLM2-135M-Instruct"
+Log = Callable[[str], None]
+
+
+@dataclass
+class SubsetResult:
+    """A selected subset, before anything is written or pushed.
+
+    Attributes:
+        dataset: the selected rows with all their original columns, in source order.
+        manifest: the rebuild recipe (see :class:`~ltd_hub.manifest.SelectionManifest`).
+        stats: counts and timings: ``n_source_rows``, ``n_filtered_rows``, ``n_selected``,
+            ``ratio``, ``strategy``, ``seconds_load``, ``seconds_encode``, ``seconds_select``,
+            ``seconds``, ``cache_hit``, ``n_truncated``, ``task_counts`` ({task: [filtered, selected]}).
+        source_license: the license the source declares, if any.
+    """
+
+    dataset: datasets.Dataset
+    manifest: SelectionManifest
+    stats: dict[str, Any] = field(default_factory=dict)
+    source_license: str | None = None
+
+
+@dataclass
+class PushSubsetResult:
+    """What ``push_subset`` did: the selection and the Hub commit."""
+
+    result: SubsetResult
+    push: PushResult
+    seconds: float
+
+    def summary(self) -> dict[str, Any]:
+        """The ``--format json`` object."""
+        s = self.result.stats
+        return {
+            "repo_id": self.push.repo_id,
+            "commit_url": self.push.commit_url,
+            "revision": self.push.revision,
+            "n_source_rows": s["n_source_rows"],
+            "n_filtered_rows": s["n_filtered_rows"],
+            "n_selected": s["n_selected"],
+            "ratio": s["ratio"],
+            "strategy": s["strategy"],
+            "seconds": round(self.seconds, 3),
+        }
+
+
+@dataclass
+class RebuildReport:
+    """The outcome of re-running a manifest: identical ids or the difference."""
+
+    identical: bool
+    n_expected: int
+    n_rebuilt: int
+    missing: list[int]
+    extra: list[int]
+    manifest: SelectionManifest
+    seconds: float
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "identical": self.identical,
+            "n_expected": self.n_expected,
+            "n_rebuilt": self.n_rebuilt,
+            "missing": self.missing,
+            "extra": self.extra,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+# --------------------------------------------------------------------------- selection
+
+
+@dataclass
+class SelectionRequest:
+    """All the knobs of a selection (see :func:`select_subset` for their meaning)."""
+
+    ratio: float | None = None
+    size: int | None = None
+    strategy: str = "kcenter"
+    encoder: str | None = None
+    n_clusters: int | None = None
+    seed: int = 0
+    filters: Sequence[str] = ()
+    tasks: str | Sequence[str] | None = None
+    text_fields: Sequence[str] | None = None
+    include_target: bool = True
+    input_columns: Sequence[str] | None = None
+    target_column: str | None = None
+    task_column: str | None = None
+    config: str | None = None
+    split: str | None = None
+    revision: str | None = None
+    encoder_revision: str | None = None
+    batch_size: int | None = None
+    max_tokens: int | None = None
+    encoder_dtype: str = "float32"
+    device: str | None = None
+    token: str | None = None
+    use_cache: bool = True
+    progress: bool = True
+
+    def validate(self) -> tuple[Any, list[tuple[str, str]], list[str]]:
+        """Check every cheap option before any loading, encoding or network call.
+
+        Returns:
+            ``(encoder, parsed filters, task names)``; also fills in the default ratio.
+        """
+        from ltd_hub.encoders import get_encoder
+        from ltd_hub.selection import check_strategy
+        from ltd_hub.sources import parse_filters, read_task_names
+
+        if self.size is not None and self.ratio is not None:
+            raise UsageError("give --ratio or --size, not both")
+        if self.size is not None and self.size < 1:
+            raise UsageError(f"--size must be at least 1, got {self.size}")
+        if self.size is None:
+            self.ratio = DEFAULT_RATIO if self.ratio is None else float(self.ratio)
+            if not 0 < self.ratio < 1:
+                raise UsageError(f"--ratio must be between 0 and 1 (exclusive), got {self.ratio}; e.g. 0.005 for 0.5%")
+        selector_cls = check_strategy(self.strategy)
+        if self.n_clusters is not None:
+            if not selector_cls.clustered:
+                raise UsageError(f"--n-clusters does not apply to strategy {self.strategy!r}, which does not cluster; drop it")
+            if self.n_clusters < 1:
+                raise UsageError(f"--n-clusters must be at least 1, got {self.n_clusters}")
+        encoder = get_encoder(
+            self.encoder,
+            revision=self.encoder_revision,
+            batch_size=self.batch_size,
+            max_tokens=self.max_tokens,
+            dtype=self.encoder_dtype,
+            device=self.device,
+            token=self.token,
+        )
+        return encoder, parse_filters(self.filters), read_task_names(self.tasks) if self.tasks else []
+
+
+def select_subset(
+    source: str | os.PathLike | Sequence[str | os.PathLike] | LoadedSource,
+    *,
+    ratio: float | None = None,
+    size: int | None = None,
+    strategy: str = "kcenter",
+    encoder: str | None = None,
+    n_clusters: int | None = None,
+    seed: int = 0,
+    filters: Sequence[str] = (),
+    tasks: str | Sequence[str] | None = None,
+    text_fields: Sequence[str] | None = None,
+    include_target: bool = True,
+    input_columns: Sequence[str] | None = None,
+    target_column: str | None = None,
+    task_column: str | None = None,
+    config: str | None = None,
+    split: str | None = None,
+    revision: str | None = None,
+    encoder_revision: str | None = None,
+    batch_size: int | None = None,
+    max_tokens: int | None = None,
+    encoder_dtype: str = "float32",
+    device: str | None = None,
+    token: str | None = None,
+    use_cache: bool = True,
+    progress: bool = True,
+    log: Log | None = None,
+) -> SubsetResult:
+    """Select a coreset of ``source`` without touching the Hub (beyond reading a Hub source/encoder).
+
+    Args:
+        source: local file/folder/glob (JSONL, JSON, .gz, Parquet, CSV), SuperNI task files, a Hub
+            dataset id, or an already loaded :class:`~ltd_hub.sources.LoadedSource`.
+        ratio: share of the filtered rows to select (default 0.005); exclusive with ``size``.
+        size: number of rows to select.
+        strategy: ``kcenter`` (default), ``centroid``, ``random-in-cluster``, ``kcenter-global``, ``random``.
+        encoder: ``minilm`` (default), ``lexical``, ``sentence-transformers:<id>``, ``causal-lm:<id>``.
+        n_clusters: k (default automatic, recorded in the manifest).
+        seed: seeds k-means and random choices.
+        filters: ``COLUMN=GLOB`` strings; same column OR, different columns AND.
+        tasks: task names (globs) on the task column: a list, a comma-separated string or a file.
+        text_fields: columns embedded (default the input columns, plus the target if ``include_target``).
+        include_target: embed the target too (the default, as the method specifies).
+        input_columns, target_column, task_column: column mapping for other schemas.
+        config, split, revision: for Hub dataset sources.
+        encoder_revision: pin the encoder model revision.
+        batch_size, max_tokens, encoder_dtype, device: encoder settings.
+        token: Hub token for private sources/encoders.
+        use_cache: reuse cached embeddings (False re-encodes).
+        progress: tqdm bars on encoding and selection.
+        log: called with short progress lines.
+
+    Returns:
+        A :class:`SubsetResult`.
+
+    Raises:
+        UsageError: any bad input, with one line naming the fix.
+
+    Example:
+        >>> result = select_subset("pool.jsonl.gz", ratio=0.005, encoder="lexical", filters=["dataset=snli"])
+        >>> len(result.dataset) == result.stats["n_selected"]
+        True
+    """
+    request = SelectionRequest(
+        ratio=ratio,
+        size=size,
+        strategy=strategy,
+        encoder=encoder,
+        n_clusters=n_clusters,
+        seed=seed,
+        filters=filters,
+        tasks=tasks,
+        text_fields=text_fields,
+        include_target=include_target,
+        input_columns=input_columns,
+        target_column=target_column,
+        task_column=task_column,
+        config=config,
+        split=split,
+        revision=revision,
+        encoder_revision=encoder_revision,
+        batch_size=batch_size,
+        max_tokens=max_tokens,
+        encoder_dtype=encoder_dtype,
+        device=device,
+        token=token,
+        use_cache=use_cache,
+        progress=progress,
+    )
+    return _run_selection(source, request, log=log)
+
+
+def _run_selection(source, req: SelectionRequest, *, log: Log | None = None, checked=None) -> SubsetResult:
+    from ltd_hub.encoders import encode_cached
+    from ltd_hub.selection import budget_from_ratio, get_selector
+    from ltd_hub.sources import LoadedSource, apply_filters, build_texts, column_values, load_source
+
+    encoder, filters, tasks = checked or req.validate()
+    say = log or (lambda _msg: None)
+    t0 = time.perf_counter()
+    if isinstance(source, LoadedSource):
+        src = source
+    else:
+        say(f"loading {source if isinstance(source, (str, os.PathLike)) else ', '.join(map(str, source))}")
+        src = load_source(
+            source,
+            config=req.config,
+            split=req.split,
+            revision=req.revision,
+            token=req.token,
+            input_columns=req.input_columns,
+            target_column=req.target_column,
+            task_column=req.task_column,
+        )
+    filtered, rows = apply_filters(src, filters, tasks)
+    n_source, n_filtered = len(src.dataset), len(filtered)
+    if req.size is not None:
+        if req.size > n_filtered:
+            raise UsageError(f"--size {req.size} is larger than the {n_filtered} rows after the filter; lower it")
+        n_select = req.size
+    else:
+        n_select = budget_from_ratio(n_filtered, req.ratio)
+    if req.n_clusters is not None and req.n_clusters > n_filtered:
+        raise UsageError(f"--n-clusters {req.n_clusters} is more than the {n_filtered} rows after the filter; lower it")
+    if req.text_fields:
+        fields = list(req.text_fields)
+    else:
+        fields = [*src.columns.inputs, *([src.columns.target] if req.include_target and src.columns.target else [])]
+    texts = build_texts(filtered, fields)
+    t_load = time.perf_counter() - t0
+    say(f"{n_filtered} of {n_source} rows after the filter; selecting {n_select} with {req.strategy}")
+
+    filter_record = {
+        "filters": [f"{c}={p}" for c, p in filters],
+        "tasks": tasks,
+        "task_column": src.columns.task if tasks else None,
+    }
+    identity = {
+        "source": src.fingerprint,
+        "kind": src.kind,
+        "config": src.config,
+        "split": src.split,
+        "text_fields": fields,
+        "filter": filter_record,
+    }
+    encoder.resolve()
+    X, enc_stats = encode_cached(encoder, texts, identity, use_cache=req.use_cache, progress=req.progress)
+    say(
+        f"embeddings {'from the cache' if enc_stats.cache_hit else 'computed'} ({X.shape[0]} x {X.shape[1]}, {enc_stats.seconds:.1f}s)"
+        + (f"; {enc_stats.n_truncated} rows truncated to {enc_stats.max_tokens} tokens" if enc_stats.n_truncated else "")
+    )
+
+    t1 = time.perf_counter()
+    selector = get_selector(req.strategy, n_select=n_select, n_clusters=req.n_clusters, seed=req.seed, progress=req.progress).fit(
+        X
+    )
+    local = selector.indices_
+    subset = filtered.select(local)
+    source_rows = rows[local]
+    ids = column_values(subset, src.columns.id) if src.columns.id else None
+    selected = [
+        SelectedRow(row=int(r), cluster=int(c), distance=round(float(d), 6), id=None if ids is None else str(ids[i]))
+        for i, (r, c, d) in enumerate(zip(source_rows, selector.cluster_ids_, selector.distances_))
+    ]
+    clustering = selector.clustering_
+    manifest = SelectionManifest(
+        source=src.to_manifest(),
+        filter={**filter_record, "n_rows": n_filtered},
+        columns=src.columns.to_dict(),
+        text_fields=fields,
+        encoder={
+            **encoder.describe(),
+            "max_tokens": enc_stats.max_tokens,
+            "dim": enc_stats.dim,
+            "n_truncated": enc_stats.n_truncated,
+        },
+        selection={
+            "strategy": req.strategy,
+            "ratio": req.ratio,
+            "size": req.size,
+            "n_selected": len(selected),
+            "seed": req.seed,
+            "n_clusters": selector.n_clusters_,
+            "n_clusters_auto": bool(selector.n_clusters_auto_),
+            "algorithm": clustering.algorithm if clustering else None,
+            "inertia": round(clustering.inertia, 4) if clustering else None,
+            "cluster_sizes": selector.cluster_sizes_.tolist() if clustering else None,
+            "cluster_budget": selector.cluster_budget_.tolist() if clustering else None,
+        },
+        selected=selected,
+    )
+    t_select = time.perf_counter() - t1
+    task_counts: dict[str, list[int]] = {}
+    if src.columns.task:
+        all_tasks = Counter(map(str, column_values(filtered, src.columns.task)))
+        picked = Counter(map(str, column_values(subset, src.columns.task)))
+        task_counts = {t: [n, picked.get(t, 0)] for t, n in all_tasks.most_common()}
+    stats = {
+        "n_source_rows": n_source,
+        "n_filtered_rows": n_filtered,
+        "n_selected": len(selected),
+        "ratio": len(selected) / n_filtered,
+        "strategy": req.strategy,
+        "encoder": encoder.name,
+        "seconds_load": round(t_load, 3),
+        "seconds_encode": round(enc_stats.seconds, 3),
+        "seconds_select": round(t_select, 3),
+        "seconds": round(time.perf_counter() - t0, 3),
+        "cache_hit": enc_stats.cache_hit,
+        "n_truncated": enc_stats.n_truncated,
+        "task_counts": task_counts,
+    }
+    say(f"selected {len(selected)} rows in {t_select:.1f}s")
+    return SubsetResult(dataset=subset, manifest=manifest, stats=stats, source_license=src.license)
+
+
+# --------------------------------------------------------------------------- files
+
+
+def _size_category(n: int) -> str:
+    bounds = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"), (10_000_000, "1M<n<10M")]
+    return next((label for bound, label in bounds if n < bound), "10M<n<100M")
+
+
+def _card_context(result: SubsetResult, repo_id: str, license_id: str, pretty_name: str) -> dict[str, Any]:
+    m, s = result.manifest, result.stats
+    sel, enc, src = m.selection, m.encoder, m.source
+    sizes = sel["cluster_sizes"] or []
+    budget = sel["cluster_budget"] or []
+    if src["kind"] == "hub":
+        source_line = f"[{src['id']}](https://huggingface.co/datasets/{src['id']}) at commit `{src['revision']}`"
+        source_line += f", config `{src['config']}`" if src["config"] else ""
+        source_line += f", split `{src['split']}`"
+    else:
+        names = ", ".join(f"`{Path(f['path']).name}` (sha256 `{f['sha256'][:12]}`)" for f in src["files"][:10])
+        more = f" and {len(src['files']) - 10} more files" if len(src["files"]) > 10 else ""
+        source_line = f"local {'SuperNI task files' if src['kind'] == 'superni' else 'files'} {names}{more}"
+    filt = m.filter
+    filter_parts = [f"`{f}`" for f in filt["filters"]] + (
+        [f"tasks {', '.join(f'`{t}`' for t in filt['tasks'])} (column `{filt['task_column']}`)"] if filt["tasks"] else []
+    )
+    counts = s.get("task_counts") or {}
+    task_rows = [{"task": t, "filtered": n, "selected": k} for t, (n, k) in list(counts.items())[:40]]
+    return {
+        "repo_id": repo_id,
+        "pretty_name": pretty_name,
+        "license": license_id,
+        "n_selected": s["n_selected"],
+        "n_filtered": s["n_filtered_rows"],
+        "n_source": s["n_source_rows"],
+        "ratio_pct": f"{100 * s['ratio']:.3g}%",
+        "requested": f"ratio {sel['ratio']}" if sel["ratio"] is not None else f"size {sel['size']}",
+        "strategy": sel["strategy"],
+        "strategy_description": _strategy_description(sel["strategy"]),
+        "encoder_name": enc["name"],
+        "encoder_id": enc["id"],
+        "encoder_revision": enc["revision"],
+        "encoder_dim": enc["dim"],
+        "max_tokens": enc["max_tokens"],
+        "n_truncated": enc["n_truncated"],
+        "seed": sel["seed"],
+        "n_clusters": sel["n_clusters"],
+        "n_clusters_auto": sel["n_clusters_auto"],
+        "algorithm": sel["algorithm"],
+        "inertia": sel["inertia"],
+        "cluster_min": min(sizes) if sizes else None,
+        "cluster_median": statistics.median(sizes) if sizes else None,
+        "cluster_max": max(sizes) if sizes else None,
+        "clusters_selected": sum(1 for b in budget if b) if budget else None,
+        "source_line": source_line,
+        "filter_line": ", ".join(filter_parts) if filter_parts else "none (all rows)",
+        "task_column": m.columns.get("task"),
+        "task_rows": task_rows,
+        "n_more_tasks": max(0, len(counts) - len(task_rows)),
+        "input_columns_md": " + ".join(f"`{c}`" for c in m.columns["inputs"]),
+        "text_fields_md": " + ".join(f"`{c}`" for c in m.text_fields),
+        "target_column": m.columns["target"],
+        "train_base_model": DEFAULT_TRAIN_BASE,
+        "paper": PAPER,
+        "manifest_file": MANIFEST_FILENAME,
+        "versions": m.versions,
+    }
+
+
+def _strategy_description(name: str) -> str:
+    from ltd_hub.selection import SELECTORS
+
+    return SELECTORS[name].description
+
+
+def render_dataset_card(
+    result: SubsetResult,
+    repo_id: str,
+    *,
+    license: str | None = None,
+    language: Sequence[str] = ("en",),
+    pretty_name: str | None = None,
+    log: Log | None = None,
+) -> str:
+    """Render ``README.md`` for the subset (YAML metadata the Hub reads, then the generated body).
+
+    The license is the source's when it declares one, else ``license``, else ``unknown``.
+
+    Example:
+        >>> text = render_dataset_card(result, "me/nli-coreset")
+    """
+    from ltd_hub.cards import render_card
+
+    license_id = result.source_license or license or "unknown"
+    if result.source_license and license and license != result.source_license and log:
+        log(f"note: the source is licensed {result.source_license}; the card keeps that license, not --license {license}")
+    pretty = (
+        pretty_name
+        or f"{repo_id.split('/')[-1]} ({result.stats['n_selected']} rows, ltd-hub {result.manifest.selection['strategy']})"
+    )
+    src = result.manifest.source
+    if src["kind"] == "hub":
+        source_datasets = [src["id"]]
+    else:
+        source_datasets = list((result.stats.get("task_counts") or {}).keys())[:50]
+    card_data: dict[str, Any] = {
+        "license": license_id,
+        "language": list(language),
+        "task_categories": ["text-generation"],
+        "size_categories": [_size_category(result.stats["n_selected"])],
+    }
+    if source_datasets:
+        card_data["source_datasets"] = source_datasets
+    card_data.update(
+        {
+            "pretty_name": pretty,
+            "tags": ["ltd-hub", "data-selection", "instruction-tuning", result.manifest.selection["strategy"]],
+            "configs": [{"config_name": "default", "data_files": [{"split": "train", "path": PARQUET_PATH}]}],
+        }
+    )
+    return render_card(CARD_TEMPLATE, card_data, **_card_context(result, repo_id, license_id, pretty))
+
+
+def subset_files(
+    result: SubsetResult,
+    repo_id: str,
+    *,
+    license: str | None = None,
+    language: Sequence[str] = ("en",),
+    pretty_name: str | None = None,
+    log: Log | None = None,
+) -> dict[str, bytes]:
+    """Exactly the files a push commits: the Parquet rows, ``README.md`` and ``selection_manifest.json``.
+
+    Example:
+        >>> sorted(subset_files(result, "me/nli-coreset"))
+        ['README.md', 'data/train-00000-of-00001.parquet', 'selection_manifest.json']
+    """
+    import datasets
+
+    buffer = io.BytesIO()
+    # A bar for a few-thousand-row write is noise next to the encoding and selection bars.
+    was_disabled = datasets.are_progress_bars_disabled()
+    datasets.disable_progress_bars()
+    try:
+        result.dataset.to_parquet(buffer)
+    finally:
+        if not was_disabled:
+            datasets.enable_progress_bars()
+    card = render_dataset_card(result, repo_id, license=license, language=language, pretty_name=pretty_name, log=log)
+    return {
+        PARQUET_PATH: buffer.getvalue(),
+        "README.md": card.encode("utf-8"),
+        MANIFEST_FILENAME: result.manifest.to_json().encode("utf-8"),
+    }
+
+
+def write_subset_files(
+    result: SubsetResult, out_dir: str | os.PathLike, repo_id: str = "local/subset", **card_kwargs: Any
+) -> list[Path]:
+    """Write the files a push would commit under ``out_dir``, all or nothing.
+
+    Files are written to a temporary folder next to ``out_dir`` first and moved into place at
+    the end, so an interrupt never leaves a half-written subset.
+
+    Returns:
+        The written paths.
+
+    Example:
+        >>> write_subset_files(result, "out/", repo_id="me/nli-coreset")
+    """
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--output-dir {out} is a file; give a folder")
+    files = subset_files(result, repo_id, **card_kwargs)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    try:
+        for name, data in files.items():
+            path = staging / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+        if not out.exists():
+            os.replace(staging, out)
+        else:
+            for name in files:
+                target = out / name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(staging / name, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return [out / name for name in files]
+
+
+# --------------------------------------------------------------------------- push
+
+
+def push_subset(
+    source: str | os.PathLike | Sequence[str | os.PathLike],
+    repo_id: str,
+    *,
+    private: bool | None = None,
+    license: str | None = None,
+    language: Sequence[str] = ("en",),
+    pretty_name: str | None = None,
+    commit_message: str | None = None,
+    token: str | None = None,
+    log: Log | None = None,
+    **select_kwargs: Any,
+) -> PushSubsetResult:
+    """Select a coreset and push it (Parquet, card, manifest) to a Hub dataset repo in one commit.
+
+    The push target is checked (token, write access, repo type) before anything is loaded or
+    encoded. The card is merged into the repo's existing README.
+
+    Args:
+        source: as for :func:`select_subset`.
+        repo_id: ``namespace/name`` of the dataset repo.
+        private: create the repo private.
+        license: license when the source declares none.
+        language: card ``language``.
+        pretty_name: card ``pretty_name``.
+        commit_message: default "Add ltd-hub subset (...)".
+        token: Hub token (default: the one huggingface_hub finds).
+        log: called with short progress lines.
+        **select_kwargs: the options of :func:`select_subset` (``ratio``, ``strategy``, ``encoder``, ...).
+
+    Returns:
+        A :class:`PushSubsetResult`.
+
+    Example:
+        >>> out = push_subset("pool.jsonl.gz", "me/nli-coreset", encoder="lexical")  # doctest: +SKIP
+        >>> out.push.commit_url  # doctest: +SKIP
+    """
+    from ltd_hub import hub
+
+    start = time.perf_counter()
+    try:
+        request = SelectionRequest(token=token, **select_kwargs)
+    except TypeError as exc:
+        raise UsageError(f"push_subset got an unknown option ({exc})") from None
+    checked = request.validate()
+    target = hub.preflight_push(repo_id, "dataset", token=token)
+    if log:
+        log(f"target {target.repo_id} ({'existing' if target.exists else 'new'} dataset repo) is writable")
+    result = _run_selection(source, request, log=log, checked=checked)
+    files = subset_files(result, target.repo_id, license=license, language=language, pretty_name=pretty_name, log=log)
+    s = result.stats
+    message = commit_message or f"Add ltd-hub subset ({s['n_selected']} of {s['n_filtered_rows']} rows, {s['strategy']})"
+    pushed = hub.push_files(target.repo_id, files, repo_type="dataset", commit_message=message, token=token, private=private)
+    return PushSubsetResult(result=result, push=pushed, seconds=time.perf_counter() - start)
+
+
+# --------------------------------------------------------------------------- rebuild
+
+
+def load_manifest(
+    repo_id_or_dir: str | os.PathLike, *, revision: str | None = None, token: str | None = None
+) -> SelectionManifest:
+    """Read the manifest of a subset folder, a manifest file, or a Hub dataset repo."""
+    from ltd_hub import hub
+
+    path = Path(os.path.expanduser(os.fspath(repo_id_or_dir)))
+    if path.is_dir():
+        return SelectionManifest.load(path / MANIFEST_FILENAME)
+    if path.is_file():
+        return SelectionManifest.load(path)
+    from huggingface_hub.errors import EntryNotFoundError, HFValidationError, RepositoryNotFoundError
+
+    try:
+        local = hub.download(os.fspath(repo_id_or_dir), MANIFEST_FILENAME, repo_type="dataset", revision=revision, token=token)
+    except Exception as exc:
+        cause = exc.__cause__
+        if isinstance(cause, EntryNotFoundError):
+            raise UsageError(
+                f"dataset {repo_id_or_dir} has no {MANIFEST_FILENAME}; it was not made by ltd-hub push-subset"
+            ) from None
+        if isinstance(cause, (RepositoryNotFoundError, HFValidationError)):
+            raise UsageError(f"{repo_id_or_dir} is neither a local folder nor a Hub dataset; check the path or repo id") from None
+        raise
+    return SelectionManifest.load(local)
+
+
+def _manifest_source(manifest: SelectionManifest, override: str | Sequence[str] | None) -> tuple[Any, dict[str, Any]]:
+    """The SOURCE argument and loader options that reproduce the manifest's source."""
+    from ltd_hub.sources import _sha256
+
+    src = manifest.source
+    if src["kind"] == "hub" and not override:
+        return src["id"], {"config": src.get("config"), "split": src.get("split"), "revision": src["revision"]}
+    paths = [override] if isinstance(override, str) else list(override) if override else [f["path"] for f in src["files"]]
+    if not override:
+        for rec in src["files"]:
+            p = Path(rec["path"])
+            if not p.is_file():
+                raise UsageError(f"the source file {p} is not on this machine; pass --source PATH with the same data")
+            if _sha256(p) != rec["sha256"]:
+                raise UsageError(
+                    f"the source file {p} changed since the subset was made (sha256 differs); pass --source with the original data"
+                )
+    return paths, {"split": src.get("split")}
+
+
+def rebuild_subset(
+    repo_id_or_dir: str | os.PathLike,
+    *,
+    source: str | Sequence[str] | None = None,
+    revision: str | None = None,
+    token: str | None = None,
+    use_cache: bool = True,
+    progress: bool = True,
+    log: Log | None = None,
+) -> RebuildReport:
+    """Re-run the selection recorded in a subset's manifest and compare the selected row ids.
+
+    Args:
+        repo_id_or_dir: a subset folder (from ``--dry-run --output-dir``), a manifest file, or a Hub dataset id.
+        source: the source data, when the recorded local path is not on this machine.
+        revision: revision of the subset repo to read the manifest from.
+        token: Hub token.
+        use_cache: reuse cached embeddings; False re-encodes.
+        progress: tqdm bars.
+        log: called with short progress lines.
+
+    Returns:
+        A :class:`RebuildReport`.
+
+    Example:
+        >>> rebuild_subset("me/nli-coreset").identical  # doctest: +SKIP
+        True
+    """
+    start = time.perf_counter()
+    manifest = load_manifest(repo_id_or_dir, revision=revision, token=token)
+    src_arg, loader = _manifest_source(manifest, source)
+    sel, enc, cols, filt = manifest.selection, manifest.encoder, manifest.columns, manifest.filter
+    encoder_params = enc.get("params") or {}
+    if log:
+        log(f"re-running {sel['strategy']} on {manifest.source['id']} with encoder {enc['name']} @ {enc['revision']}")
+    result = select_subset(
+        src_arg,
+        ratio=sel["ratio"] if sel.get("size") is None else None,
+        size=sel.get("size"),
+        strategy=sel["strategy"],
+        encoder=enc["name"],
+        encoder_revision=enc["revision"],
+        encoder_dtype=encoder_params.get("dtype", "float32"),
+        max_tokens=encoder_params.get("max_tokens"),
+        n_clusters=None if sel.get("n_clusters_auto") else sel.get("n_clusters"),
+        seed=sel["seed"],
+        filters=filt.get("filters", []),
+        tasks=filt.get("tasks") or None,
+        text_fields=manifest.text_fields,
+        input_columns=cols.get("inputs"),
+        target_column=cols.get("target"),
+        task_column=filt.get("task_column") or cols.get("task"),
+        token=token,
+        use_cache=use_cache,
+        progress=progress,
+        log=log,
+        **loader,
+    )
+    expected = manifest.row_indices
+    rebuilt = result.manifest.row_indices
+    missing = sorted(set(expected) - set(rebuilt))
+    extra = sorted(set(rebuilt) - set(expected))
+    return RebuildReport(
+        identical=expected == rebuilt,
+        n_expected=len(expected),
+        n_rebuilt=len(rebuilt),
+        missing=missing,
+        extra=extra,
+        manifest=manifest,
+        seconds=time.perf_counter() - start,
+    )
