@@ -19,6 +19,9 @@ _LAZY = {
     "evaluate_adapter": "ltd_hub.evaluation",
     "load_adapter": "ltd_hub.adapters",
     "push_adapter": "ltd_hub.adapters",
+    "push_space": "ltd_hub.space_publish",
+    "reproduce": "ltd_hub.reproduce",
+    "ReproduceConfig": "ltd_hub.reproduce",
 }
 
 __all__ = ["__version__", *_LAZY]

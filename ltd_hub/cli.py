@@ -11,6 +11,7 @@ import argparse
 import importlib
 import os
 import sys
+from typing import NoReturn
 
 from ltd_hub import __version__
 from ltd_hub.errors import LtdHubError
@@ -18,6 +19,7 @@ from ltd_hub.errors import LtdHubError
 # Order is the order of the help listing.
 COMMAND_MODULES = (
     "hub",
+    "quickstart",
     "push_subset",
     "rebuild_subset",
     "train",
@@ -29,8 +31,15 @@ COMMAND_MODULES = (
 )
 
 
+class _ArgumentParser(argparse.ArgumentParser):
+    """Bad arguments are one ``error:`` line naming the fix, like every other error (exit code 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message}; see `{self.prog} --help`\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _ArgumentParser(
         prog="ltd-hub",
         description="Low Training Data instruction tuning on the Hugging Face Hub.",
     )
