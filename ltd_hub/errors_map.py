@@ -5,6 +5,24 @@ from __future__ import annotations
 import errno
 
 
+def transport_errors(*names: str) -> tuple[type[BaseException], ...]:
+    """The HTTP clients' connection-level exception classes (``TransportError``, or the ``names`` given).
+
+    huggingface_hub 2.x talks through ``httpx2``, older versions and other clients through ``httpx``;
+    both are checked so a dropped connection is recognised whichever client raised it.
+    """
+    import importlib
+
+    found: list[type[BaseException]] = []
+    for module_name in ("httpx2", "httpx"):
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        found += [getattr(module, n) for n in names or ("TransportError",) if hasattr(module, n)]
+    return tuple(found)
+
+
 def explain(exc: BaseException) -> str:
     """Return a one-line, user-facing explanation of ``exc`` that names the fix."""
     name = type(exc).__name__
@@ -36,15 +54,10 @@ def explain(exc: BaseException) -> str:
             return f"the Hub refused the request ({status}: {first})"
         if isinstance(exc, hf_errors.OfflineModeIsEnabled):
             return "HF_HUB_OFFLINE=1 is set; unset it to reach the Hub"
-    try:
-        import httpx
-
-        if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout)):
-            return "cannot reach the Hub endpoint (connection refused or timed out); check HF_ENDPOINT and the network, or start `ltd-hub hub serve`"
-        if isinstance(exc, httpx.TransportError):
-            return f"the connection to the Hub broke ({name}); nothing was pushed, re-run the same command"
-    except Exception:  # noqa: BLE001
-        pass
+    if isinstance(exc, transport_errors("ConnectError", "ConnectTimeout")):
+        return "cannot reach the Hub endpoint (connection refused or timed out); check HF_ENDPOINT and the network, or start `ltd-hub hub serve`"
+    if isinstance(exc, transport_errors()):
+        return f"the connection to the Hub broke ({name}); nothing was pushed, re-run the same command"
     if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
         return "no space left on the device; free disk space or choose another --output-dir and re-run"
     if isinstance(exc, MemoryError) or "out of memory" in msg.lower():

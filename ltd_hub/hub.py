@@ -93,15 +93,45 @@ def _status(exc: BaseException) -> int | None:
     return getattr(response, "status_code", None)
 
 
-def _is_transient(exc: BaseException) -> bool:
-    import httpx
+def _transient_cause(exc: BaseException) -> BaseException | None:
+    """The transient failure (429/5xx, dropped or refused connection) behind ``exc``, or None.
+
+    huggingface_hub wraps some of them: an LFS upload failure is a RuntimeError raised from the
+    HTTP error, and a download whose HEAD failed is a LocalEntryNotFoundError raised from it (which
+    must not pass for "the file does not exist"). The chain of causes is followed to find them.
+    """
     from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
-    if isinstance(exc, OfflineModeIsEnabled):  # a ConnectionError subclass, but retrying cannot help
-        return False
-    if isinstance(exc, HfHubHTTPError):
-        return _status(exc) in TRANSIENT_STATUS
-    return isinstance(exc, (httpx.TransportError, ConnectionError, TimeoutError))
+    from ltd_hub.errors import LtdHubError
+    from ltd_hub.errors_map import transport_errors
+
+    for _ in range(8):
+        if exc is None or isinstance(exc, (OfflineModeIsEnabled, LtdHubError)):
+            return None  # offline mode: retrying cannot help; ours: already final
+        if isinstance(exc, HfHubHTTPError):
+            return exc if _status(exc) in TRANSIENT_STATUS else None
+        if isinstance(exc, (*transport_errors(), ConnectionError, TimeoutError)):
+            return exc
+        exc = exc.__cause__
+    return None
+
+
+def _is_transient(exc: BaseException) -> bool:
+    return _transient_cause(exc) is not None
+
+
+def _give_up_message(what: str, cause: BaseException, attempts: int, pushing: bool) -> str:
+    from huggingface_hub import constants
+
+    from ltd_hub.errors_map import transport_errors
+
+    if isinstance(cause, transport_errors("ConnectError", "ConnectTimeout")):
+        return (
+            f"{what} failed: cannot reach the Hub at {constants.ENDPOINT} (connection refused or timed out); "
+            "check HF_ENDPOINT and the network, then re-run the same command"
+        )
+    left = "the repo was left as it was, " if pushing else ""
+    return f"{what} failed after {attempts} attempts ({_status(cause) or type(cause).__name__}); {left}re-run the same command to retry"
 
 
 def _retry_after(exc: BaseException, attempt: int) -> float:
@@ -116,22 +146,24 @@ def _retry_after(exc: BaseException, attempt: int) -> float:
     return min(base * 2**attempt, 20.0) * (0.5 + random.random() / 2)
 
 
-def with_retries(call: Callable[[], T], what: str) -> T:
-    """Run ``call``, retrying transient Hub failures; give up with one line saying what to re-run."""
+def with_retries(call: Callable[[], T], what: str, *, pushing: bool = False) -> T:
+    """Run ``call``, retrying transient Hub failures; give up with one line saying what to re-run.
+
+    ``what`` names the operation in messages ("downloading X"); ``pushing`` adds that the repo was left as it was.
+    """
     attempts = int(os.environ.get("LTD_HUB_MAX_RETRIES", "5"))
     for attempt in range(attempts + 1):
         try:
             return call()
         except Exception as exc:  # noqa: BLE001 - classified just below
-            if not _is_transient(exc):
+            cause = _transient_cause(exc)
+            if cause is None:
                 raise
             if attempt == attempts:
-                raise HubError(
-                    f"{what} failed after {attempts + 1} attempts ({_status(exc) or type(exc).__name__}); "
-                    "the repo was left as it was, re-run the same command to retry"
-                ) from exc
-            delay = _retry_after(exc, attempt)
-            logger.warning("%s: transient failure (%s), retrying in %.1fs", what, _status(exc) or type(exc).__name__, delay)
+                # Chained to the transient cause, so callers never mistake it for "file not found".
+                raise HubError(_give_up_message(what, cause, attempts + 1, pushing)) from cause
+            delay = _retry_after(cause, attempt)
+            logger.warning("%s: transient failure (%s), retrying in %.1fs", what, _status(cause) or type(cause).__name__, delay)
             time.sleep(delay)
     raise AssertionError("unreachable")
 
@@ -254,7 +286,9 @@ def push_files(
     :func:`ltd_hub.cards.merge_card`). Files identical to the remote ones are skipped, and when
     nothing differs no commit is made. The commit names its parent, so a concurrent push can
     never be overwritten: on a conflict the card is re-merged on the new head and the commit
-    retried. Transient failures are retried; either the new commit lands or the repo is unchanged.
+    retried. Transient failures are retried; either the new commit lands or the repo is unchanged
+    (a repo this push created is deleted again). A commit that landed but whose answer was lost
+    is recognised on the retry: no duplicate commit, and the result still reports it.
 
     Args:
         repo_id: ``namespace/name``.
@@ -273,7 +307,7 @@ def push_files(
         >>> push_files("me/subset", {"README.md": card}, repo_type="dataset", commit_message="Add card")  # doctest: +SKIP
     """
     from huggingface_hub import CommitOperationAdd
-    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError
+    from huggingface_hub.errors import HfHubHTTPError, RemoteEntryNotFoundError
 
     _check_repo_type(repo_type)
     token = require_token(token)
@@ -282,10 +316,16 @@ def push_files(
     if repo_type == "space" and space_sdk is None:
         space_sdk = "gradio"
 
+    # What earlier attempts of this push did: "created_head", the head of the repo when this push
+    # created it (None if it existed), and "sent_on", the parent of the last commit sent.
+    state: dict[str, str | None] = {}
+
     def attempt() -> PushResult:
+        fresh = "created_head" not in state and not api.repo_exists(repo_id, repo_type=repo_type)
         repo_url = api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True, space_sdk=space_sdk)
         info = api.repo_info(repo_id, repo_type=repo_type, files_metadata=True)
         head = info.sha
+        state.setdefault("created_head", head if fresh else None)
         remote = {sibling.rfilename: sibling for sibling in info.siblings or []}
         operations = []
         for path, data in payload.items():
@@ -295,13 +335,17 @@ def push_files(
                     try:
                         local = api.hf_hub_download(repo_id, "README.md", repo_type=repo_type, revision=head)
                         existing = Path(local).read_text(encoding="utf-8")
-                    except EntryNotFoundError:
+                    except RemoteEntryNotFoundError:  # deleted since repo_info; a failed download is retried
                         existing = None
                 data = merge_card(existing, data.decode("utf-8")).encode("utf-8")
             if not _same_as_remote(remote.get(path), data):
                 operations.append(CommitOperationAdd(path_in_repo=path, path_or_fileobj=data))
         if not operations:
+            if state.get("sent_on") not in (None, head):
+                # An earlier attempt's commit landed but its answer was lost on the way back: it is ours.
+                return PushResult(repo_id, repo_type, str(repo_url), _commit_url(repo_id, repo_type, head), head, created_commit=True)
             return PushResult(repo_id, repo_type, str(repo_url), None, head, created_commit=False)
+        state["sent_on"] = head
         commit = api.create_commit(
             repo_id,
             operations,
@@ -312,31 +356,52 @@ def push_files(
         )
         return PushResult(repo_id, repo_type, str(repo_url), commit.commit_url, commit.oid, created_commit=True)
 
-    for conflict in range(3):
-        try:
-            return with_retries(attempt, f"pushing to {repo_id}")
-        except HfHubHTTPError as exc:
-            # 412: someone committed since we read the head. Re-read, re-merge, try again.
-            if _status(exc) in (409, 412) and conflict < 2:
-                continue
-            raise _translate(exc, repo_id, repo_type) from exc
-        except HubError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - connection errors and the like
-            if type(exc).__module__.startswith(("httpx", "huggingface_hub")):
+    try:
+        for conflict in range(3):
+            try:
+                return with_retries(attempt, f"pushing to {repo_id}", pushing=True)
+            except HfHubHTTPError as exc:
+                # 412: someone committed since we read the head. Re-read, re-merge, try again.
+                if _status(exc) in (409, 412) and conflict < 2:
+                    continue
                 raise _translate(exc, repo_id, repo_type) from exc
-            raise
-    raise AssertionError("unreachable")
+            except HubError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - connection errors and the like
+                if type(exc).__module__.startswith(("httpx", "huggingface_hub")):
+                    raise _translate(exc, repo_id, repo_type) from exc
+                raise
+        raise AssertionError("unreachable")
+    except Exception:
+        _remove_if_untouched(api, repo_id, repo_type, state.get("created_head"))
+        raise
+
+
+def _commit_url(repo_id: str, repo_type: str, revision: str) -> str:
+    from huggingface_hub import constants
+
+    return f"{constants.ENDPOINT}/{constants.REPO_TYPES_URL_PREFIXES.get(repo_type, '')}{repo_id}/commit/{revision}"
+
+
+def _remove_if_untouched(api, repo_id: str, repo_type: str, created_head: str | None) -> None:
+    """Delete a repo this push created and nobody committed to, so a failed push leaves no empty repo."""
+    if created_head is None:
+        return
+    try:
+        if api.repo_info(repo_id, repo_type=repo_type).sha == created_head:
+            api.delete_repo(repo_id, repo_type=repo_type, missing_ok=True)
+    except Exception:  # noqa: BLE001 - best effort: the push already failed with its own message
+        logger.warning("could not remove the empty repo %s created by the failed push", repo_id)
 
 
 def read_card_text(repo_id: str, repo_type: str, revision: str | None = None, token: str | None = None) -> str | None:
     """Return the repo's README.md text, or None when it has none."""
-    from huggingface_hub.errors import EntryNotFoundError
+    from huggingface_hub.errors import RemoteEntryNotFoundError
 
     try:
         return download(repo_id, "README.md", repo_type=repo_type, revision=revision, token=token).read_text(encoding="utf-8")
     except HubError as exc:
-        if isinstance(exc.__cause__, EntryNotFoundError):
+        if isinstance(exc.__cause__, RemoteEntryNotFoundError):
             return None
         raise
 

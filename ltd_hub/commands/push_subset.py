@@ -10,7 +10,10 @@ from ltd_hub.errors import UsageError
 
 
 def _say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+    from ltd_hub.redact import redact
+
+    # Progress lines echo paths and ids the user typed; a token pasted there must not show.
+    print(redact(message), file=sys.stderr, flush=True)
 
 
 def add_selection_arguments(parser) -> None:

@@ -30,6 +30,7 @@ def _preview(rows: list[int], limit: int = 10) -> str:
 
 
 def run(args) -> int:
+    from ltd_hub.redact import redact
     from ltd_hub.subset import rebuild_subset
 
     source = args.source[0] if args.source and len(args.source) == 1 else args.source
@@ -39,7 +40,7 @@ def run(args) -> int:
         revision=args.revision,
         token=args.token,
         use_cache=not args.no_cache,
-        log=lambda msg: print(msg, file=sys.stderr, flush=True),
+        log=lambda msg: print(redact(msg), file=sys.stderr, flush=True),
     )
     if args.format == "json":
         print(json.dumps(report.summary()))

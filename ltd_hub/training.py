@@ -1,0 +1,846 @@
+"""LoRA instruction tuning on a (sub)set of instruction data, built on transformers' Trainer + peft.
+
+Rows are formatted with the base model's chat template (prompt = the user turn, answer = the
+assistant turn), the loss covers the answer tokens only, and batches are padding-free (the
+mini-batch is flattened into one sequence with restarting position ids, which transformers turns
+into a block-diagonal attention mask) or padded per batch with length grouping. The same code runs
+on CPU, one GPU, or several under ``accelerate launch``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import os
+import re
+import shutil
+import sys
+import tempfile
+import time
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ltd_hub.errors import HubError, UsageError
+
+SUMMARY_FILE = "training_summary.json"
+MANIFEST_FILE = "selection_manifest.json"
+DATA_SUFFIXES = (".parquet", ".jsonl", ".jsonl.gz", ".json", ".json.gz", ".csv")
+# Owner/name as the Hub spells it; used only to tell "a local path that is missing" from "a repo id".
+_REPO_ID_RE = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def _help(text: str, **extra: Any) -> dict[str, Any]:
+    return {"help": text, **extra}
+
+
+@dataclass
+class TrainConfig:
+    """Everything one training run needs; the CLI flags and the ``--config`` YAML keys are these names.
+
+    Names follow TRL/transformers (``num_train_epochs``, ``per_device_train_batch_size``,
+    ``lora_r`` ...), so a TRL config carries over.
+
+    Example:
+        >>> cfg = TrainConfig(dataset="me/nli-coreset", base_model="HuggingFaceTB/SmolLM2-135M-Instruct",
+        ...                   output_dir="runs/coreset", max_steps=100)
+    """
+
+    dataset: str = field(default="", metadata=_help("training data: a Hub dataset repo id (a pushed subset) or a local file/folder (JSONL, JSON, Parquet, CSV)", required=True))
+    base_model: str = field(default="", metadata=_help("base model: a Hub model id (or a local folder when not pushing)", required=True))
+    output_dir: str = field(default="", metadata=_help("folder for the adapter, its card and training summary", required=True))
+    push_to: str | None = field(default=None, metadata=_help("push the adapter with its model card to this Hub model repo (NAMESPACE/NAME)"))
+    private: bool = field(default=False, metadata=_help("create the pushed repo private"))
+    overwrite_output_dir: bool = field(default=False, metadata=_help("replace a non-empty --output-dir"))
+    dataset_split: str = field(default="train", metadata=_help("split of the dataset to train on"))
+    dataset_revision: str | None = field(default=None, metadata=_help("branch, tag or commit of a Hub dataset"))
+    input_column: str | None = field(
+        default=None,
+        metadata=_help("column(s) with the prompt, comma-separated ones joined by a blank line (default: the subset manifest's input columns, else inputs)"),
+    )
+    target_column: str | None = field(default=None, metadata=_help("column with the answer (default: the subset manifest's target column, else targets)"))
+    max_train_samples: int | None = field(default=None, metadata=_help("train on the first N rows only"))
+    use_chat_template: bool = field(default=True, metadata=_help("format rows with the base model's chat template when it has one"))
+    system_prompt: str | None = field(default=None, metadata=_help("system message put before every prompt (default: the template's own)"))
+    num_train_epochs: float = field(default=1.0, metadata=_help("number of passes over the data (ignored when --max-steps > 0)"))
+    max_steps: int = field(default=-1, metadata=_help("total optimizer steps; overrides --num-train-epochs when > 0"))
+    learning_rate: float = field(default=2e-4, metadata=_help("peak learning rate of the LoRA parameters"))
+    lr_scheduler_type: str = field(default="linear", metadata=_help("learning-rate schedule (linear, cosine, constant, ...)"))
+    warmup_ratio: float = field(default=0.03, metadata=_help("fraction of steps for linear warm-up"))
+    weight_decay: float = field(default=0.0, metadata=_help("AdamW weight decay"))
+    per_device_train_batch_size: int = field(default=8, metadata=_help("rows per batch on each device"))
+    gradient_accumulation_steps: int = field(default=1, metadata=_help("batches accumulated per optimizer step"))
+    max_length: int = field(default=512, metadata=_help("longest prompt + answer in tokens; longer rows are skipped and counted"))
+    lora_r: int = field(default=8, metadata=_help("LoRA rank"))
+    lora_alpha: int = field(default=16, metadata=_help("LoRA scaling alpha"))
+    lora_dropout: float = field(default=0.05, metadata=_help("dropout on the LoRA input"))
+    lora_target_modules: list[str] = field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"],
+        metadata=_help("modules that get LoRA layers (names, or all-linear)"),
+    )
+    seed: int = field(default=42, metadata=_help("random seed (data order, LoRA init, dropout)"))
+    report_to: str = field(default="none", metadata=_help("where to report logs: none, tensorboard, wandb, ..."))
+    logging_steps: int = field(default=10, metadata=_help("log the loss every N steps"))
+    bf16: bool | None = field(default=None, metadata=_help("bf16 base weights + autocast (default: on when the GPU or CPU supports bf16)"))
+    gradient_checkpointing: bool = field(default=False, metadata=_help("trade compute for memory (large models / long rows on GPU)"))
+    padding_free: bool | None = field(
+        default=None,
+        metadata=_help("flatten each batch into one sequence, no padding tokens (default: on with flash attention, whose varlen kernel makes it cheapest; else off)"),
+    )
+    group_by_length: bool = field(default=True, metadata=_help("batch rows of similar length together, so padded batches carry little padding"))
+    attn_implementation: str = field(default="sdpa", metadata=_help("attention kernel: sdpa, eager, flash_attention_2"))
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+    @classmethod
+    def from_mapping(cls, values: dict[str, Any], *, source: str = "config") -> TrainConfig:
+        """Build a config from a mapping; an unknown key is a one-line UsageError naming the valid ones."""
+        unknown = sorted(set(values) - set(cls.field_names()))
+        if unknown:
+            raise UsageError(f"unknown key {unknown[0]!r} in {source}; valid keys: {', '.join(cls.field_names())}")
+        hints = typing.get_type_hints(cls)
+        coerced = {name: _coerce(name, value, hints[name], source) for name, value in values.items()}
+        return cls(**coerced)
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike, overrides: dict[str, Any] | None = None) -> TrainConfig:
+        """Read a YAML config (keys = field names), then apply ``overrides`` (e.g. CLI flags)."""
+        import yaml
+
+        path = Path(path)
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except FileNotFoundError:
+            raise UsageError(f"config file not found: {path}; check --config") from None
+        except yaml.YAMLError as exc:
+            raise UsageError(f"config file {path} is not valid YAML ({' '.join(str(exc).split())[:120]})") from None
+        if not isinstance(loaded, dict):
+            raise UsageError(f"config file {path} must be a mapping of option: value")
+        loaded = {str(k).replace("-", "_"): v for k, v in loaded.items()}
+        return cls.from_mapping({**loaded, **(overrides or {})}, source=path.name)
+
+    def validate(self) -> None:
+        """Check every value before any download or training; raise UsageError naming the flag."""
+        for name in ("dataset", "base_model", "output_dir"):
+            if not getattr(self, name):
+                raise UsageError(f"--{name.replace('_', '-')} is required (flag or key in --config)")
+        positive = ("per_device_train_batch_size", "gradient_accumulation_steps", "lora_r", "lora_alpha", "logging_steps")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if self.max_length < 8:
+            raise UsageError(f"--max-length must be at least 8 tokens, got {self.max_length}")
+        if not self.learning_rate > 0:
+            raise UsageError(f"--learning-rate must be > 0, got {self.learning_rate}")
+        if self.max_steps <= 0 and not self.num_train_epochs > 0:
+            raise UsageError("set --num-train-epochs > 0 or --max-steps > 0")
+        if not 0 <= self.warmup_ratio < 1:
+            raise UsageError(f"--warmup-ratio must be in [0, 1), got {self.warmup_ratio}")
+        if not 0 <= self.lora_dropout < 1:
+            raise UsageError(f"--lora-dropout must be in [0, 1), got {self.lora_dropout}")
+        if self.max_train_samples is not None and self.max_train_samples < 1:
+            raise UsageError(f"--max-train-samples must be at least 1, got {self.max_train_samples}")
+        if not self.lora_target_modules:
+            raise UsageError("--lora-target-modules needs at least one module name (or all-linear)")
+        if self.push_to and _is_local_path(self.base_model):
+            raise UsageError(
+                f"--base-model {self.base_model} is a local folder; pass its Hub id when pushing, "
+                "so the card and adapter_config.json link a model others can download"
+            )
+        out = Path(self.output_dir)
+        if out.exists() and not out.is_dir():
+            raise UsageError(f"--output-dir {out} is a file; choose a folder")
+        if out.is_dir() and any(out.iterdir()) and not self.overwrite_output_dir:
+            raise UsageError(f"--output-dir {out} is not empty; choose another folder or pass --overwrite-output-dir")
+
+    def hyperparameters(self) -> dict[str, Any]:
+        """The knobs that shape the adapter (what a model card reports)."""
+        keys = (
+            "num_train_epochs", "max_steps", "learning_rate", "lr_scheduler_type", "warmup_ratio", "weight_decay",
+            "per_device_train_batch_size", "gradient_accumulation_steps", "max_length", "lora_r", "lora_alpha",
+            "lora_dropout", "lora_target_modules", "seed", "padding_free", "group_by_length", "use_chat_template",
+            "system_prompt",
+        )  # fmt: skip
+        return {key: getattr(self, key) for key in keys}
+
+
+def _coerce(name: str, value: Any, hint: Any, source: str) -> Any:
+    """Check a YAML value against the field's type (YAML already parsed numbers and booleans)."""
+    if value is None:
+        return None
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    base = typing.get_origin(hint) or hint
+    try:
+        if base is list:
+            return [str(v) for v in value] if isinstance(value, (list, tuple)) else [str(value)]
+        if base is bool:
+            if isinstance(value, bool):
+                return value
+            raise ValueError
+        if base is int:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError
+            return int(value)
+        if base is float:
+            return float(value)
+        return str(value)
+    except (TypeError, ValueError):
+        kind = getattr(base, "__name__", str(base))
+        raise UsageError(f"{name} in {source} must be a {kind}, got {value!r}") from None
+
+
+@dataclass
+class DataSource:
+    """Where training or evaluation rows came from (what a card and a manifest can point at)."""
+
+    name: str
+    repo_id: str | None = None
+    revision: str | None = None
+    path: str | None = None
+    sha256: str | None = None
+    manifest: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` did and where the adapter is."""
+
+    output_dir: Path
+    train_rows: int
+    skipped_rows: int
+    steps: int
+    train_loss: float
+    train_tokens: int
+    seconds: float
+    tokens_per_second: float
+    peak_memory_mb: float
+    push: Any = None  # ltd_hub.hub.PushResult when pushed
+    url: str | None = None
+    main_process: bool = True  # False on the other ranks of a distributed run (they save and push nothing)
+
+
+# --------------------------------------------------------------------------- data
+
+
+def _is_local_path(value: str) -> bool:
+    return Path(value).expanduser().exists()
+
+
+def _data_files(folder: Path, split: str) -> list[Path]:
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name.endswith(DATA_SUFFIXES) and p.name != MANIFEST_FILE)
+    files = [p for p in files if not any(part.startswith(".") for part in p.relative_to(folder).parts)]
+    named = [p for p in files if p.name.startswith((f"{split}-", f"{split}.", f"{split}_")) or p.parent.name == split]
+    return named or files
+
+
+def _load_files(files: list[Path]) -> Any:
+    import datasets
+
+    suffixes = {next(s for s in DATA_SUFFIXES if p.name.endswith(s)) for p in files}
+    kinds = {"parquet" if s == ".parquet" else "csv" if s == ".csv" else "json" for s in suffixes}
+    if len(kinds) > 1:
+        raise UsageError(f"data files of mixed formats ({', '.join(sorted(suffixes))}); keep one format per dataset")
+    if all(p.stat().st_size == 0 for p in files):
+        raise UsageError(f"{files[0]} has no rows (the file is empty)")
+    # datasets logs reader failures with a traceback before raising; the user gets our one line instead.
+    logger = logging.getLogger("datasets")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        return datasets.load_dataset(kinds.pop(), data_files=[str(p) for p in files], split="train")
+    except Exception as exc:  # noqa: BLE001 - any reader failure is a bad file for the user
+        root = exc
+        while root.__cause__ is not None:
+            root = root.__cause__
+        reason = " ".join(str(root).split())[:200] or type(root).__name__
+        raise UsageError(f"cannot read {files[0]}{' and others' if len(files) > 1 else ''} ({reason}); check the file format") from None
+    finally:
+        logger.setLevel(level)
+
+
+def _sha256(paths: list[Path]) -> str:
+    digest = hashlib.sha256()
+    for path in paths:
+        with open(path, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def load_instruction_data(
+    source: str, *, split: str = "train", revision: str | None = None, token: str | None = None
+) -> tuple[Any, DataSource]:
+    """Load rows from a local file/folder or a Hub dataset repo (e.g. a subset pushed by ``push-subset``).
+
+    Args:
+        source: a local file (JSONL, JSON, ``.gz``, Parquet, CSV), a folder of such files, or a Hub
+            dataset repo id.
+        split: files named ``<split>-*`` (or under ``<split>/``) are preferred when a folder has several.
+        revision: branch, tag or commit of a Hub dataset.
+        token: Hub token for private repos.
+
+    Returns:
+        ``(datasets.Dataset, DataSource)``; the source carries the selection manifest when there is one.
+
+    Example:
+        >>> rows, src = load_instruction_data("ltd-tester/nli-coreset")  # doctest: +SKIP
+    """
+    from ltd_hub import hub
+
+    local = Path(source).expanduser()
+    if local.is_file():
+        files, folder, repo_id, commit = [local], local.parent, None, None
+    elif local.is_dir():
+        files, folder, repo_id, commit = _data_files(local, split), local, None, None
+    elif _REPO_ID_RE.match(source) and not source.startswith((".", "/", "~")):
+        repo_id = source
+        try:
+            commit = hub.repo_head(repo_id, repo_type="dataset", revision=revision, token=token)
+        except HubError as exc:
+            raise UsageError(f"dataset {source!r} not found: no such local path and no dataset repo on the Hub ({exc})") from None
+        folder = hub.snapshot(
+            repo_id,
+            repo_type="dataset",
+            revision=commit,
+            token=token,
+            allow_patterns=[f"*{s}" for s in DATA_SUFFIXES] + [MANIFEST_FILE],
+        )
+        files = _data_files(folder, split)
+    else:
+        raise UsageError(f"dataset {source!r} not found: no such file or folder (and not a NAMESPACE/NAME repo id)")
+    if not files:
+        raise UsageError(f"no data files ({', '.join(DATA_SUFFIXES)}) in {source}; point --dataset at a file or a pushed subset")
+    rows = _load_files(files)
+    manifest_path = folder / MANIFEST_FILE
+    manifest = None
+    if manifest_path.is_file():
+        try:
+            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        except ValueError:
+            manifest = None  # a broken manifest does not stop training; the card just lacks its facts
+    info = DataSource(
+        name=repo_id or str(local),
+        repo_id=repo_id,
+        revision=commit,
+        path=None if repo_id else str(local.resolve()),
+        sha256=None if repo_id else _sha256(files),
+        manifest=manifest,
+    )
+    return rows, info
+
+
+def check_columns(rows: Any, columns: list[str], source: str, flag_hint: str) -> None:
+    """Raise a UsageError when ``rows`` is empty or lacks one of ``columns``."""
+    if len(rows) == 0:
+        raise UsageError(f"{source} has no rows")
+    missing = [c for c in columns if c not in rows.column_names]
+    if missing:
+        raise UsageError(
+            f"{source} has no column {missing[0]!r} (columns: {', '.join(rows.column_names)}); {flag_hint}"
+        )
+
+
+def manifest_facts(manifest: dict[str, Any] | None) -> dict[str, Any]:
+    """The selection facts a model card shows, read from a ``selection_manifest.json`` dict.
+
+    Returns:
+        A dict with the keys found among strategy, ratio, n_selected, n_task_rows (rows of the task
+        after filtering: the "full task data"), n_source_rows, source_id, encoder, n_clusters.
+    """
+    if not isinstance(manifest, dict):
+        return {}
+    part = lambda key: manifest.get(key) if isinstance(manifest.get(key), dict) else {}  # noqa: E731
+    selection, source, filter_, encoder = part("selection"), part("source"), part("filter"), part("encoder")
+    facts = {
+        "strategy": selection.get("strategy"),
+        "ratio": selection.get("ratio"),
+        "n_selected": selection.get("n_selected"),
+        "n_task_rows": filter_.get("n_rows", source.get("n_rows")),
+        "n_source_rows": source.get("n_rows"),
+        "source_id": source.get("id"),
+        "encoder": encoder.get("id") or encoder.get("name"),
+        "n_clusters": selection.get("n_clusters"),
+    }
+    return {k: v for k, v in facts.items() if v is not None}
+
+
+def resolve_columns(config: TrainConfig, manifest: dict[str, Any] | None) -> tuple[list[str], str]:
+    """The prompt columns and the answer column: the flags, else the subset manifest's mapping, else P3's."""
+    columns = (manifest or {}).get("columns") if isinstance((manifest or {}).get("columns"), dict) else {}
+    if config.input_column:
+        inputs = [c.strip() for c in config.input_column.split(",") if c.strip()]
+    else:
+        recorded = columns.get("inputs")
+        inputs = [recorded] if isinstance(recorded, str) else list(recorded or ["inputs"])
+    target = config.target_column or columns.get("target") or "targets"
+    return inputs, str(target)
+
+
+# --------------------------------------------------------------------------- formatting
+
+
+class PromptFormatter:
+    """Turns (prompt, answer) into token ids exactly as training saw them; evaluation reuses it.
+
+    With a chat template the prompt is the user turn plus the assistant header and the answer is
+    the rest of the rendered conversation (answer text, end-of-turn token). Without one, the prompt
+    is the text plus a newline and the answer ends with the EOS token.
+
+    Example:
+        >>> fmt = PromptFormatter(tokenizer)  # doctest: +SKIP
+        >>> prompt_ids, answer_ids = fmt.encode("Premise ... True or False?", "True")  # doctest: +SKIP
+    """
+
+    def __init__(self, tokenizer: Any, *, use_chat_template: bool = True, system_prompt: str | None = None):
+        self.tokenizer = tokenizer
+        self.chat = bool(use_chat_template and getattr(tokenizer, "chat_template", None))
+        self.system_prompt = system_prompt
+
+    def _messages(self, prompt: str) -> list[dict[str, str]]:
+        head = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
+        return head + [{"role": "user", "content": prompt}]
+
+    def prompt_text(self, prompt: str) -> str:
+        if not self.chat:
+            return f"{prompt}\n"
+        return self.tokenizer.apply_chat_template(self._messages(prompt), tokenize=False, add_generation_prompt=True)
+
+    def answer_text(self, prompt: str, answer: str) -> str:
+        if not self.chat:
+            return answer
+        head = self.prompt_text(prompt)
+        full = self.tokenizer.apply_chat_template(
+            self._messages(prompt) + [{"role": "assistant", "content": answer}], tokenize=False
+        )
+        if not full.startswith(head):
+            # Templates that rewrite earlier turns (rare) cannot be split into prompt + answer.
+            raise UsageError("the base model's chat template does not render the prompt as a prefix; pass --no-use-chat-template")
+        return full[len(head) :]
+
+    def encode_batch(self, prompts: list[str], answers: list[str]) -> tuple[list[list[int]], list[list[int]]]:
+        tok = self.tokenizer
+        prompt_texts = [self.prompt_text(p) for p in prompts]
+        answer_texts = [self.answer_text(p, a) for p, a in zip(prompts, answers)]
+        # The chat template already holds the special tokens; plain text gets the tokenizer's own (BOS).
+        prompt_ids = tok(prompt_texts, add_special_tokens=not self.chat)["input_ids"]
+        answer_ids = tok(answer_texts, add_special_tokens=False)["input_ids"]
+        if not self.chat and tok.eos_token_id is not None:
+            answer_ids = [ids + [tok.eos_token_id] for ids in answer_ids]
+        return prompt_ids, answer_ids
+
+    def encode(self, prompt: str, answer: str) -> tuple[list[int], list[int]]:
+        prompt_ids, answer_ids = self.encode_batch([prompt], [answer])
+        return prompt_ids[0], answer_ids[0]
+
+
+def _as_text(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        value = value[0] if value else ""
+    return "" if value is None else str(value)
+
+
+def tokenize_for_training(
+    rows: Any, formatter: PromptFormatter, config: TrainConfig, input_columns: list[str], target_column: str
+) -> tuple[Any, int]:
+    """Tokenize rows into input_ids + labels (-100 on the prompt); drop rows over max_length.
+
+    Returns:
+        ``(tokenized dataset with input_ids, labels, length; number of rows skipped as too long)``.
+    """
+
+    def encode(batch: dict[str, list]) -> dict[str, list]:
+        parts = zip(*(batch[c] for c in input_columns))
+        prompts = ["\n\n".join(t for t in map(_as_text, row) if t) for row in parts]
+        answers = [_as_text(v) for v in batch[target_column]]
+        prompt_ids, answer_ids = formatter.encode_batch(prompts, answers)
+        input_ids = [p + a for p, a in zip(prompt_ids, answer_ids)]
+        labels = [[-100] * len(p) + a for p, a in zip(prompt_ids, answer_ids)]
+        return {"input_ids": input_ids, "labels": labels, "length": [len(ids) for ids in input_ids]}
+
+    tokenized = rows.map(
+        encode,
+        batched=True,
+        remove_columns=rows.column_names,
+        desc="Tokenizing",
+        load_from_cache_file=False,
+    )
+    lengths = tokenized["length"]
+    keep = [i for i, n in enumerate(lengths) if n <= config.max_length]
+    if not keep:
+        raise UsageError(
+            f"--max-length {config.max_length} is smaller than every prompt + answer (the shortest needs {min(lengths)} tokens); "
+            "raise --max-length"
+        )
+    skipped = len(lengths) - len(keep)
+    if skipped:
+        tokenized = tokenized.select(keep)
+    return tokenized, skipped
+
+
+# --------------------------------------------------------------------------- training
+
+
+def bf16_supported() -> bool:
+    """Whether this machine runs bf16 natively (CUDA with bf16, or a CPU with AVX512-BF16/AMX)."""
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.is_bf16_supported()
+    cpu = torch.backends.cpu
+    capability = cpu.get_cpu_capability() if hasattr(cpu, "get_cpu_capability") else ""
+    native = getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)() or getattr(
+        torch.cpu, "_is_amx_tile_supported", lambda: False
+    )()
+    return bool(native) or capability == "AMX"
+
+
+def resolve_padding_free(config: TrainConfig) -> bool:
+    """Padding-free only pays with a varlen attention kernel (flash attention).
+
+    With SDPA or eager attention, transformers isolates the flattened rows with a dense
+    block-diagonal mask over the whole batch, whose cost grows with the batch's total length
+    squared; measured on CPU (benchmarks/bench_train.py), length-grouped padding is faster there.
+    """
+    if config.padding_free is not None:
+        return config.padding_free
+    return config.attn_implementation.startswith("flash_attention")
+
+
+def build_collator(tokenizer: Any, *, padding_free: bool, pad_to_multiple_of: int | None = None, flash_kwargs: bool = False) -> Any:
+    """Padding-free flattening (labels keep -100 on prompts) or per-batch padding of inputs and labels."""
+    from transformers import DataCollatorForSeq2Seq, DataCollatorWithFlattening
+
+    if padding_free:
+        return DataCollatorWithFlattening(return_position_ids=True, separator_id=-100, return_flash_attn_kwargs=flash_kwargs)
+    return DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100, pad_to_multiple_of=pad_to_multiple_of)
+
+
+def load_tokenizer(model_id: str, *, token: str | None = None) -> Any:
+    """Load the base model's tokenizer; a missing model is a one-line UsageError."""
+    from transformers import AutoTokenizer
+
+    from ltd_hub import hub
+
+    try:
+        # Downloads cut by the network or a failing Hub are retried; in the end they say to re-run.
+        tokenizer = hub.with_retries(lambda: AutoTokenizer.from_pretrained(model_id, token=token), f"downloading base model {model_id}")
+    except HubError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - not found, gated, not a model: one line for the user
+        raise UsageError(f"base model {model_id!r} not found or has no tokenizer ({_short(exc)}); check --base-model") from None
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_base_model(
+    model_id: str, *, bf16: bool, attn_implementation: str = "sdpa", token: str | None = None, training: bool = False
+) -> Any:
+    """Load the base causal LM in bf16 or fp32; a missing model is a one-line UsageError.
+
+    With ``training`` the KV cache is switched off: transformers only isolates the rows of a
+    padding-free (flattened) batch when no cache is built, otherwise rows attend to each other.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from ltd_hub import hub
+
+    def load() -> Any:
+        return AutoModelForCausalLM.from_pretrained(
+            model_id,
+            dtype=torch.bfloat16 if bf16 else torch.float32,
+            attn_implementation=attn_implementation,
+            token=token,
+        )
+
+    try:
+        # Downloads cut by the network or a failing Hub are retried; in the end they say to re-run.
+        model = hub.with_retries(load, f"downloading base model {model_id}")
+    except HubError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise UsageError(f"base model {model_id!r} could not be loaded ({_short(exc)}); check --base-model") from None
+    if training:
+        model.config.use_cache = False
+    return model
+
+
+def _short(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:200] or type(exc).__name__
+
+
+def _peak_memory_mb() -> float:
+    import resource
+
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**20
+    # ru_maxrss is KiB on Linux: the process's peak resident set, loading included.
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _base_model_license(model_id: str, token: str | None) -> str | None:
+    """The base model's license from its card (Hub) or README (local folder); None when unknown."""
+    from ltd_hub import hub
+    from ltd_hub.cards import split_card
+
+    try:
+        if _is_local_path(model_id):
+            readme = Path(model_id, "README.md")
+            text = readme.read_text(encoding="utf-8") if readme.is_file() else None
+        else:
+            text = hub.read_card_text(model_id, "model", token=token)
+        license_ = split_card(text)[0].get("license") if text else None
+    except Exception:  # noqa: BLE001 - the license is a nicety for the card, never a reason to fail
+        return None
+    return str(license_) if license_ else None
+
+
+def train(config: TrainConfig, *, token: str | None = None) -> TrainResult:
+    """Train a LoRA adapter on ``config.dataset`` and save (and optionally push) it with its model card.
+
+    Steps: validate the config, pre-flight the push target, load and format the data, train with
+    transformers' Trainer on a peft model, write adapter + card + ``training_summary.json`` to a
+    temp folder renamed to ``output_dir`` at the end, then push in one commit. A failed push keeps
+    the local output and says how to retry with ``ltd-hub push-adapter``.
+
+    Args:
+        config: the run's settings.
+        token: Hub token (default: the one huggingface_hub finds).
+
+    Returns:
+        A :class:`TrainResult`.
+
+    Example:
+        >>> result = train(TrainConfig(dataset="data.jsonl", base_model="HuggingFaceTB/SmolLM2-135M-Instruct",
+        ...                            output_dir="runs/a", max_steps=10))  # doctest: +SKIP
+    """
+    config.validate()
+    from ltd_hub import hub
+
+    target = hub.preflight_push(config.push_to, "model", token) if config.push_to else None
+
+    rows, source = load_instruction_data(config.dataset, split=config.dataset_split, revision=config.dataset_revision, token=token)
+    input_columns, target_column = resolve_columns(config, source.manifest)
+    check_columns(rows, [*input_columns, target_column], f"dataset {config.dataset}", "set --input-column/--target-column")
+    if config.max_train_samples is not None:
+        rows = rows.select(range(min(config.max_train_samples, len(rows))))
+    tokenizer = load_tokenizer(config.base_model, token=token)
+    formatter = PromptFormatter(tokenizer, use_chat_template=config.use_chat_template, system_prompt=config.system_prompt)
+    tokenized, skipped = tokenize_for_training(rows, formatter, config, input_columns, target_column)
+    if skipped:
+        print(
+            f"skipped {skipped} of {len(rows)} rows longer than --max-length {config.max_length} tokens",
+            file=sys.stderr,
+        )
+
+    bf16 = bf16_supported() if config.bf16 is None else config.bf16
+    if bf16 and not bf16_supported():
+        raise UsageError("--bf16 was requested but this machine has no bf16 support; drop --bf16")
+    model = load_base_model(config.base_model, bf16=bf16, attn_implementation=config.attn_implementation, token=token, training=True)
+    license_ = _base_model_license(config.base_model, token)
+
+    output_dir = Path(config.output_dir)
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.tmp-", dir=output_dir.parent))
+    try:
+        stats = _run_trainer(model, tokenizer, tokenized, config, bf16=bf16, work_dir=staging / "trainer")
+        shutil.rmtree(staging / "trainer", ignore_errors=True)
+        model_ref = stats.pop("model")
+        if stats["is_main_process"]:
+            model_ref.save_pretrained(staging)
+            summary = _summary(
+                config, source, rows=len(tokenized), skipped=skipped, stats=stats, bf16=bf16, license_=license_,
+                columns=(input_columns, target_column),
+            )  # fmt: skip
+            (staging / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+            from ltd_hub.adapters import render_model_card
+
+            card = render_model_card(summary, repo_id=target.repo_id if target else None)
+            (staging / "README.md").write_text(card, encoding="utf-8")
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(staging, 0o777 & ~umask)  # mkdtemp made it private; the output is an ordinary folder
+            if output_dir.exists():
+                shutil.rmtree(output_dir)
+            os.replace(staging, output_dir)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+
+    result = TrainResult(
+        output_dir=output_dir,
+        train_rows=len(tokenized),
+        skipped_rows=skipped,
+        steps=stats["steps"],
+        train_loss=stats["train_loss"],
+        train_tokens=stats["train_tokens"],
+        seconds=stats["seconds"],
+        tokens_per_second=stats["tokens_per_second"],
+        peak_memory_mb=stats["peak_memory_mb"],
+        main_process=stats["is_main_process"],
+    )
+    if target is not None and stats["is_main_process"]:
+        from ltd_hub.adapters import push_adapter
+
+        try:
+            result.push = push_adapter(output_dir, target.repo_id, token=token, private=config.private)
+        except Exception as exc:  # noqa: BLE001 - whatever broke, the trained adapter is safe on disk
+            from ltd_hub.errors_map import explain
+
+            reason = str(exc) if isinstance(exc, (HubError, UsageError)) else explain(exc)
+            # The retry is push-adapter, not the whole command: drop the generic "re-run" advice.
+            reason = re.sub(r"[,;]\s*re-run the same command.*$", "", reason.rstrip("."))
+            raise HubError(
+                f"the adapter is saved in {output_dir} but the push failed: {reason.rstrip('.')}; "
+                f"retry with `ltd-hub push-adapter {output_dir} --repo-id {target.repo_id}`"
+            ) from exc
+        result.url = result.push.url
+    return result
+
+
+def _run_trainer(model: Any, tokenizer: Any, tokenized: Any, config: TrainConfig, *, bf16: bool, work_dir: Path) -> dict[str, Any]:
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import Trainer, TrainingArguments
+
+    target_modules: Any = config.lora_target_modules
+    if target_modules == ["all-linear"]:
+        target_modules = "all-linear"
+    lora = LoraConfig(
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules=target_modules,
+        task_type="CAUSAL_LM",
+    )
+    torch.manual_seed(config.seed)  # LoRA A init happens in get_peft_model
+    try:
+        model = get_peft_model(model, lora)
+    except ValueError as exc:
+        raise UsageError(f"--lora-target-modules do not match the base model ({_short(exc)}); check the module names") from None
+    on_gpu = torch.cuda.is_available()
+    padding_free = resolve_padding_free(config)
+    args = TrainingArguments(
+        output_dir=str(work_dir),
+        num_train_epochs=config.num_train_epochs,
+        max_steps=config.max_steps,
+        learning_rate=config.learning_rate,
+        lr_scheduler_type=config.lr_scheduler_type,
+        warmup_steps=config.warmup_ratio,  # a float in [0, 1) is a ratio of the total steps
+        weight_decay=config.weight_decay,
+        per_device_train_batch_size=config.per_device_train_batch_size,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        logging_steps=config.logging_steps,
+        logging_first_step=True,
+        save_strategy="no",
+        report_to=config.report_to,
+        seed=config.seed,
+        data_seed=config.seed,
+        bf16=bf16,
+        use_cpu=not on_gpu,
+        activation_checkpointing=config.gradient_checkpointing,
+        activation_checkpointing_kwargs={"use_reentrant": False} if config.gradient_checkpointing else None,
+        train_sampling_strategy="group_by_length" if config.group_by_length else "random",
+        dataloader_num_workers=0,
+        disable_tqdm=False,
+        # Real tokens per step: a flattened batch has no padding at all; a padded one is counted by its mask.
+        include_num_input_tokens_seen="all" if padding_free else "non_padding",
+    )
+    collator = build_collator(
+        tokenizer,
+        padding_free=padding_free,
+        pad_to_multiple_of=8 if on_gpu else None,
+        flash_kwargs=config.attn_implementation.startswith("flash_attention"),
+    )
+    trainer = Trainer(model=model, args=args, train_dataset=tokenized, data_collator=collator, processing_class=tokenizer)
+    if on_gpu:
+        torch.cuda.reset_peak_memory_stats()
+    started = time.perf_counter()
+    try:
+        output = trainer.train()
+    except torch.OutOfMemoryError:
+        raise UsageError(
+            f"out of memory on the GPU at --per-device-train-batch-size {config.per_device_train_batch_size} and "
+            f"--max-length {config.max_length}; lower them (raise --gradient-accumulation-steps to keep the batch) "
+            "or pass --gradient-checkpointing"
+        ) from None
+    seconds = time.perf_counter() - started
+    tokens = int(trainer.state.num_input_tokens_seen)  # already summed over the ranks
+    loss = float(output.training_loss)
+    if not math.isfinite(loss):
+        raise UsageError(f"training diverged (loss {loss}); lower --learning-rate")
+    return {
+        "model": trainer.model,
+        "is_main_process": trainer.is_world_process_zero(),
+        "steps": int(output.global_step),
+        "train_loss": loss,
+        "seconds": seconds,
+        "train_tokens": tokens,
+        "tokens_per_second": tokens / seconds if seconds > 0 else 0.0,
+        "peak_memory_mb": _peak_memory_mb(),
+        "device": torch.cuda.get_device_name() if on_gpu else "cpu",
+        "world_size": args.world_size,
+        "padding_free": padding_free,
+    }
+
+
+def _summary(
+    config: TrainConfig,
+    source: DataSource,
+    *,
+    rows: int,
+    skipped: int,
+    stats: dict[str, Any],
+    bf16: bool,
+    license_: str | None,
+    columns: tuple[list[str], str],
+) -> dict[str, Any]:
+    import peft
+    import transformers
+
+    from ltd_hub import __version__
+
+    base_is_hub_id = not _is_local_path(config.base_model)
+    return {
+        "ltd_hub_version": __version__,
+        "base_model": config.base_model if base_is_hub_id else None,
+        "base_model_path": None if base_is_hub_id else str(Path(config.base_model).resolve()),
+        "license": license_,
+        "dataset": {
+            **{k: v for k, v in source.to_dict().items() if k != "manifest"},
+            "split": config.dataset_split,
+            "input_column": ", ".join(columns[0]),
+            "target_column": columns[1],
+            "train_rows": rows,
+            "skipped_rows": skipped,
+            "selection": manifest_facts(source.manifest),
+        },
+        "formatting": {"use_chat_template": config.use_chat_template, "system_prompt": config.system_prompt},
+        "hyperparameters": {**config.hyperparameters(), "padding_free": stats["padding_free"]},
+        "training": {
+            "steps": stats["steps"],
+            "train_loss": round(stats["train_loss"], 6),
+            "seconds": round(stats["seconds"], 2),
+            "train_tokens": stats["train_tokens"],
+            "tokens_per_second": round(stats["tokens_per_second"], 1),
+            "peak_memory_mb": round(stats["peak_memory_mb"], 1),
+            "device": stats["device"],
+            "world_size": stats["world_size"],
+            "bf16": bf16,
+        },
+        "versions": {"transformers": transformers.__version__, "peft": peft.__version__},
+    }

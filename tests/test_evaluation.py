@@ -1,0 +1,218 @@
+"""`ltd-hub evaluate`: rank classification, templates, bootstrap intervals, results in the card."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import LTD_NLI, TEST_USER
+
+from ltd_hub.cli import main
+from ltd_hub.evaluation import bootstrap_interval, load_eval_sets, score_choices
+from ltd_hub.training import PromptFormatter
+
+RTE = LTD_NLI / "eval" / "rte.jsonl.gz"
+ANLI_R1 = LTD_NLI / "eval" / "anli_r1.jsonl.gz"
+
+
+def _one_error_line(err: str) -> str:
+    lines = [line for line in err.strip().splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def tiny_adapter_dir(tiny_model_id, tmp_path_factory) -> Path:
+    """A LoRA adapter trained for two steps on pool rows (local folder with summary and card)."""
+    from ltd_hub import TrainConfig, train
+
+    folder = tmp_path_factory.mktemp("eval-adapter")
+    rows = []
+    with gzip.open(LTD_NLI / "pool" / "p3_nli_pool.jsonl.gz", "rt", encoding="utf-8") as handle:
+        for line in handle:
+            rows.append(line)
+            if len(rows) == 16:
+                break
+    (folder / "pool.jsonl").write_text("".join(rows), encoding="utf-8")
+    config = TrainConfig(
+        dataset=str(folder / "pool.jsonl"), base_model=tiny_model_id, output_dir=str(folder / "adapter"),
+        max_steps=2, per_device_train_batch_size=8, max_length=256, bf16=False,
+    )  # fmt: skip
+    train(config)
+    return folder / "adapter"
+
+
+@pytest.fixture
+def small_eval(tmp_path, ltd_nli) -> Path:
+    """12 RTE rows: the first 6 examples of the first 2 templates."""
+    sets = load_eval_sets([str(RTE)], templates=2, max_examples=6)
+    path = tmp_path / "rte.jsonl"
+    with gzip.open(RTE, "rt", encoding="utf-8") as handle:
+        raw = [json.loads(line) for line in handle]
+    keep = {(r["inputs"], r["template"]) for r in sets[0].rows}
+    path.write_text("".join(json.dumps(r) + "\n" for r in raw if (r["inputs"], r["template_name"]) in keep), encoding="utf-8")
+    return path
+
+
+# --------------------------------------------------------------------------- data and statistics
+
+
+def test_eval_sets_are_named_by_file_and_subsampled_per_template(ltd_nli):
+    sets = load_eval_sets([str(RTE), str(ANLI_R1)], templates=3, max_examples=5)
+    assert [s.name for s in sets] == ["rte", "anli_r1"]
+    assert sets[0].dataset_type == "super_glue/rte" and sets[1].dataset_type == "anli"
+    for eval_set in sets:
+        assert len(eval_set.templates) == 3 and len(eval_set.rows) == 15
+        first = [r["inputs"] for r in eval_set.rows if r["template"] == eval_set.templates[0]]
+        assert len(first) == 5
+        assert all(r["choices"][r["gold"]].strip() == r["target"].strip() for r in eval_set.rows)
+
+
+@pytest.mark.parametrize(
+    ("rows", "needle"),
+    [
+        ([{"inputs": "x", "targets": "Yes"}], "no answer_choices column"),
+        ([{"inputs": "x", "targets": "Maybe", "answer_choices": ["Yes", "No"]}], "is not one of answer_choices"),
+        ([{"inputs": "x", "targets": "Yes", "answer_choices": ["Yes"]}], "at least 2 answers"),
+        ([{"prompt": "x", "targets": "Yes", "answer_choices": ["Yes", "No"]}], "no 'inputs' column"),
+    ],
+)
+def test_bad_eval_data_is_one_line_and_loads_no_model(tmp_path, capsys, monkeypatch, tiny_adapter_dir, rows, needle):
+    from ltd_hub import training
+
+    monkeypatch.setattr(training, "load_base_model", lambda *a, **k: pytest.fail("must not load the model"))
+    path = tmp_path / "eval.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert main(["evaluate", "--adapter", str(tiny_adapter_dir), "--eval-data", str(path)]) == 2
+    assert needle in _one_error_line(capsys.readouterr().err)
+
+
+def test_missing_eval_file_and_non_adapter_repo_are_one_line(tmp_path, capsys, tiny_model_id, tiny_adapter_dir):
+    assert main(["evaluate", "--adapter", str(tiny_adapter_dir), "--eval-data", str(tmp_path / "nope.jsonl")]) == 2
+    assert "not found" in _one_error_line(capsys.readouterr().err)
+    # A model repo without adapter_config.json (the base model itself) is not an adapter.
+    assert main(["evaluate", "--adapter", tiny_model_id, "--eval-data", str(RTE), "--push"]) == 2
+    assert "is not a PEFT adapter" in _one_error_line(capsys.readouterr().err)
+    assert main(["evaluate", "--adapter", str(tiny_adapter_dir), "--eval-data", str(RTE), "--push"]) == 2
+    assert "--push needs --adapter to be a Hub repo id" in _one_error_line(capsys.readouterr().err)
+    assert main(["evaluate", "--adapter", f"{TEST_USER}/no-such-adapter", "--eval-data", str(RTE)]) == 2
+    assert "not found" in _one_error_line(capsys.readouterr().err)
+
+
+def test_bootstrap_interval_brackets_the_mean_and_narrows_with_data():
+    import random
+
+    rng = random.Random(0)
+    small = [[int(rng.random() < 0.7) for _ in range(20)] for _ in range(3)]
+    large = [[int(rng.random() < 0.7) for _ in range(2000)] for _ in range(3)]
+    mean_small = sum(sum(t) / len(t) for t in small) / 3
+    low, high = bootstrap_interval(small, seed=1)
+    assert low <= mean_small <= high
+    assert bootstrap_interval(small, seed=1) == (low, high)  # deterministic per seed
+    low_l, high_l = bootstrap_interval(large, seed=1)
+    assert high_l - low_l < (high - low) / 3
+    assert bootstrap_interval([[1, 1, 1]], seed=0) == (1.0, 1.0)
+
+
+def test_metric_modules_load_by_path_offline(monkeypatch):
+    from ltd_hub.evaluation import _load_metric
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert _load_metric("accuracy").compute(predictions=[0, 1, 1, 2], references=[0, 1, 0, 2]) == {"accuracy": 0.75}
+    assert _load_metric("exact_match").compute(predictions=["True.", " no"], references=["true", "Yes"]) == {"exact_match": 0.5}
+
+
+# --------------------------------------------------------------------------- scoring
+
+
+def test_batched_left_padded_scores_equal_one_by_one_scores(tiny_model_id, ltd_nli):
+    """Batching, left padding, position ids and logits_to_keep must not change any score."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_id)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_id, dtype=torch.float32).eval()
+    formatter = PromptFormatter(tokenizer)
+    rows = load_eval_sets([str(RTE)], templates=3, max_examples=2)[0].rows
+    batched = score_choices(model, formatter, rows, batch_size=5, progress=False)
+    for row, scores in zip(rows, batched):
+        for choice, score in zip(row["choices"], scores):
+            prompt_ids, answer_ids = formatter.encode(row["inputs"], choice)
+            ids = torch.tensor([prompt_ids + answer_ids])
+            with torch.no_grad():
+                logprobs = torch.log_softmax(model(ids).logits[0, :-1].float(), -1)
+            expected = sum(logprobs[len(prompt_ids) - 1 + i, t].item() for i, t in enumerate(answer_ids))
+            assert score == pytest.approx(expected, abs=1e-3)
+
+
+# --------------------------------------------------------------------------- the command
+
+
+def test_evaluate_local_adapter_records_results_in_the_folder(tiny_adapter_dir, small_eval, tmp_path, capsys):
+    report_file = tmp_path / "report.json"
+    assert main(["evaluate", "--adapter", str(tiny_adapter_dir), "--eval-data", str(small_eval), "--exact-match",
+                 "--max-new-tokens", "3", "--per-template", "--output", str(report_file)]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert "| rte | 12 | 2 |" in out and "Average over eval sets" in out
+    report = json.loads(report_file.read_text())
+    result = report["results"][0]
+    assert result["n_examples"] == 12 and result["n_templates"] == 2
+    accs = [t["accuracy"] for t in result["templates"].values()]
+    assert result["accuracy_mean"] == pytest.approx(sum(accs) / 2)
+    assert 0 <= result["ci_low"] <= result["accuracy_mean"] <= result["ci_high"] <= 1
+    assert result["exact_match"] is not None
+    recorded = json.loads((tiny_adapter_dir / "eval_results.json").read_text())["results"]
+    assert [r["name"] for r in recorded] == ["rte"] and recorded[0]["adapter_sha256"]
+    meta = yaml.safe_load((tiny_adapter_dir / "README.md").read_text().split("---")[1])
+    metrics = meta["model-index"][0]["results"][0]["metrics"]
+    assert metrics[0]["type"] == "accuracy" and metrics[0]["value"] == round(result["accuracy_mean"], 4)
+
+
+def test_base_only_evaluates_the_base_model_and_refuses_push(tiny_adapter_dir, small_eval, capsys):
+    assert main(["evaluate", "--adapter", str(tiny_adapter_dir), "--eval-data", str(small_eval), "--base-only", "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["adapter"] is None and data["model"].endswith("(base)") and data["results"][0]["n_examples"] == 12
+    assert main(["evaluate", "--adapter", str(tiny_adapter_dir), "--eval-data", str(small_eval), "--base-only", "--push"]) == 2
+    assert "drop --push with --base-only" in _one_error_line(capsys.readouterr().err)
+
+
+def test_evaluate_push_adds_results_to_the_card_in_a_new_commit(tiny_adapter_dir, small_eval, tmp_path, capsys):
+    from huggingface_hub import HfApi, ModelCard
+
+    from ltd_hub import hub
+    from ltd_hub.cards import BLOCK_END
+
+    repo = f"{TEST_USER}/tiny-adapter-eval"
+    assert main(["push-adapter", str(tiny_adapter_dir), "--repo-id", repo]) == 0
+    # Someone adds their own text and their own result to the card.
+    card = hub.read_card_text(repo, "model")
+    meta_text, body = card.split("---", 2)[1:]
+    meta = yaml.safe_load(meta_text)
+    meta["model-index"] = [{"name": "x", "results": [{"task": {"type": "text-generation"}, "dataset": {"type": "mmlu", "name": "MMLU"},
+                                                      "metrics": [{"type": "accuracy", "value": 0.25}]}]}]  # fmt: skip
+    user_card = "---\n" + yaml.safe_dump(meta) + "---" + body.replace(BLOCK_END, BLOCK_END + "\n\nMy own notes.")
+    HfApi().upload_file(path_or_fileobj=user_card.encode(), path_in_repo="README.md", repo_id=repo, commit_message="user edit")
+    before = len(HfApi().list_repo_commits(repo))
+    capsys.readouterr()
+
+    anli = tmp_path / "anli_r1.jsonl"
+    with gzip.open(ANLI_R1, "rt", encoding="utf-8") as handle:
+        anli.write_text("".join(line for _, line in zip(range(4), handle)))
+    assert main(["evaluate", "--adapter", repo, "--eval-data", str(small_eval), str(anli), "--push"]) == 0
+    assert "results recorded in" in capsys.readouterr().out
+    assert len(HfApi().list_repo_commits(repo)) == before + 1
+    card = ModelCard(hub.read_card_text(repo, "model"))
+    names = {(r.dataset_name, r.metric_type) for r in card.data.eval_results}
+    assert {("rte", "accuracy"), ("anli_r1", "accuracy"), ("MMLU", "accuracy")} <= names
+    assert "My own notes." in card.text and "| rte | 12 | 2 |" in card.text and "| anli_r1 | 4 | 1 |" in card.text
+    assert card.data.base_model and card.data.library_name == "peft"
+    recorded = json.loads(hub.download(repo, "eval_results.json", repo_type="model").read_text())["results"]
+    assert {r["name"] for r in recorded} == {"rte", "anli_r1"}
+    # A second evaluation of one set replaces that set's row and keeps the other.
+    assert main(["evaluate", "--adapter", repo, "--eval-data", str(anli), "--push", "--bootstrap", "50"]) == 0
+    recorded = json.loads(hub.download(repo, "eval_results.json", repo_type="model").read_text())["results"]
+    assert sorted(r["name"] for r in recorded) == ["anli_r1", "rte"]
+    assert next(r for r in recorded if r["name"] == "anli_r1")["settings"]["bootstrap"] == 50

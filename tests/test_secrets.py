@@ -1,0 +1,173 @@
+"""The token never leaks, and ``--private`` repos stay private through every command that touches them.
+
+One full flow runs on the embedded Hub (push-subset, train --push-to, push-adapter, evaluate --push,
+rebuild-subset, push-space), every repo private. Then every byte it produced is searched for the
+token: stdout and stderr at the file-descriptor level, every log record (DEBUG and up), every file
+written (outputs, cards, manifests, Space files, the Hub and ltd-hub caches) and every file of the
+pushed repos, downloaded back. Errors that would echo user input are checked too.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import itertools
+import logging
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+from conftest import LTD_NLI, OTHER_TOKEN, TEST_TOKEN, TEST_USER
+from huggingface_hub import HfApi
+
+from ltd_hub.cli import main
+
+TOKEN_BYTES = TEST_TOKEN.encode()
+
+
+def _files_under(*roots: Path) -> list[Path]:
+    return [p for root in roots if root.exists() for p in root.rglob("*") if p.is_file()]
+
+
+def _leaks(paths: list[Path]) -> list[str]:
+    found = []
+    for path in paths:
+        data = path.read_bytes()
+        if TOKEN_BYTES in data or (path.suffix == ".gz" and TOKEN_BYTES in gzip.decompress(data)):
+            found.append(str(path))
+    return found
+
+
+def _visible_to(token, repo_id: str, repo_type: str) -> bool:
+    return HfApi(token=token).repo_exists(repo_id, repo_type=repo_type)
+
+
+@pytest.fixture(scope="module")
+def flow(tiny_model_id: str, tmp_path_factory: pytest.TempPathFactory):
+    """Run the whole flow once with private repos; yield what it printed, logged and wrote."""
+    if not LTD_NLI.is_dir():
+        pytest.skip("shared data not found")
+    tmp = tmp_path_factory.mktemp("secrets")
+    pool = tmp / "pool.jsonl"
+    with gzip.open(LTD_NLI / "pool" / "p3_nli_pool.jsonl.gz", "rt", encoding="utf-8") as handle:
+        pool.write_text("".join(itertools.islice(handle, 1, 200 * 30, 30)), encoding="utf-8")
+    eval_file = tmp / "rte.jsonl"
+    with gzip.open(LTD_NLI / "eval" / "rte.jsonl.gz", "rt", encoding="utf-8") as handle:
+        eval_file.write_text("".join(itertools.islice(handle, 6)), encoding="utf-8")
+    suffix = uuid.uuid4().hex[:6]
+    repos = {
+        "dataset": (f"{TEST_USER}/secret-subset-{suffix}", "dataset"),
+        "coreset": (f"{TEST_USER}/secret-coreset-lora-{suffix}", "model"),
+        "full": (f"{TEST_USER}/secret-full-lora-{suffix}", "model"),
+        "space": (f"{TEST_USER}/secret-space-{suffix}", "space"),
+    }
+    out = tmp / "adapter"
+    space_dir = tmp / "space"
+    steps = [
+        # (argv, repos that must exist after it)
+        (["push-subset", pool, "--encoder", "lexical", "--size", "16", "--repo-id", repos["dataset"][0], "--private", "--token", TEST_TOKEN], ["dataset"]),
+        (["rebuild-subset", repos["dataset"][0], "--source", pool], ["dataset"]),
+        (["train", "--dataset", repos["dataset"][0], "--base-model", tiny_model_id, "--output-dir", out, "--max-steps", "2",
+          "--per-device-train-batch-size", "8", "--max-length", "128", "--no-bf16", "--push-to", repos["coreset"][0], "--private"], ["coreset"]),
+        (["push-adapter", out, "--repo-id", repos["full"][0], "--private", "--token", TEST_TOKEN], ["full"]),
+        (["evaluate", "--adapter", repos["coreset"][0], "--eval-data", eval_file, "--bootstrap", "50", "--push"], ["coreset"]),
+        # Re-pushing without --private must not make a private repo public.
+        (["push-adapter", out, "--repo-id", repos["full"][0]], ["full"]),
+        (["push-space", "--repo-id", repos["space"][0], "--full", repos["full"][0], "--subset", repos["coreset"][0],
+          "--examples", eval_file, "--num-examples", "3", "--private", "--local-dir", space_dir], ["space"]),
+    ]  # fmt: skip
+    visibility = []
+    log_text = io.StringIO()
+    handler = logging.StreamHandler(log_text)
+    handler.setLevel(logging.DEBUG)
+    root = logging.getLogger()
+    old_level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    codes = []
+    try:
+        for argv, touched in steps:
+            codes.append(main([str(a) for a in argv]))
+            for name in repos:
+                repo_id, repo_type = repos[name]
+                if HfApi().repo_exists(repo_id, repo_type=repo_type):
+                    visibility.append((argv[0], name, HfApi().repo_info(repo_id, repo_type=repo_type).private,
+                                       _visible_to(OTHER_TOKEN, repo_id, repo_type), _visible_to(False, repo_id, repo_type)))  # fmt: skip
+                else:
+                    assert name not in touched, f"{argv[0]} did not create {repo_id}"
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(old_level)
+    return {"codes": codes, "repos": repos, "tmp": tmp, "logs": log_text.getvalue(), "visibility": visibility, "steps": steps}
+
+
+def test_the_flow_ran(flow):
+    assert flow["codes"] == [0] * len(flow["steps"])
+
+
+def test_private_repos_stay_private_through_every_command(flow):
+    assert flow["visibility"], "no repo was checked"
+    for command, name, private, other_sees, anonymous_sees in flow["visibility"]:
+        assert private, f"{name} is public after {command}"
+        assert not other_sees and not anonymous_sees, f"{name} is visible to others after {command}"
+    # Every repo was checked after every later command, so none was flipped to public along the way.
+    assert {name for _, name, *_ in flow["visibility"]} == set(flow["repos"])
+
+
+def test_token_absent_from_logs(flow):
+    assert flow["logs"], "no log record was captured"
+    assert TEST_TOKEN not in flow["logs"]
+
+
+def test_token_absent_from_every_file_written(flow):
+    from ltd_hub.paths import cache_dir
+
+    hf_home = Path(os.environ["HF_HOME"])
+    files = _files_under(flow["tmp"], hf_home, cache_dir())
+    names = {p.name for p in files}
+    # The scan reached the outputs, the card, the manifest, the Space files and the Hub cache.
+    assert {"README.md", "training_summary.json", "adapter_model.safetensors", "app.py", "space_config.json",
+            "selection_manifest.json"} <= names  # fmt: skip
+    assert not _leaks(files)
+
+
+def test_token_absent_from_every_pushed_file(flow, tmp_path):
+    api = HfApi()
+    for repo_id, repo_type in flow["repos"].values():
+        folder = Path(api.snapshot_download(repo_id, repo_type=repo_type, local_dir=tmp_path / repo_type / repo_id))
+        pushed = _files_under(folder)
+        assert any(p.name == "README.md" for p in pushed), repo_id
+        assert not _leaks(pushed), repo_id
+        for commit in api.list_repo_commits(repo_id, repo_type=repo_type):
+            assert TEST_TOKEN not in f"{commit.title} {commit.message}"
+
+
+def test_token_absent_from_stdout_and_stderr(flow, capfd):
+    """The flow's output, re-run at the file-descriptor level (no new commit: everything is in place)."""
+    repos = flow["repos"]
+    for argv, _ in flow["steps"]:
+        if argv[0] in ("push-subset", "push-adapter", "push-space", "rebuild-subset"):
+            assert main([str(a) for a in argv]) == 0
+    out, err = capfd.readouterr()
+    assert out and "no new commit" in out
+    assert TEST_TOKEN not in out and TEST_TOKEN not in err
+    assert HfApi().repo_info(repos["space"][0], repo_type="space").private
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["push-subset", "/no/such/dir/{token}.jsonl", "--encoder", "lexical", "--repo-id", f"{TEST_USER}/x"],
+        ["push-adapter", "/tmp/{token}", "--repo-id", f"{TEST_USER}/x", "--token", "{token}"],
+        ["push-subset", "/no/such.jsonl", "--repo-id", "ltd-other/x", "--token", "{token}", "--encoder", "lexical"],
+        ["evaluate", "--adapter", f"{TEST_USER}/{{token}}", "--eval-data", "/no/such.jsonl"],
+        ["train", "--config", "/no/such/{token}.yaml"],
+    ],
+    ids=["path", "adapter-path", "explicit-token", "repo-id", "config-path"],
+)
+def test_token_absent_from_error_messages(argv, capfd):
+    code = main([a.format(token=TEST_TOKEN) for a in argv])
+    out, err = capfd.readouterr()
+    assert code == 2 and "error:" in err
+    assert TEST_TOKEN not in out + err
