@@ -85,17 +85,10 @@ class ReproduceConfig:
     @classmethod
     def from_yaml(cls, path: str | os.PathLike) -> ReproduceConfig:
         """Read a config; unknown keys, wrong types and bad values are one-line UsageErrors."""
-        import yaml
+        from ltd_hub.errors import read_yaml_mapping
 
         path = Path(path)
-        try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except FileNotFoundError:
-            raise UsageError(f"config file not found: {path}; check --config") from None
-        except yaml.YAMLError as exc:
-            raise UsageError(f"config file {path} is not valid YAML ({' '.join(str(exc).split())[:120]})") from None
-        if not isinstance(raw, dict):
-            raise UsageError(f"config file {path} must be a mapping of key: value")
+        raw = read_yaml_mapping(path)
         config = _build(cls, raw, path.name)
         # Relative paths in a config are relative to the config file, so configs run from anywhere.
         base = path.resolve().parent

@@ -112,17 +112,10 @@ class TrainConfig:
     @classmethod
     def from_yaml(cls, path: str | os.PathLike, overrides: dict[str, Any] | None = None) -> TrainConfig:
         """Read a YAML config (keys = field names), then apply ``overrides`` (e.g. CLI flags)."""
-        import yaml
+        from ltd_hub.errors import read_yaml_mapping
 
         path = Path(path)
-        try:
-            loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except FileNotFoundError:
-            raise UsageError(f"config file not found: {path}; check --config") from None
-        except yaml.YAMLError as exc:
-            raise UsageError(f"config file {path} is not valid YAML ({' '.join(str(exc).split())[:120]})") from None
-        if not isinstance(loaded, dict):
-            raise UsageError(f"config file {path} must be a mapping of option: value")
+        loaded = read_yaml_mapping(path)
         loaded = {str(k).replace("-", "_"): v for k, v in loaded.items()}
         return cls.from_mapping({**loaded, **(overrides or {})}, source=path.name)
 
