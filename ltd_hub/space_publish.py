@@ -317,6 +317,22 @@ def plan_space(
     Raises :class:`UsageError` with one line naming the fix for a missing or non-adapter repo,
     mismatched base models, unreadable or training-row examples, or a too-long description.
 
+    Args:
+        repo_id: the Space repo, ``namespace/name``.
+        full: the full-task-data adapter's Hub id.
+        subset: the 0.5%-subset adapter's Hub id.
+        random_adapter: optional random-0.5% adapter's Hub id.
+        base_model: the base model's Hub id (default: read from the adapters).
+        examples: held-out eval data (files, folders or Hub dataset ids) to bundle examples from.
+        num_examples: how many examples to bundle.
+        seed: example sampling seed.
+        subset_dataset: the subset dataset id (default: the subset adapter card's ``datasets``).
+        full_data: the full data's id or description (default: the full adapter card's ``datasets``).
+        title: Space title.
+        short_description: at most 60 characters.
+        license: Space license (default: the full adapter's, else apache-2.0).
+        token: Hub token.
+
     Returns:
         The :class:`SpaceSpec` to build the files from.
 
@@ -487,21 +503,10 @@ def write_space(files: Mapping[str, bytes], folder: str | Path) -> Path:
 def push_space(
     repo_id: str,
     *,
-    full: str,
-    subset: str,
-    random_adapter: str | None = None,
-    base_model: str | None = None,
-    examples: Sequence[str] = (),
-    num_examples: int = 8,
-    seed: int = 0,
-    subset_dataset: str | None = None,
-    full_data: str | None = None,
-    title: str | None = None,
-    short_description: str | None = None,
-    license: str | None = None,
     private: bool | None = None,
     token: str | None = None,
     local_dir: str | Path | None = None,
+    **space_options: Any,
 ) -> tuple[SpaceSpec, hub.PushResult]:
     """Create or update a Gradio Space comparing the full-data and 0.5%-data adapters.
 
@@ -510,21 +515,12 @@ def push_space(
 
     Args:
         repo_id: the Space repo, ``namespace/name``.
-        full: the full-task-data adapter's Hub id.
-        subset: the 0.5%-subset adapter's Hub id.
-        random_adapter: optional random-0.5% adapter's Hub id.
-        base_model: the base model's Hub id (default: read from the adapters).
-        examples: held-out eval data (files, folders or Hub dataset ids) to bundle examples from.
-        num_examples: how many examples to bundle.
-        seed: example sampling seed.
-        subset_dataset: the subset dataset id (default: the subset adapter card's ``datasets``).
-        full_data: the full data's id or description (default: the full adapter card's ``datasets``).
-        title: Space title.
-        short_description: at most 60 characters.
-        license: Space license (default: the full adapter's, else apache-2.0).
         private: create the Space private.
         token: Hub token.
         local_dir: also write the Space files into this folder.
+        **space_options: what the Space shows, as for :func:`plan_space` (``full`` and ``subset``
+            are required; ``random_adapter``, ``base_model``, ``examples``, ``num_examples``, ``seed``,
+            ``subset_dataset``, ``full_data``, ``title``, ``short_description``, ``license``).
 
     Returns:
         The validated :class:`SpaceSpec` and the :class:`ltd_hub.hub.PushResult`.
@@ -535,22 +531,7 @@ def push_space(
         'https://huggingface.co/spaces/me/ltd-demo'
     """
     target = hub.preflight_push(repo_id, repo_type="space", token=token)
-    spec = plan_space(
-        target.repo_id,
-        full=full,
-        subset=subset,
-        random_adapter=random_adapter,
-        base_model=base_model,
-        examples=examples,
-        num_examples=num_examples,
-        seed=seed,
-        subset_dataset=subset_dataset,
-        full_data=full_data,
-        title=title,
-        short_description=short_description,
-        license=license,
-        token=token,
-    )
+    spec = plan_space(target.repo_id, token=token, **space_options)
     files = build_space_files(spec)
     if local_dir:
         write_space(files, local_dir)

@@ -9,6 +9,7 @@ on CPU, one GPU, or several under ``accelerate launch``.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -705,6 +706,23 @@ def train(config: TrainConfig, *, token: str | None = None) -> TrainResult:
     return result
 
 
+def _log_to_stderr(trainer: Any) -> None:
+    """Swap the Trainer's progress callback for one that writes its loss lines to stderr too.
+
+    transformers' ProgressCallback draws the bar on stderr but ``tqdm.write``s each log dict to
+    stdout, where it would mix into the machine-readable output of ``--format json`` and quickstart.
+    """
+    from transformers import ProgressCallback
+
+    class StderrProgressCallback(ProgressCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            with contextlib.redirect_stdout(sys.stderr):
+                super().on_log(args, state, control, logs=logs, **kwargs)
+
+    trainer.remove_callback(ProgressCallback)
+    trainer.add_callback(StderrProgressCallback)
+
+
 def _run_trainer(model: Any, tokenizer: Any, tokenized: Any, config: TrainConfig, *, bf16: bool, work_dir: Path) -> dict[str, Any]:
     import torch
     from peft import LoraConfig, get_peft_model
@@ -760,6 +778,7 @@ def _run_trainer(model: Any, tokenizer: Any, tokenized: Any, config: TrainConfig
         flash_kwargs=config.attn_implementation.startswith("flash_attention"),
     )
     trainer = Trainer(model=model, args=args, train_dataset=tokenized, data_collator=collator, processing_class=tokenizer)
+    _log_to_stderr(trainer)
     if on_gpu:
         torch.cuda.reset_peak_memory_stats()
     started = time.perf_counter()

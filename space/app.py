@@ -699,22 +699,16 @@ def build_demo(config: SpaceConfig | None = None, bank: ModelBank | None = None)
                     probs[role] = probability_frame(options, bank.choice_probabilities(role, prompt_ids, options), gold_text)
                 yield frame()
 
-        compare_event = compare_btn.click(
-            compare,
-            inputs=[prompt, choices, gold, max_new_tokens, temperature, include_base],
-            outputs=[*answers, *timings, *plots, notice],
-            api_name="compare",
-            concurrency_limit=1,
-            concurrency_id="model",
-        )
-        submit_event = prompt.submit(
-            compare,
-            inputs=[prompt, choices, gold, max_new_tokens, temperature, include_base],
-            outputs=[*answers, *timings, *plots, notice],
-            api_visibility="private",
-            concurrency_limit=1,
-            concurrency_id="model",
-        )
+        # The button and Enter in the prompt run the same generation; only the button is a public API.
+        compare_wiring = {
+            "fn": compare,
+            "inputs": [prompt, choices, gold, max_new_tokens, temperature, include_base],
+            "outputs": [*answers, *timings, *plots, notice],
+            "concurrency_limit": 1,
+            "concurrency_id": "model",
+        }
+        compare_event = compare_btn.click(**compare_wiring, api_name="compare")
+        submit_event = prompt.submit(**compare_wiring, api_visibility="private")
         stop_btn.click(bank.stop, cancels=[compare_event, submit_event], queue=False, api_name="stop")
 
         def clear():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import io
 import json
 import subprocess
@@ -11,7 +10,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ENDPOINT, LTD_NLI, REPO_ROOT, TEST_TOKEN, TEST_USER
+from conftest import ENDPOINT, REPO_ROOT, TEST_TOKEN, TEST_USER
+from helpers import POOL_FILE, RTE_FILE, one_error_line, read_lines, train_tiny_adapter, write_lines
 
 from ltd_hub.adapters import render_model_card
 from ltd_hub.cli import main
@@ -19,35 +19,9 @@ from ltd_hub.cli import main
 BASE_MODEL_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 
 
-def _pool_lines(n: int) -> list[str]:
-    lines = []
-    with gzip.open(LTD_NLI / "pool" / "p3_nli_pool.jsonl.gz", "rt", encoding="utf-8") as handle:
-        for line in handle:
-            lines.append(line)
-            if len(lines) == n:
-                break
-    return lines
-
-
-def _one_error_line(err: str) -> str:
-    lines = [line for line in err.strip().splitlines() if line.startswith("error: ")]
-    assert len(lines) == 1 and "Traceback" not in err, err
-    return lines[0]
-
-
 @pytest.fixture(scope="module")
 def tiny_adapter_dir(tiny_model_id, tmp_path_factory) -> Path:
-    from ltd_hub import TrainConfig, train
-
-    folder = tmp_path_factory.mktemp("adapters")
-    (folder / "pool.jsonl").write_text("".join(_pool_lines(16)), encoding="utf-8")
-    train(
-        TrainConfig(
-            dataset=str(folder / "pool.jsonl"), base_model=tiny_model_id, output_dir=str(folder / "adapter"),
-            max_steps=2, learning_rate=1e-2, per_device_train_batch_size=8, max_length=256, bf16=False,
-        )
-    )  # fmt: skip
-    return folder / "adapter"
+    return train_tiny_adapter(tiny_model_id, tmp_path_factory.mktemp("adapters"), learning_rate=1e-2)
 
 
 SUMMARY = {
@@ -159,7 +133,7 @@ def test_push_adapter_refuses_what_is_not_a_pushable_adapter(tmp_path, tiny_adap
         (folder / "adapter_config.json").write_text(json.dumps(config))
     repo = f"{TEST_USER}/never-pushed-{case.replace('_', '-')}"
     assert main(["push-adapter", str(folder), "--repo-id", repo]) == 2
-    line = _one_error_line(capsys.readouterr().err)
+    line = one_error_line(capsys.readouterr().err)
     assert {"not_a_folder": "not found", "no_adapter_config": "not a PEFT adapter", "no_weights": "no adapter weights", "local_base": "local base model"}[case] in line
     assert not HfApi().repo_exists(repo)
 
@@ -174,7 +148,7 @@ def test_end_to_end_subset_train_push_evaluate_and_load_in_a_fresh_process(seede
 
     from ltd_hub import hub
 
-    rows = [json.loads(line) for line in _pool_lines(64)]
+    rows = [json.loads(line) for line in read_lines(POOL_FILE, stop=64)]
     buffer = io.BytesIO()
     pd.DataFrame(rows).to_parquet(buffer, index=False)
     manifest = {
@@ -205,9 +179,7 @@ def test_end_to_end_subset_train_push_evaluate_and_load_in_a_fresh_process(seede
     assert card.data.license == "apache-2.0"  # the base model's
     assert f"base_model:adapter:{BASE_MODEL_ID}" in card.data.tags and "ltd-strategy:kcenter" in card.data.tags
 
-    eval_file = tmp_path / "rte.jsonl"
-    with gzip.open(LTD_NLI / "eval" / "rte.jsonl.gz", "rt", encoding="utf-8") as handle:
-        eval_file.write_text("".join(line for _, line in zip(range(6), handle)))
+    eval_file = write_lines(RTE_FILE, tmp_path / "rte.jsonl", stop=6)
     commits = len(HfApi().list_repo_commits(repo))
     assert main(["evaluate", "--adapter", repo, "--eval-data", str(eval_file), "--push"]) == 0
     assert len(HfApi().list_repo_commits(repo)) == commits + 1

@@ -8,8 +8,6 @@ type are the same before and after the command, and no repo appeared.
 from __future__ import annotations
 
 import errno
-import gzip
-import itertools
 import os
 import socket
 import subprocess
@@ -20,9 +18,9 @@ from pathlib import Path
 
 import pytest
 from conftest import LTD_NLI, OTHER_TOKEN, OTHER_USER, READ_TOKEN, TEST_USER
+from helpers import POOL_FILE, RTE_FILE, faults, write_lines  # noqa: F401  (faults: a fixture)
 
 from ltd_hub.cli import main
-from ltd_hub.hub_server.serve import running_hub
 
 
 @dataclass(frozen=True)
@@ -148,12 +146,8 @@ def ctx(tiny_model_id: str, tmp_path_factory: pytest.TempPathFactory) -> dict[st
     if not LTD_NLI.is_dir():
         pytest.skip("shared data not found")
     tmp = tmp_path_factory.mktemp("bad-inputs")
-    pool = tmp / "pool.jsonl"
-    with gzip.open(LTD_NLI / "pool" / "p3_nli_pool.jsonl.gz", "rt", encoding="utf-8") as handle:
-        pool.write_text("".join(itertools.islice(handle, 0, 200 * 20, 20)), encoding="utf-8")
-    eval_file = tmp / "rte.jsonl"
-    with gzip.open(LTD_NLI / "eval" / "rte.jsonl.gz", "rt", encoding="utf-8") as handle:
-        eval_file.write_text("".join(itertools.islice(handle, 4)), encoding="utf-8")
+    pool = write_lines(POOL_FILE, tmp / "pool.jsonl", 0, 200 * 20, 20)
+    eval_file = write_lines(RTE_FILE, tmp / "rte.jsonl", stop=4)
     suffix = uuid.uuid4().hex[:6]
     names = {
         "dataset_repo": f"{TEST_USER}/bi-subset-{suffix}",
@@ -230,14 +224,6 @@ def _fast_library_sleep(monkeypatch: pytest.MonkeyPatch) -> None:
     fast.sleep = lambda seconds: real_sleep(min(seconds, 0.005))
     for module in (hf_http, hf_download):
         monkeypatch.setattr(module, "time", fast)
-
-
-@pytest.fixture
-def faults(hub: str):
-    handle = running_hub(hub)
-    handle.set_faults([])
-    yield handle
-    handle.set_faults([])
 
 
 def _tree(folder: Path) -> dict[str, bytes] | None:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import LTD_NLI, TEST_USER
+from helpers import one_error_line, train_tiny_adapter
 
 from ltd_hub.cli import main
 from ltd_hub.evaluation import bootstrap_interval, load_eval_sets, score_choices
@@ -18,31 +19,10 @@ RTE = LTD_NLI / "eval" / "rte.jsonl.gz"
 ANLI_R1 = LTD_NLI / "eval" / "anli_r1.jsonl.gz"
 
 
-def _one_error_line(err: str) -> str:
-    lines = [line for line in err.strip().splitlines() if line.startswith("error: ")]
-    assert len(lines) == 1 and "Traceback" not in err, err
-    return lines[0]
-
-
 @pytest.fixture(scope="module")
 def tiny_adapter_dir(tiny_model_id, tmp_path_factory) -> Path:
     """A LoRA adapter trained for two steps on pool rows (local folder with summary and card)."""
-    from ltd_hub import TrainConfig, train
-
-    folder = tmp_path_factory.mktemp("eval-adapter")
-    rows = []
-    with gzip.open(LTD_NLI / "pool" / "p3_nli_pool.jsonl.gz", "rt", encoding="utf-8") as handle:
-        for line in handle:
-            rows.append(line)
-            if len(rows) == 16:
-                break
-    (folder / "pool.jsonl").write_text("".join(rows), encoding="utf-8")
-    config = TrainConfig(
-        dataset=str(folder / "pool.jsonl"), base_model=tiny_model_id, output_dir=str(folder / "adapter"),
-        max_steps=2, per_device_train_batch_size=8, max_length=256, bf16=False,
-    )  # fmt: skip
-    train(config)
-    return folder / "adapter"
+    return train_tiny_adapter(tiny_model_id, tmp_path_factory.mktemp("eval-adapter"))
 
 
 @pytest.fixture
@@ -87,19 +67,19 @@ def test_bad_eval_data_is_one_line_and_loads_no_model(tmp_path, capsys, monkeypa
     path = tmp_path / "eval.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     assert main(["evaluate", "--adapter", str(tiny_adapter_dir), "--eval-data", str(path)]) == 2
-    assert needle in _one_error_line(capsys.readouterr().err)
+    assert needle in one_error_line(capsys.readouterr().err)
 
 
 def test_missing_eval_file_and_non_adapter_repo_are_one_line(tmp_path, capsys, tiny_model_id, tiny_adapter_dir):
     assert main(["evaluate", "--adapter", str(tiny_adapter_dir), "--eval-data", str(tmp_path / "nope.jsonl")]) == 2
-    assert "not found" in _one_error_line(capsys.readouterr().err)
+    assert "not found" in one_error_line(capsys.readouterr().err)
     # A model repo without adapter_config.json (the base model itself) is not an adapter.
     assert main(["evaluate", "--adapter", tiny_model_id, "--eval-data", str(RTE), "--push"]) == 2
-    assert "is not a PEFT adapter" in _one_error_line(capsys.readouterr().err)
+    assert "is not a PEFT adapter" in one_error_line(capsys.readouterr().err)
     assert main(["evaluate", "--adapter", str(tiny_adapter_dir), "--eval-data", str(RTE), "--push"]) == 2
-    assert "--push needs --adapter to be a Hub repo id" in _one_error_line(capsys.readouterr().err)
+    assert "--push needs --adapter to be a Hub repo id" in one_error_line(capsys.readouterr().err)
     assert main(["evaluate", "--adapter", f"{TEST_USER}/no-such-adapter", "--eval-data", str(RTE)]) == 2
-    assert "not found" in _one_error_line(capsys.readouterr().err)
+    assert "not found" in one_error_line(capsys.readouterr().err)
 
 
 def test_bootstrap_interval_brackets_the_mean_and_narrows_with_data():
@@ -176,7 +156,7 @@ def test_base_only_evaluates_the_base_model_and_refuses_push(tiny_adapter_dir, s
     data = json.loads(capsys.readouterr().out)
     assert data["adapter"] is None and data["model"].endswith("(base)") and data["results"][0]["n_examples"] == 12
     assert main(["evaluate", "--adapter", str(tiny_adapter_dir), "--eval-data", str(small_eval), "--base-only", "--push"]) == 2
-    assert "drop --push with --base-only" in _one_error_line(capsys.readouterr().err)
+    assert "drop --push with --base-only" in one_error_line(capsys.readouterr().err)
 
 
 def test_evaluate_push_adds_results_to_the_card_in_a_new_commit(tiny_adapter_dir, small_eval, tmp_path, capsys):

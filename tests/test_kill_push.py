@@ -9,8 +9,6 @@ answer reached the client.
 
 from __future__ import annotations
 
-import gzip
-import itertools
 import os
 import random
 import signal
@@ -21,11 +19,10 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import LTD_NLI, TEST_USER
-from huggingface_hub import HfApi
+from conftest import TEST_USER
+from helpers import POOL_FILE, faults, history, repo_files, write_lines  # noqa: F401  (faults: a fixture)
 
 from ltd_hub.cli import main
-from ltd_hub.hub_server.serve import running_hub
 
 SUBSET = ["--encoder", "lexical", "--size", "12"]
 RNG = random.Random(7)
@@ -33,31 +30,9 @@ RNG = random.Random(7)
 
 @pytest.fixture(scope="module")
 def pool_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    pool = LTD_NLI / "pool" / "p3_nli_pool.jsonl.gz"
-    if not pool.is_file():
-        pytest.skip(f"shared data not found at {pool}")
-    with gzip.open(pool, "rt", encoding="utf-8") as handle:
-        lines = list(itertools.islice(handle, 3, 200 * 40, 40))
-    path = tmp_path_factory.mktemp("kill-pool") / "pool.jsonl"
-    path.write_text("".join(lines), encoding="utf-8")
-    return path
-
-
-@pytest.fixture
-def faults(hub: str):
-    handle = running_hub(hub)
-    handle.set_faults([])
-    yield handle
-    handle.set_faults([])
-
-
-def files_at(repo_id: str, repo_type: str, revision: str) -> dict[str, str]:
-    info = HfApi().repo_info(repo_id, repo_type=repo_type, revision=revision, files_metadata=True)
-    return {s.rfilename: (s.lfs.sha256 if s.lfs else s.blob_id) for s in info.siblings}
-
-
-def history(repo_id: str, repo_type: str) -> list[str]:
-    return [c.commit_id for c in HfApi().list_repo_commits(repo_id, repo_type=repo_type)]
+    if not POOL_FILE.is_file():
+        pytest.skip(f"shared data not found at {POOL_FILE}")
+    return write_lines(POOL_FILE, tmp_path_factory.mktemp("kill-pool") / "pool.jsonl", 3, 200 * 40, 40)
 
 
 def start(*argv, env: dict | None = None) -> subprocess.Popen:
@@ -102,7 +77,7 @@ def assert_old_or_new(repo_id: str, repo_type: str, old: list[str], new_files: d
     added = commits[: len(commits) - len(old)]
     assert len(added) <= 1, f"one push made {len(added)} commits"
     for revision in added:
-        tree = files_at(repo_id, repo_type, revision)
+        tree = repo_files(repo_id, repo_type, revision)
         assert {p: tree.get(p) for p in compared} == {p: new_files[p] for p in compared}, "a commit holds half a push"
     return "new" if added else "old"
 
@@ -120,7 +95,7 @@ def subset_versions(pool_file: Path) -> dict[str, dict[str, str]]:
     for name, seed in (("old", 0), ("new", 1)):
         repo_id = f"{TEST_USER}/kill-ref-{name}-{uuid.uuid4().hex[:6]}"
         assert main(["push-subset", str(pool_file), "--repo-id", repo_id, "--seed", str(seed), *SUBSET]) == 0
-        out[name] = files_at(repo_id, "dataset", "main")
+        out[name] = repo_files(repo_id, "dataset", "main")
     assert out["old"]["data/train-00000-of-00001.parquet"] != out["new"]["data/train-00000-of-00001.parquet"]
     return out
 
@@ -227,11 +202,11 @@ def test_push_adapter_killed_at_a_random_moment_keeps_folder_and_repo_whole(adap
     assert _digest(adapters["new"]) == local, "the kill damaged the local adapter folder"
     # The command the user re-runs lands the new adapter; its files tell what "new" is.
     assert main(["push-adapter", str(adapters["new"]), "--repo-id", repo_id]) == 0
-    new_files = files_at(repo_id, "model", "main")
+    new_files = repo_files(repo_id, "model", "main")
     commits = history(repo_id, "model")
     assert commits[len(commits) - len(old) :] == old
     for revision in commits[: len(commits) - len(old)]:
-        tree = files_at(repo_id, "model", revision)
+        tree = repo_files(repo_id, "model", revision)
         assert {p: tree.get(p) for p in ADAPTER_COMPARED} == {p: new_files[p] for p in ADAPTER_COMPARED}, "a commit holds half a push"
     assert len(commits) - len(old) == 1, "the killed push and its re-run made more than one commit"
     if moment == 1:

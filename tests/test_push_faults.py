@@ -10,9 +10,7 @@ with a conflict message.
 from __future__ import annotations
 
 import contextlib
-import gzip
 import io
-import itertools
 import json
 import threading
 import time
@@ -20,7 +18,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import LTD_NLI, TEST_USER
+from conftest import TEST_USER
+from helpers import POOL_FILE, RTE_FILE, faults, history, repo_files, write_lines  # noqa: F401  (faults: a fixture)
 from huggingface_hub import HfApi
 
 from ltd_hub.cli import main
@@ -63,29 +62,15 @@ def fast_retries(monkeypatch: pytest.MonkeyPatch) -> FastClock:
     return clock
 
 
-@pytest.fixture
-def faults(hub: str):
-    """The session Hub's handle; faults are cleared after each test whatever happens."""
-    handle = running_hub(hub)
-    handle.set_faults([])
-    yield handle
-    handle.set_faults([])
-
-
 # --------------------------------------------------------------------------- data and repo helpers
 
 
 @pytest.fixture(scope="module")
 def pool_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """200 rows spread over the real pool, so several source datasets appear."""
-    pool = LTD_NLI / "pool" / "p3_nli_pool.jsonl.gz"
-    if not pool.is_file():
-        pytest.skip(f"shared data not found at {pool}")
-    with gzip.open(pool, "rt", encoding="utf-8") as handle:
-        lines = list(itertools.islice(handle, 0, POOL_ROWS * 50, 50))
-    path = tmp_path_factory.mktemp("faults-pool") / "pool.jsonl"
-    path.write_text("".join(lines), encoding="utf-8")
-    return path
+    if not POOL_FILE.is_file():
+        pytest.skip(f"shared data not found at {POOL_FILE}")
+    return write_lines(POOL_FILE, tmp_path_factory.mktemp("faults-pool") / "pool.jsonl", 0, POOL_ROWS * 50, 50)
 
 
 def new_id(prefix: str) -> str:
@@ -98,17 +83,6 @@ def seed_repo(repo_id: str, repo_type: str) -> str:
     api.create_repo(repo_id, repo_type=repo_type, space_sdk="gradio" if repo_type == "space" else None)
     card = f"---\nlicense: apache-2.0\n---\n# {repo_id}\n\n{USER_NOTE}\n"
     return api.upload_file(path_or_fileobj=card.encode(), path_in_repo="README.md", repo_id=repo_id, repo_type=repo_type).oid
-
-
-def history(repo_id: str, repo_type: str) -> list[str]:
-    """Commit ids of the main branch, newest first, read through huggingface_hub."""
-    return [c.commit_id for c in HfApi().list_repo_commits(repo_id, repo_type=repo_type)]
-
-
-def tree(repo_id: str, repo_type: str, revision: str | None = None) -> dict[str, str]:
-    """``{path: blob id or LFS sha256}`` of a revision, read through huggingface_hub."""
-    info = HfApi().repo_info(repo_id, repo_type=repo_type, revision=revision, files_metadata=True)
-    return {s.rfilename: (s.lfs.sha256 if s.lfs else s.blob_id) for s in info.siblings}
 
 
 def cli(capsys, *argv) -> tuple[int, str, str]:
@@ -135,7 +109,7 @@ def assert_landed(repo_id: str, repo_type: str, before: list[str], files: list[s
     """Exactly one new commit, holding ``files`` and the hand-written note of the README."""
     after = history(repo_id, repo_type)
     assert after[1:] == before, f"expected exactly one new commit on top of {before[:1]}, got {after}"
-    assert set(files) <= set(tree(repo_id, repo_type))
+    assert set(files) <= set(repo_files(repo_id, repo_type))
     readme = HfApi().hf_hub_download(repo_id, "README.md", repo_type=repo_type, revision=after[0])
     assert USER_NOTE in Path(readme).read_text(encoding="utf-8")
     return after[0]
@@ -338,7 +312,7 @@ def test_a_push_that_keeps_losing_the_race_fails_with_a_conflict_line(capsys, po
     assert len(lines) == 1 and "changed while pushing" in lines[0] and "re-run" in lines[0], err
     commits = history(repo_id, "dataset")
     assert len(commits) == len(before_ours) + intruder["n"], "only the intruder's commits landed"
-    assert "selection_manifest.json" not in tree(repo_id, "dataset")
+    assert "selection_manifest.json" not in repo_files(repo_id, "dataset")
 
 
 # --------------------------------------------------------------------------- train --push-to, push-adapter, evaluate --push, push-space
@@ -350,10 +324,7 @@ ADAPTER_FILES = ["README.md", "adapter_config.json", "adapter_model.safetensors"
 @pytest.fixture(scope="module")
 def eval_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Six RTE rows of one template (inputs, targets, answer_choices)."""
-    path = tmp_path_factory.mktemp("faults-eval") / "rte.jsonl"
-    with gzip.open(LTD_NLI / "eval" / "rte.jsonl.gz", "rt", encoding="utf-8") as handle:
-        path.write_text("".join(itertools.islice(handle, 6)), encoding="utf-8")
-    return path
+    return write_lines(RTE_FILE, tmp_path_factory.mktemp("faults-eval") / "rte.jsonl", stop=6)
 
 
 @pytest.fixture(scope="module")
@@ -404,7 +375,7 @@ def test_train_push_to_that_cannot_push_keeps_the_adapter_and_names_the_retry(tr
     code, out, err = cli(capsys, "push-adapter", trained["dir"], "--repo-id", trained["repo_id"])
     faults.set_faults([])
     assert code == 0, err
-    assert set(ADAPTER_FILES) <= set(tree(trained["repo_id"], "model"))
+    assert set(ADAPTER_FILES) <= set(repo_files(trained["repo_id"], "model"))
     assert len(history(trained["repo_id"], "model")) == 2  # the initial commit + the adapter
     assert _digest(trained["dir"]) == local, "pushing changed the local output"
 

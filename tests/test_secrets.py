@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import gzip
 import io
-import itertools
 import logging
 import os
 import uuid
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from conftest import LTD_NLI, OTHER_TOKEN, TEST_TOKEN, TEST_USER
+from helpers import POOL_FILE, RTE_FILE, write_lines
 from huggingface_hub import HfApi
 
 from ltd_hub.cli import main
@@ -49,12 +49,8 @@ def flow(tiny_model_id: str, tmp_path_factory: pytest.TempPathFactory):
     if not LTD_NLI.is_dir():
         pytest.skip("shared data not found")
     tmp = tmp_path_factory.mktemp("secrets")
-    pool = tmp / "pool.jsonl"
-    with gzip.open(LTD_NLI / "pool" / "p3_nli_pool.jsonl.gz", "rt", encoding="utf-8") as handle:
-        pool.write_text("".join(itertools.islice(handle, 1, 200 * 30, 30)), encoding="utf-8")
-    eval_file = tmp / "rte.jsonl"
-    with gzip.open(LTD_NLI / "eval" / "rte.jsonl.gz", "rt", encoding="utf-8") as handle:
-        eval_file.write_text("".join(itertools.islice(handle, 6)), encoding="utf-8")
+    pool = write_lines(POOL_FILE, tmp / "pool.jsonl", 1, 200 * 30, 30)
+    eval_file = write_lines(RTE_FILE, tmp / "rte.jsonl", stop=6)
     suffix = uuid.uuid4().hex[:6]
     repos = {
         "dataset": (f"{TEST_USER}/secret-subset-{suffix}", "dataset"),

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import LTD_NLI, OTHER_USER, TEST_USER
+from helpers import one_error_line
 
 from ltd_hub.cli import main
 from ltd_hub.training import PromptFormatter, TrainConfig
@@ -48,13 +49,6 @@ def _train_args(dataset: Path | str, model_id: str, out: Path, *extra: str) -> l
         "--max-steps", "2", "--per-device-train-batch-size", "4", "--max-length", "256", "--logging-steps", "1",
         *extra,
     ]  # fmt: skip
-
-
-def _one_error_line(err: str) -> str:
-    lines = [line for line in err.strip().splitlines() if line.startswith("error: ")]
-    assert len(lines) == 1, err
-    assert "Traceback" not in err
-    return lines[0]
 
 
 # --------------------------------------------------------------------------- formatting and batching
@@ -144,7 +138,7 @@ def test_bad_config_file_is_one_line(tmp_path, capsys, yaml_text, needle):
     config_file = tmp_path / "train.yaml"
     config_file.write_text(yaml_text)
     assert main(["train", "--config", str(config_file)]) == 2
-    assert needle in _one_error_line(capsys.readouterr().err)
+    assert needle in one_error_line(capsys.readouterr().err)
 
 
 # --------------------------------------------------------------------------- training runs
@@ -301,7 +295,7 @@ def test_failed_push_keeps_the_adapter_and_push_adapter_retries(tmp_path, pool_f
     repo = f"{TEST_USER}/tiny-adapter-retry"
     out = tmp_path / "adapter"
     assert main(_train_args(pool_file, tiny_model_id, out, "--push-to", repo)) == 2
-    line = _one_error_line(capsys.readouterr().err)
+    line = one_error_line(capsys.readouterr().err)
     assert f"ltd-hub push-adapter {out} --repo-id {repo}" in line and "saved in" in line
     assert (out / "adapter_model.safetensors").is_file()
     monkeypatch.setattr(hub, "push_files", real_push)
@@ -338,7 +332,7 @@ def test_preflight_fails_before_any_training(tmp_path, pool_file, tiny_model_id,
     monkeypatch.setattr(training, "load_base_model", lambda *a, **k: pytest.fail("must not load the model"))
     out = tmp_path / "adapter"
     assert main(_train_args(pool_file, tiny_model_id, out, "--push-to", f"{OTHER_USER}/not-mine")) == 2
-    assert "cannot write to namespace" in _one_error_line(capsys.readouterr().err)
+    assert "cannot write to namespace" in one_error_line(capsys.readouterr().err)
     assert not out.exists()
 
 
@@ -388,7 +382,7 @@ def test_bad_input_is_one_line_exit_2_nothing_written(tmp_path, pool_file, tiny_
     elif case == "bad_target_modules":
         extra = ["--lora-target-modules", "no_such_proj"]
     assert main(_train_args(dataset, model, out, *extra)) == 2
-    assert needle in _one_error_line(capsys.readouterr().err)
+    assert needle in one_error_line(capsys.readouterr().err)
     if case == "non_empty_output":
         assert [p.name for p in out.iterdir()] == ["keep.txt"]
     else:
@@ -406,6 +400,6 @@ def test_out_of_memory_names_what_to_lower(tmp_path, pool_file, tiny_model_id, c
     monkeypatch.setattr(Trainer, "train", oom)
     out = tmp_path / "adapter"
     assert main(_train_args(pool_file, tiny_model_id, out)) == 2
-    line = _one_error_line(capsys.readouterr().err)
+    line = one_error_line(capsys.readouterr().err)
     assert "out of memory" in line and "--per-device-train-batch-size" in line and "--gradient-checkpointing" in line
     assert not out.exists()

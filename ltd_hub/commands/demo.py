@@ -126,6 +126,15 @@ def _space_folder(args: argparse.Namespace, workdir: Path) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     _validate(args)
+    try:
+        return _serve(args)
+    except KeyboardInterrupt:
+        # Ctrl-C is how a demo ends, not a failure: _serve has stopped the app and the embedded Hub.
+        print("demo stopped", file=sys.stderr)
+        return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
     with contextlib.ExitStack() as stack:
         if not os.environ.get("HF_ENDPOINT"):
             stack.enter_context(_embedded_hub(args.hub_root))
