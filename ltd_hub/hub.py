@@ -406,24 +406,25 @@ def read_card_text(repo_id: str, repo_type: str, revision: str | None = None, to
         raise
 
 
+def _read(call: Callable[[], T], what: str, repo_id: str, repo_type: str) -> T:
+    """Run a read call with retries; anything that is not already a HubError becomes one line."""
+    _check_repo_type(repo_type)
+    try:
+        return with_retries(call, what)
+    except HubError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the gateway turns every client error into one line
+        raise _translate(exc, repo_id, repo_type) from exc
+
+
 def download(
     repo_id: str, filename: str, *, repo_type: str, revision: str | None = None, token: str | None = None
 ) -> Path:
     """Download one file (cached) and return its local path."""
     from huggingface_hub import hf_hub_download
 
-    _check_repo_type(repo_type)
-    try:
-        return Path(
-            with_retries(
-                lambda: hf_hub_download(repo_id, filename, repo_type=repo_type, revision=revision, token=resolve_token(token)),
-                f"downloading {filename} from {repo_id}",
-            )
-        )
-    except HubError:
-        raise
-    except Exception as exc:  # noqa: BLE001
-        raise _translate(exc, repo_id, repo_type) from exc
+    call = lambda: hf_hub_download(repo_id, filename, repo_type=repo_type, revision=revision, token=resolve_token(token))  # noqa: E731
+    return Path(_read(call, f"downloading {filename} from {repo_id}", repo_id, repo_type))
 
 
 def snapshot(
@@ -437,41 +438,19 @@ def snapshot(
     """Download a repo snapshot (cached) and return its local folder."""
     from huggingface_hub import snapshot_download
 
-    _check_repo_type(repo_type)
-    try:
-        return Path(
-            with_retries(
-                lambda: snapshot_download(
-                    repo_id, repo_type=repo_type, revision=revision, token=resolve_token(token), allow_patterns=allow_patterns
-                ),
-                f"downloading {repo_id}",
-            )
-        )
-    except HubError:
-        raise
-    except Exception as exc:  # noqa: BLE001
-        raise _translate(exc, repo_id, repo_type) from exc
+    call = lambda: snapshot_download(  # noqa: E731
+        repo_id, repo_type=repo_type, revision=revision, token=resolve_token(token), allow_patterns=allow_patterns
+    )
+    return Path(_read(call, f"downloading {repo_id}", repo_id, repo_type))
 
 
 def repo_head(repo_id: str, *, repo_type: str, revision: str | None = None, token: str | None = None) -> str:
     """Return the commit sha that ``revision`` (default the main branch) points at."""
-    _check_repo_type(repo_type)
     api = _api(resolve_token(token))
-    try:
-        return with_retries(lambda: api.repo_info(repo_id, repo_type=repo_type, revision=revision).sha, f"reading {repo_id}")
-    except HubError:
-        raise
-    except Exception as exc:  # noqa: BLE001
-        raise _translate(exc, repo_id, repo_type) from exc
+    return _read(lambda: api.repo_info(repo_id, repo_type=repo_type, revision=revision).sha, f"reading {repo_id}", repo_id, repo_type)
 
 
 def repo_exists(repo_id: str, repo_type: str, token: str | None = None) -> bool:
     """Return whether the repo exists and is visible with this token."""
-    _check_repo_type(repo_type)
     api = _api(resolve_token(token))
-    try:
-        return with_retries(lambda: api.repo_exists(repo_id, repo_type=repo_type), f"checking {repo_id}")
-    except HubError:
-        raise
-    except Exception as exc:  # noqa: BLE001
-        raise _translate(exc, repo_id, repo_type) from exc
+    return _read(lambda: api.repo_exists(repo_id, repo_type=repo_type), f"checking {repo_id}", repo_id, repo_type)

@@ -302,7 +302,8 @@ class Runner:
         if not path.exists():
             from ltd_hub.sources import load_source
 
-            rows = load_source(c.pool).dataset.select(range(min(c.pool_limit, len(load_source(c.pool).dataset))))
+            pool = load_source(c.pool).dataset
+            rows = pool.select(range(min(c.pool_limit, len(pool))))
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(".tmp")
             rows.to_json(str(tmp), lines=True, force_ascii=False)
