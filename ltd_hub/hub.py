@@ -454,3 +454,10 @@ def repo_exists(repo_id: str, repo_type: str, token: str | None = None) -> bool:
     """Return whether the repo exists and is visible with this token."""
     api = _api(resolve_token(token))
     return _read(lambda: api.repo_exists(repo_id, repo_type=repo_type), f"checking {repo_id}", repo_id, repo_type)
+
+
+def repo_private(repo_id: str, repo_type: str, token: str | None = None) -> bool:
+    """Return whether an existing repo is private (readable only with a token)."""
+    api = _api(resolve_token(token))
+    info = _read(lambda: api.repo_info(repo_id, repo_type=repo_type), f"reading {repo_id}", repo_id, repo_type)
+    return bool(info.private)

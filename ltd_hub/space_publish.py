@@ -63,6 +63,7 @@ class SpaceSpec:
     short_description: str = DEFAULT_SHORT_DESCRIPTION
     license: str = "apache-2.0"
     dropped_training_rows: int = 0
+    private_repos: list[str] = field(default_factory=list)
 
 
 # ----- adapters ---------------------------------------------------------------------------------
@@ -74,6 +75,7 @@ class AdapterFacts:
     base_model: str | None
     datasets: list[str]
     license: str | None
+    private: bool = False
 
 
 def _endpoint() -> str:
@@ -121,7 +123,13 @@ def inspect_adapter(repo_id: str, flag: str, token: str | None = None) -> Adapte
     base = card_base or adapter_config.get("base_model_name_or_path")
     named = meta.get("datasets") or []
     datasets = [named] if isinstance(named, str) else [str(d) for d in named]
-    return AdapterFacts(repo_id, base if base and _REPO_ID.match(str(base)) else None, datasets, meta.get("license"))
+    return AdapterFacts(
+        repo_id,
+        base if base and _REPO_ID.match(str(base)) else None,
+        datasets,
+        meta.get("license"),
+        private=hub.repo_private(repo_id, "model", token=token),
+    )
 
 
 def _resolve_base(facts: Mapping[str, AdapterFacts], base_model: str | None, token: str | None) -> str:
@@ -378,6 +386,7 @@ def plan_space(
         short_description=short_description,
         license=license or facts["full"].license or "apache-2.0",
         dropped_training_rows=dropped,
+        private_repos=sorted(f.repo_id for f in facts.values() if f.private),
     )
 
 

@@ -447,8 +447,25 @@ def test_push_space_again_makes_no_new_commit(pushed_space, space_repos, capsys)
             "--num-examples", "5",
         ]
     )  # fmt: skip
-    assert code == 0 and "no new commit" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert code == 0 and "no new commit" in captured.out
+    assert "HF_TOKEN" not in captured.err  # public adapters need no Space secret
     assert HfApi().space_info(pushed_space["repo_id"]).sha == before
+
+
+def test_push_space_says_private_adapters_need_a_token_secret(space_repos, tmp_path, capsys):
+    from huggingface_hub import HfApi, snapshot_download
+
+    private = f"{TEST_USER}/space-private-lora"
+    folder = Path(snapshot_download(space_repos["subset"]))
+    HfApi().create_repo(private, private=True, exist_ok=True)
+    push_adapter(private, folder, (folder / "README.md").read_text(encoding="utf-8"))
+    repo_id = f"{TEST_USER}/ltd-compare-private"
+    code = main(["push-space", "--repo-id", repo_id, "--full", space_repos["full"], "--subset", private, "--private"])
+    err = capsys.readouterr().err
+    assert code == 0
+    assert f"{private} is private" in err and "HF_TOKEN" in err and space_repos["full"] not in err
+    assert TEST_TOKEN not in err
 
 
 @pytest.mark.parametrize(

@@ -64,6 +64,15 @@ def run(args: argparse.Namespace) -> int:
     )
     if spec.dropped_training_rows:
         print(f"skipped {spec.dropped_training_rows} example rows that are training rows", file=sys.stderr)
+    if spec.private_repos:
+        # The Space process reads adapters with huggingface_hub, which picks up an HF_TOKEN secret;
+        # ltd-hub never stores the token anywhere itself, so the user adds it.
+        print(
+            f"note: {', '.join(spec.private_repos)} {'is' if len(spec.private_repos) == 1 else 'are'} private; "
+            "add a read token as the Space secret HF_TOKEN (Space settings > Variables and secrets) "
+            "or the Space cannot load them",
+            file=sys.stderr,
+        )
     state = f"commit {result.revision[:12]}" if result.created_commit else "unchanged, no new commit"
     print(f"Space {result.repo_id} ({state}): {len(spec.examples)} examples, base {spec.base_model}")
     print(result.url)
