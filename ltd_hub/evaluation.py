@@ -122,7 +122,7 @@ def load_eval_sets(
     Example:
         >>> sets = load_eval_sets(["../shared/data/ltd-nli/eval/rte.jsonl.gz"], templates=1, max_examples=50)  # doctest: +SKIP
     """
-    from ltd_hub.training import load_instruction_data
+    from ltd_hub.sources import load_instruction_data
 
     if not specs:
         raise UsageError("--eval-data needs at least one file, folder or dataset repo")

@@ -10,6 +10,7 @@ return their positions in the source, which are the row ids a selection manifest
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fnmatch
 import glob
 import gzip
@@ -17,6 +18,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -34,6 +36,9 @@ if TYPE_CHECKING:
 _BUILDERS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
 _DATA_SUFFIXES = tuple(_BUILDERS) + tuple(f"{s}.gz" for s in _BUILDERS if s != ".parquet")
 _GLOB_CHARS = set("*?[")
+# A pushed subset: data files (``data/train-*.parquet``) beside the selection manifest.
+_MANIFEST_FILE = "selection_manifest.json"
+_REPO_ID_RE = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 # Column layouts recognised without flags, tried in order: (inputs, target).
 _KNOWN_LAYOUTS: tuple[tuple[tuple[str, ...], str], ...] = (
@@ -102,6 +107,21 @@ class LoadedSource:
         }
 
 
+@dataclass
+class DataSource:
+    """Where training or evaluation rows came from (what a card and a manifest can point at)."""
+
+    name: str
+    repo_id: str | None = None
+    revision: str | None = None
+    path: str | None = None
+    sha256: str | None = None
+    manifest: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
 # --------------------------------------------------------------------------- resolving
 
 
@@ -167,7 +187,7 @@ def _is_superni_file(path: Path) -> bool:
 
 def _check_readable(path: Path) -> None:
     if path.stat().st_size == 0:
-        raise UsageError(f"{path} is empty; point SOURCE at a file with rows")
+        raise UsageError(f"{path} is empty (no rows); give a file with rows")
     if path.name.lower().endswith(".gz"):
         try:
             with gzip.open(path, "rb") as fh:
@@ -175,7 +195,7 @@ def _check_readable(path: Path) -> None:
         except (OSError, EOFError, zlib.error) as exc:
             raise UsageError(f"{path} is not a readable gzip file ({exc}); re-create or re-download it") from None
         if not first:
-            raise UsageError(f"{path} is empty; point SOURCE at a file with rows")
+            raise UsageError(f"{path} is empty (no rows); give a file with rows")
 
 
 def _file_records(paths: Sequence[Path]) -> list[dict[str, Any]]:
@@ -253,14 +273,14 @@ def _load_files(paths: Sequence[Path]) -> datasets.Dataset:
 
     kinds = {_BUILDERS[_suffix(p)] for p in paths}
     if len(kinds) > 1:
-        raise UsageError(f"SOURCE mixes file types ({', '.join(sorted(kinds))}); give files of one type")
+        raise UsageError(f"data files of mixed types ({', '.join(sorted(kinds))}); give files of one type")
     builder = kinds.pop()
     desc = str(paths[0]) if len(paths) == 1 else f"{paths[0]} (+{len(paths) - 1} files)"
     try:
         with _quiet_datasets_errors():
             ds = datasets.load_dataset(builder, data_files=[str(p) for p in paths], split="train")
     except StopIteration:
-        raise UsageError(f"{desc} holds no rows; point SOURCE at a file with rows") from None
+        raise UsageError(f"{desc} holds no rows; give a file with rows") from None
     except Exception as exc:  # noqa: BLE001 - every loader failure becomes one line naming the file
         raise _load_error(desc, exc) from None
     _check_utf8(ds, desc)
@@ -439,6 +459,87 @@ def load_source(
         raise UsageError(f"{loaded.id} holds no rows; point SOURCE at data with rows")
     loaded.columns = _resolve_columns(loaded.dataset.column_names, input_columns, target_column, task_column)
     return loaded
+
+
+def _split_files(folder: Path, split: str) -> list[Path]:
+    """Data files under a dataset folder, those of ``split`` when the folder names splits."""
+    files = sorted(
+        p
+        for p in folder.rglob("*")
+        if p.is_file() and p.name.lower().endswith(_DATA_SUFFIXES) and p.name != _MANIFEST_FILE
+        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    )  # fmt: skip
+    named = [p for p in files if p.name.startswith((f"{split}-", f"{split}.", f"{split}_")) or p.parent.name == split]
+    return named or files
+
+
+def load_instruction_data(
+    source: str, *, split: str = "train", revision: str | None = None, token: str | None = None
+) -> tuple[datasets.Dataset, DataSource]:
+    """Load a dataset as pushed: a file, a dataset folder or a Hub dataset repo, with its selection manifest.
+
+    Unlike :func:`load_source` (which reads a selection *pool*), this reads a dataset the way it
+    was published: ``data/<split>-*.parquet`` beside ``selection_manifest.json``, so a pushed
+    subset trains with the facts of how it was selected.
+
+    Args:
+        source: a local file (JSONL, JSON, ``.gz``, Parquet, CSV), a folder of such files, or a Hub
+            dataset repo id.
+        split: files named ``<split>-*`` (or under ``<split>/``) are preferred when a folder has several.
+        revision: branch, tag or commit of a Hub dataset.
+        token: Hub token for private repos.
+
+    Returns:
+        ``(datasets.Dataset, DataSource)``; the source carries the selection manifest when there is one.
+
+    Example:
+        >>> rows, src = load_instruction_data("ltd-tester/nli-coreset")  # doctest: +SKIP
+    """
+    from ltd_hub import hub
+
+    local = Path(source).expanduser()
+    if local.is_file():
+        files, folder, repo_id, commit = [local], local.parent, None, None
+    elif local.is_dir():
+        files, folder, repo_id, commit = _split_files(local, split), local, None, None
+    elif _REPO_ID_RE.match(source) and not source.startswith((".", "/", "~")):
+        repo_id = source
+        try:
+            commit = hub.repo_head(repo_id, repo_type="dataset", revision=revision, token=token)
+        except HubError as exc:
+            raise UsageError(f"dataset {source!r} not found: no such local path and no dataset repo on the Hub ({exc})") from None
+        folder = hub.snapshot(
+            repo_id,
+            repo_type="dataset",
+            revision=commit,
+            token=token,
+            allow_patterns=[f"*{s}" for s in _DATA_SUFFIXES] + [_MANIFEST_FILE],
+        )
+        files = _split_files(folder, split)
+    else:
+        raise UsageError(f"dataset {source!r} not found: no such file or folder (and not a NAMESPACE/NAME repo id)")
+    if not files:
+        raise UsageError(f"no data files ({', '.join(_DATA_SUFFIXES)}) in {source}; point --dataset at a file or a pushed subset")
+    for path in files:
+        if _suffix(path) not in _BUILDERS:
+            raise UsageError(f"unsupported file type: {path}; use JSONL, JSON, Parquet or CSV (optionally .gz)")
+        _check_readable(path)
+    rows = _load_files(files)
+    manifest = None
+    if (folder / _MANIFEST_FILE).is_file():
+        try:
+            manifest = json.loads((folder / _MANIFEST_FILE).read_text(encoding="utf-8"))
+        except ValueError:
+            manifest = None  # a broken manifest does not stop training; the card just lacks its facts
+    info = DataSource(
+        name=repo_id or str(local),
+        repo_id=repo_id,
+        revision=commit,
+        path=None if repo_id else str(local.resolve()),
+        sha256=None if repo_id else _combined_fingerprint(_file_records(files)),
+        manifest=manifest,
+    )
+    return rows, info
 
 
 def parse_filters(specs: Sequence[str] | None) -> list[tuple[str, str]]:

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import json
-import logging
 import math
 import os
 import re
@@ -28,12 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from ltd_hub.errors import HubError, UsageError
+from ltd_hub.sources import DataSource, load_instruction_data
 
 SUMMARY_FILE = "training_summary.json"
-MANIFEST_FILE = "selection_manifest.json"
-DATA_SUFFIXES = (".parquet", ".jsonl", ".jsonl.gz", ".json", ".json.gz", ".csv")
 # Owner/name as the Hub spells it; used only to tell "a local path that is missing" from "a repo id".
-_REPO_ID_RE = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 def _help(text: str, **extra: Any) -> dict[str, Any]:
@@ -192,21 +188,6 @@ def _coerce(name: str, value: Any, hint: Any, source: str) -> Any:
 
 
 @dataclass
-class DataSource:
-    """Where training or evaluation rows came from (what a card and a manifest can point at)."""
-
-    name: str
-    repo_id: str | None = None
-    revision: str | None = None
-    path: str | None = None
-    sha256: str | None = None
-    manifest: dict[str, Any] | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
-@dataclass
 class TrainResult:
     """What :func:`train` did and where the adapter is."""
 
@@ -229,109 +210,6 @@ class TrainResult:
 
 def _is_local_path(value: str) -> bool:
     return Path(value).expanduser().exists()
-
-
-def _data_files(folder: Path, split: str) -> list[Path]:
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name.endswith(DATA_SUFFIXES) and p.name != MANIFEST_FILE)
-    files = [p for p in files if not any(part.startswith(".") for part in p.relative_to(folder).parts)]
-    named = [p for p in files if p.name.startswith((f"{split}-", f"{split}.", f"{split}_")) or p.parent.name == split]
-    return named or files
-
-
-def _load_files(files: list[Path]) -> Any:
-    import datasets
-
-    suffixes = {next(s for s in DATA_SUFFIXES if p.name.endswith(s)) for p in files}
-    kinds = {"parquet" if s == ".parquet" else "csv" if s == ".csv" else "json" for s in suffixes}
-    if len(kinds) > 1:
-        raise UsageError(f"data files of mixed formats ({', '.join(sorted(suffixes))}); keep one format per dataset")
-    if all(p.stat().st_size == 0 for p in files):
-        raise UsageError(f"{files[0]} has no rows (the file is empty)")
-    # datasets logs reader failures with a traceback before raising; the user gets our one line instead.
-    logger = logging.getLogger("datasets")
-    level = logger.level
-    logger.setLevel(logging.CRITICAL)
-    try:
-        return datasets.load_dataset(kinds.pop(), data_files=[str(p) for p in files], split="train")
-    except Exception as exc:  # noqa: BLE001 - any reader failure is a bad file for the user
-        root = exc
-        while root.__cause__ is not None:
-            root = root.__cause__
-        reason = " ".join(str(root).split())[:200] or type(root).__name__
-        raise UsageError(f"cannot read {files[0]}{' and others' if len(files) > 1 else ''} ({reason}); check the file format") from None
-    finally:
-        logger.setLevel(level)
-
-
-def _sha256(paths: list[Path]) -> str:
-    digest = hashlib.sha256()
-    for path in paths:
-        with open(path, "rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
-    return digest.hexdigest()
-
-
-def load_instruction_data(
-    source: str, *, split: str = "train", revision: str | None = None, token: str | None = None
-) -> tuple[Any, DataSource]:
-    """Load rows from a local file/folder or a Hub dataset repo (e.g. a subset pushed by ``push-subset``).
-
-    Args:
-        source: a local file (JSONL, JSON, ``.gz``, Parquet, CSV), a folder of such files, or a Hub
-            dataset repo id.
-        split: files named ``<split>-*`` (or under ``<split>/``) are preferred when a folder has several.
-        revision: branch, tag or commit of a Hub dataset.
-        token: Hub token for private repos.
-
-    Returns:
-        ``(datasets.Dataset, DataSource)``; the source carries the selection manifest when there is one.
-
-    Example:
-        >>> rows, src = load_instruction_data("ltd-tester/nli-coreset")  # doctest: +SKIP
-    """
-    from ltd_hub import hub
-
-    local = Path(source).expanduser()
-    if local.is_file():
-        files, folder, repo_id, commit = [local], local.parent, None, None
-    elif local.is_dir():
-        files, folder, repo_id, commit = _data_files(local, split), local, None, None
-    elif _REPO_ID_RE.match(source) and not source.startswith((".", "/", "~")):
-        repo_id = source
-        try:
-            commit = hub.repo_head(repo_id, repo_type="dataset", revision=revision, token=token)
-        except HubError as exc:
-            raise UsageError(f"dataset {source!r} not found: no such local path and no dataset repo on the Hub ({exc})") from None
-        folder = hub.snapshot(
-            repo_id,
-            repo_type="dataset",
-            revision=commit,
-            token=token,
-            allow_patterns=[f"*{s}" for s in DATA_SUFFIXES] + [MANIFEST_FILE],
-        )
-        files = _data_files(folder, split)
-    else:
-        raise UsageError(f"dataset {source!r} not found: no such file or folder (and not a NAMESPACE/NAME repo id)")
-    if not files:
-        raise UsageError(f"no data files ({', '.join(DATA_SUFFIXES)}) in {source}; point --dataset at a file or a pushed subset")
-    rows = _load_files(files)
-    manifest_path = folder / MANIFEST_FILE
-    manifest = None
-    if manifest_path.is_file():
-        try:
-            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        except ValueError:
-            manifest = None  # a broken manifest does not stop training; the card just lacks its facts
-    info = DataSource(
-        name=repo_id or str(local),
-        repo_id=repo_id,
-        revision=commit,
-        path=None if repo_id else str(local.resolve()),
-        sha256=None if repo_id else _sha256(files),
-        manifest=manifest,
-    )
-    return rows, info
 
 
 def check_columns(rows: Any, columns: list[str], source: str, flag_hint: str) -> None:

@@ -241,7 +241,8 @@ def test_a_local_subset_folder_with_superni_columns_uses_the_manifest_mapping(tm
     import pandas as pd
 
     from ltd_hub import train
-    from ltd_hub.training import load_instruction_data, resolve_columns
+    from ltd_hub.sources import load_instruction_data
+    from ltd_hub.training import resolve_columns
 
     folder = tmp_path / "subset"
     (folder / "data").mkdir(parents=True)
