@@ -38,6 +38,7 @@ _DATA_SUFFIXES = tuple(_BUILDERS) + tuple(f"{s}.gz" for s in _BUILDERS if s != "
 _GLOB_CHARS = set("*?[")
 # A pushed subset: data files (``data/train-*.parquet``) beside the selection manifest.
 _MANIFEST_FILE = "selection_manifest.json"
+# Owner/name as the Hub spells it; used only to tell "a local path that is missing" from "a repo id".
 _REPO_ID_RE = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 # Column layouts recognised without flags, tried in order: (inputs, target).

@@ -29,7 +29,6 @@ from ltd_hub.errors import HubError, UsageError
 from ltd_hub.sources import DataSource, load_instruction_data
 
 SUMMARY_FILE = "training_summary.json"
-# Owner/name as the Hub spells it; used only to tell "a local path that is missing" from "a repo id".
 
 
 def _help(text: str, **extra: Any) -> dict[str, Any]:
