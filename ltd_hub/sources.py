@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ltd_hub.errors import HubError, UsageError
+from ltd_hub.manifest import MANIFEST_FILENAME
 
 if TYPE_CHECKING:
     import datasets
@@ -36,8 +37,6 @@ if TYPE_CHECKING:
 _BUILDERS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
 _DATA_SUFFIXES = tuple(_BUILDERS) + tuple(f"{s}.gz" for s in _BUILDERS if s != ".parquet")
 _GLOB_CHARS = set("*?[")
-# A pushed subset: data files (``data/train-*.parquet``) beside the selection manifest.
-_MANIFEST_FILE = "selection_manifest.json"
 # Owner/name as the Hub spells it; used only to tell "a local path that is missing" from "a repo id".
 _REPO_ID_RE = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
@@ -467,7 +466,7 @@ def _split_files(folder: Path, split: str) -> list[Path]:
     files = sorted(
         p
         for p in folder.rglob("*")
-        if p.is_file() and p.name.lower().endswith(_DATA_SUFFIXES) and p.name != _MANIFEST_FILE
+        if p.is_file() and p.name.lower().endswith(_DATA_SUFFIXES) and p.name != MANIFEST_FILENAME
         and not any(part.startswith(".") for part in p.relative_to(folder).parts)
     )  # fmt: skip
     named = [p for p in files if p.name.startswith((f"{split}-", f"{split}.", f"{split}_")) or p.parent.name == split]
@@ -514,7 +513,7 @@ def load_instruction_data(
             repo_type="dataset",
             revision=commit,
             token=token,
-            allow_patterns=[f"*{s}" for s in _DATA_SUFFIXES] + [_MANIFEST_FILE],
+            allow_patterns=[f"*{s}" for s in _DATA_SUFFIXES] + [MANIFEST_FILENAME],
         )
         files = _split_files(folder, split)
     else:
@@ -527,9 +526,9 @@ def load_instruction_data(
         _check_readable(path)
     rows = _load_files(files)
     manifest = None
-    if (folder / _MANIFEST_FILE).is_file():
+    if (folder / MANIFEST_FILENAME).is_file():
         try:
-            manifest = json.loads((folder / _MANIFEST_FILE).read_text(encoding="utf-8"))
+            manifest = json.loads((folder / MANIFEST_FILENAME).read_text(encoding="utf-8"))
         except ValueError:
             manifest = None  # a broken manifest does not stop training; the card just lacks its facts
     info = DataSource(
