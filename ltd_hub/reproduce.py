@@ -534,13 +534,21 @@ def plot_results(results: dict[str, Any], path: Path) -> None:
                 randoms.setdefault(row["fraction"], []).append(acc(row)["accuracy_mean"])
         if randoms:
             xs = sorted(randoms)
-            ax.fill_between(xs, [min(randoms[x]) for x in xs], [max(randoms[x]) for x in xs], alpha=0.25, color="gray", label="random (min–max)")
-            ax.plot(xs, [statistics.fmean(randoms[x]) for x in xs], "s", color="gray")
+            lows, highs = [min(randoms[x]) for x in xs], [max(randoms[x]) for x in xs]
+            means = [statistics.fmean(randoms[x]) for x in xs]
+            dodged = [x * 1.07 for x in xs]  # beside the coreset point at the same fraction, not on it
+            if len(xs) > 1:  # a band needs two fractions; the bars below show the spread at each one
+                ax.fill_between(dodged, lows, highs, alpha=0.2, color="gray")
+            ax.errorbar(dodged, means, yerr=[[m - lo for m, lo in zip(means, lows)], [hi - m for m, hi in zip(means, highs)]],
+                        fmt="s", color="gray", capsize=3, label="random (mean, min–max over seeds)")  # fmt: skip
         for kind, style, label in (("full", "-", "full data"), ("base", ":", "base model")):
             row = next((r for r in results["arms"] if r["kind"] == kind), None)
             if row and acc(row):
                 ax.axhline(acc(row)["accuracy_mean"], linestyle=style, color="black", label=row["arm"] if kind == "full" else label)
         ax.set_xscale("log")
+        fractions = sorted({row["fraction"] for row in results["arms"] if row["kind"] != "base" and acc(row) and row.get("fraction")})
+        ax.set_xticks(fractions, [f"{f * 100:.2g}%" for f in fractions])
+        ax.minorticks_off()
         ax.set_title(name)
         ax.set_xlabel("fraction of task data")
         ax.set_ylabel("accuracy")
