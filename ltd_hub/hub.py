@@ -456,8 +456,20 @@ def repo_exists(repo_id: str, repo_type: str, token: str | None = None) -> bool:
     return _read(lambda: api.repo_exists(repo_id, repo_type=repo_type), f"checking {repo_id}", repo_id, repo_type)
 
 
-def repo_private(repo_id: str, repo_type: str, token: str | None = None) -> bool:
-    """Return whether an existing repo is private (readable only with a token)."""
+def repo_private(repo_id: str, repo_type: str, token: str | None = None) -> bool | None:
+    """Return whether the repo is private, or None when no repo is visible with this token.
+
+    One request answers both "does it exist" and "is it private" (what :func:`repo_exists` and a
+    second ``repo_info`` would ask separately).
+    """
+    from huggingface_hub.errors import RepositoryNotFoundError
+
     api = _api(resolve_token(token))
-    info = _read(lambda: api.repo_info(repo_id, repo_type=repo_type), f"reading {repo_id}", repo_id, repo_type)
-    return bool(info.private)
+
+    def private() -> bool | None:
+        try:
+            return bool(api.repo_info(repo_id, repo_type=repo_type).private)
+        except RepositoryNotFoundError:  # also what the Hub answers for another user's private repo
+            return None
+
+    return _read(private, f"checking {repo_id}", repo_id, repo_type)

@@ -105,7 +105,8 @@ def inspect_adapter(repo_id: str, flag: str, token: str | None = None) -> Adapte
 
     if not _REPO_ID.match(repo_id or ""):
         raise UsageError(f"{flag} {repo_id!r} is not a Hub model id; give the NAMESPACE/NAME of a pushed adapter")
-    if not hub.repo_exists(repo_id, "model", token=token):
+    private = hub.repo_private(repo_id, "model", token=token)
+    if private is None:
         raise UsageError(
             f"{flag} {repo_id}: no such model repo on {_endpoint()}; "
             "check the id (an adapter pushed by `ltd-hub train --push-to`)"
@@ -128,7 +129,7 @@ def inspect_adapter(repo_id: str, flag: str, token: str | None = None) -> Adapte
         base if base and _REPO_ID.match(str(base)) else None,
         datasets,
         meta.get("license"),
-        private=hub.repo_private(repo_id, "model", token=token),
+        private=private,
     )
 
 
