@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 import subprocess
@@ -84,3 +85,98 @@ def test_serve_rejects_bad_input_with_one_line(tmp_path: Path, capsys, args: lis
     assert main(["hub", "serve", "--root", str(tmp_path), *args]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "\n" not in err
+
+
+@pytest.mark.parametrize(
+    ("args", "names"),
+    [
+        (["--fault", "commit:503:times=x"], "times= takes a whole number"),
+        (["--fault", "commit:503:retry_after=1e9"], "retry_after= takes whole seconds"),
+        (["--fault", "commit:503:seed="], "seed= takes a whole number"),
+        (["--fault", "commit:503:p=nan"], "p= takes a number from 0 to 1"),
+        (["--fault", "commit:503:times=-1"], "must not be negative"),
+        (["--fault", "commit"], "unknown fault kind"),
+        (["--port", "70000"], "--port takes a number from 0 to 65535"),
+        (["--port", "-1"], "--port takes a number from 0 to 65535"),
+    ],
+)
+def test_serve_bad_fault_or_port_is_one_line_naming_the_fix(tmp_path: Path, capsys, args: list[str], names: str):
+    try:
+        code = main(["hub", "serve", "--root", str(tmp_path), *args])
+    except SystemExit as exc:  # argparse (--port) exits; the command's own checks return
+        code = exc.code
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err and names in err, err
+    assert "invalid literal" not in err and "Traceback" not in err
+
+
+def test_serve_on_a_port_in_use_is_one_line_naming_the_fix(tmp_path: Path):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "ltd_hub.cli", "hub", "serve", "--port", str(port), "--root", str(tmp_path / "hub")],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    lines = [line for line in done.stderr.strip().splitlines() if line]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in done.stderr, done.stderr
+    assert f"port {port}" in lines[0] and "already in use" in lines[0] and "--port" in lines[0]
+
+
+def test_serve_reads_tokens_from_a_file_and_keeps_them_out_of_ps(tmp_path: Path):
+    token_file = tmp_path / "tokens"
+    token_file.write_text("# who may write\ncarol=hf_carolTOKEN123456789\n\ndave=hf_daveTOKEN123456789:read\n")
+    proc, endpoint, lines = _serve(tmp_path / "hub", "--token-file", str(token_file), env={"LTD_HUB_TOKENS": ""})
+    try:
+        cmdline = Path(f"/proc/{proc.pid}/cmdline").read_bytes().decode() if Path(f"/proc/{proc.pid}").exists() else " ".join(proc.args)
+        assert "hf_carolTOKEN" not in cmdline and "hf_daveTOKEN" not in cmdline
+        me = httpx.get(f"{endpoint}/api/whoami-v2", headers={"Authorization": "Bearer hf_daveTOKEN123456789"}).json()
+        assert me["name"] == "dave" and me["auth"]["accessToken"]["role"] == "read"
+        assert httpx.get(f"{endpoint}/api/whoami-v2", headers={"Authorization": "Bearer hf_carolTOKEN123456789"}).json()["name"] == "carol"
+        assert not any("visible" in line for line in lines)  # the `ps` note is only for --token
+    finally:
+        output = "".join(lines) + _stop(proc)
+    assert "hf_carolTOKEN" not in output
+
+
+def test_serve_notes_that_token_on_the_command_line_is_visible(tmp_path: Path):
+    proc, _, lines = _serve(tmp_path / "hub", "--token", "erin=hf_erinTOKEN123456789", env={"LTD_HUB_TOKENS": ""})
+    _stop(proc)
+    assert any("--token-file" in line and "ps" in line for line in lines), "".join(lines)
+
+
+@pytest.mark.parametrize("content", [None, "# nothing but a comment\n"])
+def test_serve_bad_token_file_is_one_line(tmp_path: Path, capsys, content: str | None):
+    token_file = tmp_path / "tokens"
+    if content is not None:
+        token_file.write_text(content)
+    assert main(["hub", "serve", "--root", str(tmp_path / "hub"), "--token-file", str(token_file)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err and "--token-file" in err
+
+
+def test_serve_access_log_hides_signed_upload_urls(tmp_path: Path):
+    token = "hf_frankTOKEN123456789"
+    proc, endpoint, lines = _serve(tmp_path / "hub", env={"LTD_HUB_TOKENS": f"frank={token}"})
+    try:
+        from huggingface_hub import HfApi
+
+        api = HfApi(endpoint=endpoint, token=token)
+        api.create_repo("frank/logged")
+        payload = os.urandom(4096)
+        batch = httpx.post(
+            f"{endpoint}/frank/logged.git/info/lfs/objects/batch", headers={"Authorization": f"Bearer {token}"},
+            json={"operation": "upload", "objects": [{"oid": hashlib.sha256(payload).hexdigest(), "size": len(payload)}]},
+        ).json()  # fmt: skip
+        href = batch["objects"][0]["actions"]["upload"]["href"]
+        signature = href.split("signature=")[1]
+        assert httpx.put(href, content=payload).status_code == 200
+    finally:
+        output = "".join(lines) + _stop(proc)
+    assert "PUT /lfs-upload/" in output, output  # the access log is on
+    assert signature not in output and "signature=<redacted>" in output

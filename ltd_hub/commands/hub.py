@@ -18,10 +18,13 @@ def register(subparsers) -> None:
 
     serve = actions.add_parser("serve", help="serve the Hub API in the foreground until Ctrl-C")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 = any free port)")
+    serve.add_argument("--port", type=_port, default=8765, help="port (default 8765; 0 = any free port)")
     serve.add_argument("--root", type=Path, help="storage folder (default: ltd-hub cache dir /hub)")
+    serve.add_argument("--token-file", type=Path, metavar="PATH",
+                       help="accepted tokens, one NAME=TOKEN[:read] per line (# comments); NAME is the namespace "
+                            "each may write to. Safer than --token: not visible in `ps` (also $LTD_HUB_TOKENS, comma-separated)")  # fmt: skip
     serve.add_argument("--token", action="append", default=[], metavar="NAME=TOKEN[:read]",
-                       help="accepted token; NAME is the namespace it may write to (repeatable; also $LTD_HUB_TOKENS)")  # fmt: skip
+                       help="accepted token (repeatable); visible to other users in `ps`: prefer --token-file or $LTD_HUB_TOKENS")  # fmt: skip
     serve.add_argument("--fault", action="append", default=[], metavar="SPEC",
                        help="inject failures, e.g. commit:503:times=2 or lfs-put:drop:p=0.3:seed=1 (also $LTD_HUB_FAULTS)")  # fmt: skip
     serve.set_defaults(func=run_serve)
@@ -40,6 +43,28 @@ def _root(args) -> Path:
         raise UsageError(f"--root {root} is a file; pass a folder for the Hub storage")
     root.mkdir(parents=True, exist_ok=True)
     return root
+
+
+def _port(text: str) -> int:
+    """argparse type for --port: a whole number from 0 (any free port) to 65535."""
+    import argparse
+
+    if not text.strip().isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"--port takes a number from 0 to 65535 (0 = any free port), not {text!r}")
+    return int(text)
+
+
+def read_token_file(path: Path) -> list[str]:
+    """``NAME=TOKEN[:read]`` lines of a token file; blank lines and ``#`` comments are skipped."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        raise UsageError(f"cannot read --token-file {path} ({reason}); pass a text file with one NAME=TOKEN per line") from None
+    specs = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    if not specs:
+        raise UsageError(f"--token-file {path} holds no token; write one NAME=TOKEN[:read] per line")
+    return specs
 
 
 def _split_env(name: str) -> list[str]:
@@ -64,14 +89,18 @@ def run_serve(args) -> int:
     from ltd_hub.hub_server.serve import serve_forever
 
     root = _root(args)
-    tokens = args.token + _split_env("LTD_HUB_TOKENS")
+    from_file = read_token_file(args.token_file) if args.token_file else []
+    tokens = args.token + from_file + _split_env("LTD_HUB_TOKENS")
     faults = args.fault + _split_env("LTD_HUB_FAULTS")
     try:
         parse_tokens(tokens)
-        for spec in faults:
-            Fault.parse(spec)
     except ValueError as exc:
-        raise UsageError(str(exc)) from None
+        raise UsageError(f"{exc} (from --token, --token-file or $LTD_HUB_TOKENS)") from None
+    for spec in faults:
+        try:
+            Fault.parse(spec)
+        except ValueError as exc:
+            raise UsageError(f"{exc} (from --fault or $LTD_HUB_FAULTS; see `ltd-hub hub serve --help`)") from None
     token_line = 'export HF_TOKEN="<one of the tokens you passed>"'
     if not tokens:
         tokens = [f"{LOCAL_USER}={local_token(root)}"]
@@ -79,6 +108,8 @@ def run_serve(args) -> int:
 
     def announce(endpoint: str) -> None:
         print(f"ltd-hub: embedded Hub serving {root} at {endpoint}")
+        if args.token:
+            print("note: --token values are visible to other users in `ps`; pass them with --token-file or $LTD_HUB_TOKENS instead")
         if faults:
             print(f"Injecting faults: {', '.join(faults)}")
         print("In another shell, point the Hub libraries at it:")

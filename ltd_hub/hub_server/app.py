@@ -8,13 +8,12 @@ with no safe characters (``refs%2Fpr%2F1``); each parameter is decoded and valid
 from __future__ import annotations
 
 import base64
-import json
+import errno
 import re
 from datetime import datetime, timezone
 from fnmatch import fnmatchcase
 from urllib.parse import parse_qs
 
-import yaml
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -24,12 +23,10 @@ from starlette.routing import Route
 
 from ltd_hub.hub_server import errors, lfs, names
 from ltd_hub.hub_server.auth import INVALID_CREDENTIALS, Auth, User, can_read, require_write
-from ltd_hub.hub_server.context import HubContext, Limits, caller, endpoint_of, field, hub_context, load_repo, read_body, read_json, repo_url
+from ltd_hub.hub_server.cardmeta import CardMetadataError, card_metadata, front_matter, parse_metadata
+from ltd_hub.hub_server.context import HubContext, Limits, caller, endpoint_of, field, hub_context, load_repo, loads_json, read_body, read_json, repo_url
 from ltd_hub.hub_server.errors import HubHTTPError, bad_request
-from ltd_hub.hub_server.storage import AddFile, AddLfs, Delete, HubStorage, Repo
-
-_FRONT_MATTER = re.compile(r"\A---[ \t]*\r?\n(.*?)\r?\n---[ \t]*(?:\r?\n|\Z)", re.S)
-
+from ltd_hub.hub_server.storage import AddFile, AddLfs, Delete, HubStorage, Repo, Snapshot
 
 def _iso(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z")
@@ -57,20 +54,14 @@ def _paginate(request: Request, items: list, page_size: int) -> JSONResponse:
 
 
 def card_data(repo: Repo, commit: str) -> dict | None:
-    """The YAML front matter of README.md at ``commit``, or None."""
+    """The YAML front matter of README.md at ``commit``, or None (also when over a bound, see cardmeta)."""
     oid = repo.snapshot(commit).files.get("README.md")
     if oid is None:
         return None
-    match = _FRONT_MATTER.match(repo.blob_bytes(oid).decode("utf-8", "replace"))
-    try:
-        data = yaml.safe_load(match.group(1)) if match else None
-    except yaml.YAMLError:
-        return None
-    return data if isinstance(data, dict) else None
+    return card_metadata(oid, lambda: repo.blob_bytes(oid).decode("utf-8", "replace"))
 
 
-def _entry(repo: Repo, path: str, commit: str, *, is_dir: bool, last_commit: dict | None = None) -> dict:
-    snap = repo.snapshot(commit)
+def _entry(repo: Repo, path: str, snap: Snapshot, *, is_dir: bool, last_commit: dict | None = None) -> dict:
     if is_dir:
         item = {"type": "directory", "oid": snap.dirs[path], "size": 0, "path": path}
     else:
@@ -85,25 +76,16 @@ def _entry(repo: Repo, path: str, commit: str, *, is_dir: bool, last_commit: dic
 
 def _last_commits(repo: Repo, commit: str, paths: list[str]) -> dict[str, dict]:
     """For each path, the newest commit (first-parent history) that changed it."""
-    def oid_at(c: str, p: str) -> str | None:
-        snap = repo.snapshot(c)
-        return snap.files.get(p) or snap.dirs.get(p)
-
-    found, pending = {}, set(paths)
-    for oid, item in repo.history(commit):
-        parent = item.parents[0] if item.parents else None
-        for path in list(pending):
-            if parent is None or oid_at(oid, path) != oid_at(parent, path):
-                found[path] = {"id": oid, "title": item.title, "date": _iso(item.timestamp)}
-                pending.discard(path)
-        if not pending:
-            break
-    return found
+    return {
+        path: {"id": oid, "title": item.title, "date": _iso(item.timestamp)}
+        for path, (oid, item) in repo.last_changes(commit, paths).items()
+    }
 
 
 def _entries(repo: Repo, commit: str, paths: list[tuple[str, bool]], expand: bool) -> list[dict]:
     last = _last_commits(repo, commit, [p for p, _ in paths]) if expand else {}
-    return [_entry(repo, p, commit, is_dir=d, last_commit=last.get(p) if expand else None) for p, d in paths]
+    snap = repo.snapshot(commit)  # once per page: it reads the commit object
+    return [_entry(repo, p, snap, is_dir=d, last_commit=last.get(p) if expand else None) for p, d in paths]
 
 
 # ------------------------------------------------------------------------------- account routes
@@ -116,12 +98,12 @@ async def whoami(request: Request) -> Response:
 
 async def validate_yaml(request: Request) -> Response:
     body = await read_json(request)
-    match = _FRONT_MATTER.match(str(body.get("content", "")))
+    yaml_text = front_matter(str(body.get("content", "")))
     try:
-        data = yaml.safe_load(match.group(1)) if match else {}
+        data = await run_in_threadpool(parse_metadata, yaml_text) if yaml_text is not None else {}
         problem = None if isinstance(data, (dict, type(None))) else "metadata must be a YAML mapping"
-    except yaml.YAMLError as exc:
-        problem = f"Invalid YAML in the card metadata: {' '.join(str(exc).split())}"
+    except CardMetadataError as exc:
+        problem = str(exc)
     if problem:
         raise HubHTTPError(400, "InvalidYaml", problem, body={"error": problem, "errors": [{"message": problem}], "warnings": []})
     return JSONResponse({"errors": [], "warnings": []})
@@ -144,8 +126,10 @@ def _is_private(body: dict) -> bool:
 
 
 async def create_repo(request: Request) -> Response:
-    body = await read_json(request)
     user = caller(request)
+    if user is None:  # the Hub answers 401 before looking at the body (not 400 "Invalid namespace")
+        require_write(user, "")
+    body = await read_json(request)
     repo_type, repo_id = _named_repo(body, user)
     require_write(user, repo_id.split("/")[0])
     sdk = field(body, "sdk", str)
@@ -154,9 +138,9 @@ async def create_repo(request: Request) -> Response:
     storage = hub_context(request).storage
     try:
         repo = await run_in_threadpool(storage.create, repo_type, repo_id, author=user.name, private=_is_private(body), sdk=sdk if repo_type == "space" else None)
-    except FileExistsError:
+    except FileExistsError as exc:  # also when only the case differs: the Hub's ids are case-insensitive
         message = f"You already created this {repo_type} repo"
-        url = f"{endpoint_of(request)}/{names.URL_PREFIX[repo_type]}{repo_id}"
+        url = f"{endpoint_of(request)}/{names.URL_PREFIX[repo_type]}{exc.args[0] if exc.args else repo_id}"
         raise HubHTTPError(409, "RepoExists", message, body={"error": message, "url": url}) from None
     return JSONResponse({"url": repo_url(request, repo), "name": repo_id, "id": repo_id})
 
@@ -386,7 +370,7 @@ def _parse_commit(raw: bytes, limits: Limits) -> tuple[str, str | None, list]:
         if not line.strip():
             continue
         try:
-            item = json.loads(line)
+            item = loads_json(line, "A commit payload line")
             key, value = item["key"], item["value"]
             if key == "header":
                 header = value
@@ -472,7 +456,7 @@ def create_app(storage: HubStorage, auth: Auth, limits: Limits | None = None) ->
     ]
     app = Starlette(
         routes=routes,
-        exception_handlers={HubHTTPError: _hub_error, HTTPException: _http_error, Exception: _internal_error},
+        exception_handlers={HubHTTPError: _hub_error, HTTPException: _http_error, OSError: _os_error, Exception: _internal_error},
     )
     app.router.redirect_slashes = False  # a trailing slash is a different (invalid) path, not a redirect
     app.state.hub = HubContext(storage, auth, limits or Limits())
@@ -501,6 +485,21 @@ async def _http_error(request: Request, exc: HTTPException) -> Response:
         # e.g. an id without namespace ("gpt2"): clients expect RepoNotFound, as the Hub answers
         return error_response(404, "RepoNotFound", "Repository not found")
     return error_response(exc.status_code, code, str(exc.detail))
+
+
+def insufficient_storage() -> HubHTTPError:
+    """507: the Hub's disk is full. Final for clients (not retried): waiting does not free space."""
+    message = "The Hub's storage is full (no space left on device); nothing was written. Free disk space on the Hub server, then retry."
+    return HubHTTPError(507, "InsufficientStorage", message)
+
+
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+async def _os_error(request: Request, exc: OSError) -> Response:
+    if exc.errno in _DISK_FULL:
+        return await _hub_error(request, insufficient_storage())
+    raise exc  # any other OSError is a bug: the 500 handler answers it and logs the traceback
 
 
 async def _internal_error(request: Request, exc: Exception) -> Response:

@@ -83,16 +83,25 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-async def read_json(request: Request) -> dict:
+def loads_json(raw: bytes | str, what: str = "Request body"):
+    """``json.loads`` that answers 400 for invalid or too deeply nested JSON (never a 500).
+
+    The stdlib parser recurses once per nesting level and raises RecursionError near 1,000
+    levels; no Hub payload nests more than a few levels, so that is a client error.
+    """
     try:
-        data = json.loads(await read_body(request, hub_context(request).limits.max_json_bytes) or b"{}")
+        return json.loads(raw)
+    except RecursionError:
+        raise bad_request(f"{what} is nested too deeply") from None
     except (ValueError, UnicodeDecodeError):
-        raise bad_request("Request body is not valid JSON") from None
+        raise bad_request(f"{what} is not valid JSON") from None
+
+
+async def read_json(request: Request) -> dict:
+    data = loads_json(await read_body(request, hub_context(request).limits.max_json_bytes) or b"{}")
     if not isinstance(data, dict):
         raise bad_request("Request body must be a JSON object")
     return data
-
-
 
 
 def field(body: dict, key: str, kind: type | tuple[type, ...], default=None):

@@ -8,19 +8,25 @@ A fault is written ``ENDPOINT:KIND[:key=value...]``:
   ``Range``); for an upload half the request body is read, the request never reaches the Hub,
   and a response is started that promises more bytes than it sends. ``lost``: the Hub does the
   work (e.g. the commit lands) but the response is cut mid-body, so the client cannot tell.
+  ``enospc``: the disk is full: the request reaches the Hub, every storage write fails with
+  ENOSPC as on a full disk (temporary files removed), and the Hub answers 507.
 * keys: ``times=N`` (fire N times, then never), ``p=0.3`` (fire with probability), ``seed=1``,
   ``retry_after=SECONDS``
 
-Examples: ``commit:503:times=2``, ``lfs-put:drop:p=0.3:seed=1``, ``preupload:429:retry_after=1:times=1``.
+Examples: ``commit:503:times=2``, ``lfs-put:drop:p=0.3:seed=1``, ``preupload:429:retry_after=1:times=1``,
+``commit:enospc``.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import random
 import re
 import threading
 from dataclasses import dataclass, field
+
+from ltd_hub.hub_server.storage import SIMULATE_DISK_FULL
 
 ENDPOINTS = {
     "preupload": ({"POST"}, re.compile(r"^/api/[^/]+/[^/]+/[^/]+/preupload/")),
@@ -29,7 +35,9 @@ ENDPOINTS = {
     "commit": ({"POST"}, re.compile(r"^/api/[^/]+/[^/]+/[^/]+/commit/")),
     "resolve": ({"GET", "HEAD"}, re.compile(r"^/(?:datasets/|spaces/)?[^/]+/[^/]+/resolve/")),
 }
-KINDS = ("500", "503", "429", "drop", "lost")
+KINDS = ("500", "503", "429", "drop", "lost")  # what a client should recover from
+FINAL_KINDS = ("enospc",)  # what it should report at once, not retry
+_OPTIONS = {"times": (int, "a whole number >= 0"), "p": (float, "a number from 0 to 1"), "seed": (int, "a whole number"), "retry_after": (int, "whole seconds >= 0")}
 
 
 @dataclass
@@ -48,10 +56,12 @@ class Fault:
     def __post_init__(self):
         if self.endpoint != "*" and self.endpoint not in ENDPOINTS:
             raise ValueError(f"unknown fault endpoint {self.endpoint!r}; use one of {', '.join(ENDPOINTS)} or *")
-        if self.kind not in KINDS:
-            raise ValueError(f"unknown fault kind {self.kind!r}; use one of {', '.join(KINDS)}")
+        if self.kind not in KINDS + FINAL_KINDS:
+            raise ValueError(f"unknown fault kind {self.kind!r}; use one of {', '.join(KINDS + FINAL_KINDS)}")
         if self.p is not None and not 0 <= self.p <= 1:
             raise ValueError("fault probability p must be between 0 and 1")
+        if (self.times is not None and self.times < 0) or self.retry_after < 0:
+            raise ValueError("fault times= and retry_after= must not be negative")
         self._rng = random.Random(self.seed)
 
     @classmethod
@@ -67,10 +77,15 @@ class Fault:
         values: dict = {}
         for option in options:
             key, sep, value = option.partition("=")
-            casts = {"times": int, "p": float, "seed": int, "retry_after": int}
-            if not sep or key not in casts:
+            if not sep or key not in _OPTIONS:
                 raise ValueError(f"bad fault option {option!r} in {spec!r}; use times=, p=, seed=, retry_after=")
-            values[key] = casts[key](value)
+            cast, expected = _OPTIONS[key]
+            try:
+                values[key] = cast(value)
+            except ValueError:
+                values[key] = None
+            if values[key] is None or (cast is float and not math.isfinite(values[key])):
+                raise ValueError(f"bad fault option {option!r} in {spec!r}: {key}= takes {expected}, e.g. commit:503:times=2")
         return cls(endpoint, kind, **values)
 
     def matches(self, method: str, path: str) -> bool:
@@ -115,6 +130,12 @@ class FaultInjector:
         fault = self._pick(scope["method"], scope.get("path", "")) if scope["type"] == "http" else None
         if fault is None:
             return await self.app(scope, receive, send)
+        if fault.kind == "enospc":
+            token = SIMULATE_DISK_FULL.set(True)  # copied into the worker threads that write
+            try:
+                return await self.app(scope, receive, send)
+            finally:
+                SIMULATE_DISK_FULL.reset(token)
         if fault.kind == "lost" or (fault.kind == "drop" and scope["method"] == "GET"):
             return await _cut_response(self.app, scope, receive, send)
         if fault.kind == "drop":

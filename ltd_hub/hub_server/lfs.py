@@ -81,8 +81,15 @@ async def upload(request: Request) -> Response:
     if repo is None:
         raise errors.repo_not_found(repo_id)
     with repo.lfs_writer(oid, int(size)) as write:
+        failure: OSError | None = None
         async for chunk in request.stream():
-            write(chunk)
+            if failure is None:
+                try:
+                    write(chunk)
+                except OSError as exc:  # disk full: read the rest, so the client hears the 507, not a reset
+                    failure = exc
+        if failure is not None:
+            raise failure
     return Response(status_code=200)
 
 

@@ -41,12 +41,21 @@ def repo_type(plural: str) -> str:
         raise bad_request(f"Invalid repo type: {plural!r}") from None
 
 
+def _utf8_len(text: str) -> int:
+    """Length in UTF-8 bytes; a huge number for text that has no UTF-8 form (lone surrogates)."""
+    try:
+        return len(text.encode("utf-8"))
+    except UnicodeEncodeError:
+        return 1 << 30
+
+
 def check_ref_name(name: str) -> str:
     """Check a branch/tag/revision name with git's ref-name rules (decoded form)."""
     parts = name.split("/")
     if (
         not name
-        or len(name) > 255
+        or _utf8_len(name) > 1024
+        or any(_utf8_len(p) > 255 for p in parts)  # a ref is a file: 255 *bytes* per name, not characters
         or _REF_BAD_CHARS.search(name)
         or "@{" in name
         or any(not p or p.startswith(".") or p.endswith(".lock") for p in parts)
@@ -75,6 +84,7 @@ def file_path(path: str, *, allow_empty: bool = False) -> str:
         or len(path) > MAX_PATH_CHARS
         or path.startswith("/")
         or "\x00" in path
+        or _utf8_len(path) > 4 * MAX_PATH_CHARS  # also refuses lone surrogates (no UTF-8 form)
         or "\\" in path
         or any(part in ("", ".", "..") for part in path.split("/"))
         or path.split("/")[0] == ".git"

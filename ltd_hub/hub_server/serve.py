@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import errno
+import logging
 import os
+import re
 import socket
 import threading
 import time
@@ -15,6 +18,7 @@ from ltd_hub.hub_server.app import create_app
 from ltd_hub.hub_server.context import Limits
 from ltd_hub.hub_server.auth import Auth, parse_tokens
 from ltd_hub.hub_server.faults import FaultInjector
+from ltd_hub.errors import UsageError
 from ltd_hub.hub_server.storage import HubStorage
 
 _running: dict[str, "HubServer"] = {}
@@ -22,6 +26,48 @@ _running: dict[str, "HubServer"] = {}
 
 def _url(host: str, port: int) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port``; a :class:`UsageError` naming the fix if that is impossible."""
+    if not 0 <= port <= 65535:
+        raise UsageError(f"port {port} is out of range; pick a port from 1024 to 65535, or 0 for any free port")
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise UsageError(f"port {port} on {host} is already in use; stop the program listening there or pick another --port (0 = any free port)") from None
+        if exc.errno == errno.EACCES:
+            raise UsageError(f"no permission to listen on port {port}; pick a port from 1024 to 65535, or 0 for any free port") from None
+        reason = exc.strerror or str(exc)
+        raise UsageError(f"cannot listen on --host {host} ({reason}); use an address of this machine such as 127.0.0.1 or 0.0.0.0") from None
+    return sock
+
+
+class _RedactSignedUrls(logging.Filter):
+    """Hide the signature of pre-signed LFS upload URLs in access logs: it is a credential for an hour."""
+
+    _SIGNATURE = re.compile(r"(signature=)[^&\s\"]+")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(self._SIGNATURE.sub(r"\1<redacted>", a) if isinstance(a, str) else a for a in record.args)
+        if isinstance(record.msg, str):
+            record.msg = self._SIGNATURE.sub(r"\1<redacted>", record.msg)
+        return True
+
+
+_REDACT_FILTER = _RedactSignedUrls()
+
+
+def redact_access_log() -> None:
+    """Install the signed-URL redaction on uvicorn's access logger (once; call after uvicorn configured logging)."""
+    logger = logging.getLogger("uvicorn.access")
+    if _REDACT_FILTER not in logger.filters:
+        logger.addFilter(_REDACT_FILTER)
 
 
 def build_asgi(root: str | os.PathLike, *, tokens: list[str] | None = None, faults=None, limits: Limits | None = None) -> FaultInjector:
@@ -37,9 +83,7 @@ class HubServer:
 
         self.root = Path(root)
         self.app = build_asgi(root, tokens=tokens, faults=faults, limits=limits)
-        self._socket = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
-        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._socket.bind((host, port))
+        self._socket = bind_socket(host, port)
         self.port = self._socket.getsockname()[1]
         self.endpoint = _url(host, self.port)
         config = uvicorn.Config(self.app, log_level="warning", lifespan="off", access_log=False, timeout_keep_alive=30)
@@ -133,8 +177,8 @@ def serve_forever(root, *, host: str = "127.0.0.1", port: int = 8765, tokens=Non
     import uvicorn
 
     app = build_asgi(root, tokens=tokens, faults=faults, limits=limits)
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
+    sock = bind_socket(host, port)
+    config = uvicorn.Config(app, log_level="info", lifespan="off")  # configures uvicorn's loggers
+    redact_access_log()
     announce(_url(host, sock.getsockname()[1]))
-    uvicorn.Server(uvicorn.Config(app, log_level="info", lifespan="off")).run(sockets=[sock])
+    uvicorn.Server(config).run(sockets=[sock])

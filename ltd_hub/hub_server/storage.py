@@ -17,6 +17,8 @@ a power cut leaves a ref pointing at missing or partial data.
 
 from __future__ import annotations
 
+import contextvars
+import errno
 import fcntl
 import hashlib
 import json
@@ -62,16 +64,34 @@ def file_lock(lock_file: Path):
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+# Set by the ``enospc`` fault (faults.py) for one request: every storage write then fails the
+# way it does on a full disk, so the real error path (cleanup, 507 answer) is what gets tested.
+SIMULATE_DISK_FULL: contextvars.ContextVar[bool] = contextvars.ContextVar("ltd_hub_simulate_disk_full", default=False)
+
+
+def check_space(path: Path) -> None:
+    """Raise ENOSPC, as a write on a full disk would, while the ``enospc`` fault is active."""
+    if SIMULATE_DISK_FULL.get():
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+
 def atomic_write(path: Path, data: bytes, tmp_dir: Path) -> None:
-    """Write ``data`` to ``path`` so that readers see either the old or the whole new file."""
+    """Write ``data`` to ``path`` so that readers see either the old or the whole new file.
+
+    On any failure (disk full, name too long) the temporary file is removed: nothing is left behind.
+    """
     tmp_dir.mkdir(parents=True, exist_ok=True)
     tmp = tmp_dir / f"w-{uuid.uuid4().hex}"
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as handle:
+            check_space(tmp)
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)  # after a successful replace there is nothing to unlink
     fsync_dir(path.parent)
 
 
@@ -130,16 +150,25 @@ class _LRU(OrderedDict):
                 self.move_to_end(key)
                 return self[key]
         value = compute()
+        self.put(key, value)
+        return value
+
+    def peek(self, key):
+        with self.lock:
+            return OrderedDict.get(self, key)
+
+    def put(self, key, value) -> None:
         with self.lock:
             self[key] = value
             while len(self) > self.capacity:
                 self.popitem(last=False)
-        return value
 
 
 # Keyed by object id: ids are content hashes, so entries are valid for every repo.
 _snapshots = _LRU(256)
 _blob_infos = _LRU(100_000)
+_trees = _LRU(4096)  # tree id -> {name: child id}, for path lookups that touch one tree per level
+_last_changes = _LRU(100_000)  # (commit, path) -> (commit that last changed path, its Commit)
 
 
 class Repo:
@@ -228,6 +257,7 @@ class Repo:
                     size += len(chunk)
                     if size > expected_size:
                         raise errors.bad_request(f"LFS upload is larger than the announced {expected_size} bytes")
+                    check_space(tmp)
                     digest.update(chunk)
                     handle.write(chunk)
 
@@ -331,6 +361,55 @@ class Repo:
             yield oid, item
             oid = item.parents[0] if item.parents else None
 
+    def _tree_entries(self, tree: str) -> dict[str, str]:
+        return _trees.get_or(tree, lambda: {e.name: e.oid for e in decode_tree(self.read_object(tree)[1])})
+
+    def path_oid(self, tree: str, path: str) -> str | None:
+        """The blob or tree id at ``path`` under the tree ``tree`` (None if absent): one tree per level."""
+        oid: str | None = tree
+        for part in path.split("/"):
+            entries = self._tree_entries(oid)
+            oid = entries.get(part)
+            if oid is None:
+                return None
+        return oid
+
+    def last_changes(self, commit: str, paths: list[str]) -> dict[str, tuple[str, Commit]]:
+        """For each path, ``(oid, Commit)`` of the newest first-parent commit that changed it.
+
+        One walk down the history for all paths together. A commit whose root tree equals its
+        parent's changed nothing and is skipped without reading any tree; otherwise only the
+        trees along the pending paths are read (decoded trees are cached by id, and unchanged
+        subtrees keep their id, so most lookups hit the cache). Answers are cached by
+        ``(commit, path)``: commits are immutable, so they never go stale.
+        """
+        found: dict[str, tuple[str, Commit]] = {}
+        pending = []
+        for path in paths:
+            cached = _last_changes.peek((commit, path))
+            if cached is not None:
+                found[path] = cached
+            else:
+                pending.append(path)
+        if not pending:
+            return found
+        oid: str | None = commit
+        item = self.read_commit(commit)
+        here = {path: self.path_oid(item.tree, path) for path in pending}
+        while oid and pending:
+            parent = item.parents[0] if item.parents else None
+            parent_item = self.read_commit(parent) if parent else None
+            if parent_item is not None and parent_item.tree == item.tree:
+                before = here
+            else:
+                before = {p: (self.path_oid(parent_item.tree, p) if parent_item else None) for p in pending}
+                for path in [p for p in pending if before[p] != here[p]]:
+                    found[path] = (oid, item)
+                    _last_changes.put((commit, path), (oid, item))
+                    pending.remove(path)
+            oid, item, here = parent, parent_item, before
+        return found
+
     def _write_tree(self, files: dict[str, str]) -> str:
         children: dict[str, dict[str, str]] = {}
         entries = []
@@ -419,16 +498,35 @@ class HubStorage:
         """Create a repo with an initial commit holding ``.gitattributes``; FileExistsError if taken."""
         final = self._repo_path(repo_type, repo_id)
         with file_lock(self.root / ".create.lock"):
-            if final.exists():
-                raise FileExistsError(repo_id)
+            taken = repo_id if final.exists() else self.find_case_insensitive(repo_type, repo_id)
+            if taken is not None:  # the Hub's repo ids are unique regardless of case
+                raise FileExistsError(taken)
             staging = self.tmp / f"repo-{uuid.uuid4().hex}"
-            repo = Repo(staging, repo_type, repo_id)
-            repo.write_meta({"private": bool(private), "sdk": sdk, "createdAt": time.time()})
-            atomic_write(staging / "HEAD", f"ref: refs/heads/{DEFAULT_BRANCH}\n".encode(), repo.tmp)  # a bare repo for `git`
-            repo.commit(f"refs/heads/{DEFAULT_BRANCH}", [AddFile(".gitattributes", DEFAULT_GITATTRIBUTES)], message="initial commit", author=author)
-            final.parent.mkdir(parents=True, exist_ok=True)
-            os.rename(staging, final)
+            try:
+                repo = Repo(staging, repo_type, repo_id)
+                repo.write_meta({"private": bool(private), "sdk": sdk, "createdAt": time.time()})
+                atomic_write(staging / "HEAD", f"ref: refs/heads/{DEFAULT_BRANCH}\n".encode(), repo.tmp)  # a bare repo for `git`
+                repo.commit(f"refs/heads/{DEFAULT_BRANCH}", [AddFile(".gitattributes", DEFAULT_GITATTRIBUTES)], message="initial commit", author=author)
+                final.parent.mkdir(parents=True, exist_ok=True)
+                os.rename(staging, final)
+            except BaseException:
+                shutil.rmtree(staging, ignore_errors=True)  # e.g. disk full: no half-made repo left in tmp/
+                raise
         return Repo(final, repo_type, repo_id)
+
+    def find_case_insensitive(self, repo_type: str, repo_id: str) -> str | None:
+        """The id of an existing repo of ``repo_type`` equal to ``repo_id`` ignoring case, or None."""
+        namespace, _, name = repo_id.lower().partition("/")
+        base = self.root / "repos" / repo_type
+        if not base.is_dir():
+            return None
+        for ns_dir in base.iterdir():
+            if ns_dir.name.lower() != namespace or not ns_dir.is_dir():
+                continue
+            for repo_dir in ns_dir.iterdir():
+                if repo_dir.name.lower() == name and (repo_dir / "meta.json").is_file():
+                    return f"{ns_dir.name}/{repo_dir.name}"
+        return None
 
     def delete(self, repo_type: str, repo_id: str) -> bool:
         path = self._repo_path(repo_type, repo_id)
