@@ -10,6 +10,13 @@ from __future__ import annotations
 from importlib import resources
 from typing import Any
 
+from ltd_hub.errors import UsageError
+
+
+class InvalidCardError(UsageError, ValueError):
+    """A README whose front matter is not valid YAML or not a mapping (a ValueError, as huggingface_hub raises)."""
+
+
 BLOCK_START = "<!-- ltd-hub:start -->"
 BLOCK_END = "<!-- ltd-hub:end -->"
 
@@ -50,24 +57,54 @@ def render_card(template_name: str, card_data: dict[str, Any], **context: Any) -
 
     env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
     template = env.from_string(load_template(template_name))
-    return template.render(card_data=_yaml_dump(card_data), **context)
+    text = template.render(card_data=_yaml_dump(card_data), **context)
+    # What the Hub will read back must be what we meant (a value must never end the block early).
+    meta, _ = split_card(text, where=f"the card rendered from {template_name}")
+    wanted = {k: v for k, v in card_data.items() if v is not None}
+    if set(meta) != set(wanted):
+        raise ValueError(f"card template {template_name}: the front matter reads back as keys {sorted(meta)}, not {sorted(wanted)}")
+    return text
 
 
-def split_card(text: str | None) -> tuple[dict[str, Any], str]:
-    """Split a README into (metadata dict, body). Text without front matter has empty metadata."""
+def split_card(text: str | None, *, where: str = "the README.md") -> tuple[dict[str, Any], str]:
+    """Split a README into (metadata dict, body) by the Hub's own front-matter rules.
+
+    The block is found with huggingface_hub's ``REGEX_YAML_BLOCK`` (the Hub server's regex: the
+    closing ``---`` starts a line, so an indented ``---`` inside a YAML value does not end it) and
+    parsed by :class:`huggingface_hub.RepoCard`. Text without front matter has empty metadata.
+
+    Args:
+        text: the README text, or None.
+        where: what the text is (``"dataset me/x: README.md"``), named in errors.
+
+    Raises:
+        InvalidCardError: (a UsageError and a ValueError) the front matter is not valid YAML, or not a mapping.
+
+    Example:
+        >>> split_card("---\nlicense: mit\n---\n# Hi\n")
+        ({'license': 'mit'}, '# Hi\n')
+    """
     import yaml
+    from huggingface_hub import RepoCard
+    from huggingface_hub.repocard import REGEX_YAML_BLOCK
 
     if not text:
         return {}, ""
-    if text.startswith("---"):
-        parts = text.split("\n")
-        for end in range(1, len(parts)):
-            if parts[end].strip() == "---":
-                meta = yaml.safe_load("\n".join(parts[1:end])) or {}
-                if not isinstance(meta, dict):
-                    raise ValueError("the card's YAML front matter is not a mapping")
-                return meta, "\n".join(parts[end + 1 :])
-    return {}, text
+    if not REGEX_YAML_BLOCK.search(text):
+        return {}, text  # (RepoCard would log a warning for every card without metadata)
+    try:
+        card = RepoCard(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        # The mark counts lines of the YAML block; +2 makes it a line of the README (after the opening ---).
+        at = f" at line {mark.line + 2}" if mark is not None else ""
+        detail = " ".join(str(getattr(exc, "problem", None) or exc).split())[:120]
+        raise InvalidCardError(
+            f"{where} has invalid YAML front matter ({detail}{at}); fix the block between the first two '---' lines or remove it"
+        ) from None
+    except (ValueError, TypeError):  # a list or a scalar instead of a mapping, or keys that are not strings
+        raise InvalidCardError(f"{where} has front matter that is not a mapping of key: value; fix or remove it") from None
+    return card.data.to_dict(), card.text
 
 
 def join_card(metadata: dict[str, Any], body: str) -> str:
@@ -86,7 +123,7 @@ def _union(old: Any, new: Any) -> list[Any]:
     return out
 
 
-def merge_card(existing: str | None, new: str) -> str:
+def merge_card(existing: str | None, new: str, *, where: str = "the repo's README.md") -> str:
     """Merge a freshly rendered card into an existing one, keeping what the user wrote.
 
     Metadata: the new values win, list-valued linking keys (tags, datasets, ...) are unioned,
@@ -96,15 +133,19 @@ def merge_card(existing: str | None, new: str) -> str:
     Args:
         existing: the current README text, or None when the repo has none.
         new: the rendered card.
+        where: names the existing card in errors (``"dataset me/x: README.md"``).
 
     Returns:
         The merged README text.
 
+    Raises:
+        UsageError: the existing card's front matter is not valid YAML (the message names ``where``).
+
     Example:
         >>> merge_card("---\\ntags: [mine]\\n---\\nHello", "---\\ntags: [ltd-hub]\\n---\\nBody")  # doctest: +SKIP
     """
-    old_meta, old_body = split_card(existing)
-    new_meta, new_body = split_card(new)
+    old_meta, old_body = split_card(existing, where=where)
+    new_meta, new_body = split_card(new, where="the rendered card")
     meta = dict(old_meta)
     for key, value in new_meta.items():
         if key in _UNION_KEYS and key in old_meta and isinstance(value, list):

@@ -15,6 +15,7 @@ texts (source fingerprint, text fields, filter), and resumes an interrupted run 
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -114,6 +115,44 @@ def _resolve_hub_model(model_id: str, revision: str | None, token: str | None) -
                 f"encoder model {model_id} not found on the Hub ({os.environ.get('HF_ENDPOINT', 'huggingface.co')}); check --encoder"
             ) from None
         raise
+
+
+def _check_causal_lm(model_id: str, revision: str, token: str | None) -> None:
+    """Refuse encoder-only and encoder-decoder models for ``causal-lm:``, reading only config.json.
+
+    ``AutoModel`` loads a BERT happily and its mean-pooled states look like embeddings, so the
+    mistake would pass silently; the config's ``model_type`` tells the kinds apart without weights.
+    """
+    from huggingface_hub.errors import EntryNotFoundError
+    from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
+
+    from ltd_hub import hub
+
+    try:
+        path = hub.download(model_id, "config.json", repo_type="model", revision=revision, token=token)
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except HubError as exc:
+        if isinstance(exc.__cause__, EntryNotFoundError):
+            raise UsageError(
+                f"{model_id} has no config.json, so it is no transformers causal LM; check --encoder causal-lm:{model_id}"
+            ) from None
+        raise
+    except ValueError:
+        raise UsageError(f"the config.json of {model_id} is not valid JSON; check --encoder causal-lm:{model_id}") from None
+    if not isinstance(config, dict):
+        raise UsageError(f"the config.json of {model_id} is not a JSON object; check --encoder causal-lm:{model_id}")
+    model_type = config.get("model_type")
+    if config.get("is_encoder_decoder"):
+        raise UsageError(
+            f"{model_id} is an encoder-decoder model ({model_type}), not a causal LM; "
+            "give --encoder causal-lm: a decoder-only model (e.g. a Llama, Qwen or SmolLM)"
+        )
+    # BERT-like types also appear in transformers' causal-LM table (as decoders when is_decoder is set).
+    if model_type in MODEL_FOR_MASKED_LM_MAPPING_NAMES and not config.get("is_decoder"):
+        raise UsageError(
+            f"{model_id} is an encoder-only model ({model_type}), not a causal LM; "
+            f"use --encoder sentence-transformers:{model_id} for it"
+        )
 
 
 def _torch_dtype(dtype: str):
@@ -232,6 +271,7 @@ class CausalLMEncoder(_BatchedTransformerEncoder):
 
     def _pin_revision(self) -> None:
         self.revision = _resolve_hub_model(self.model_id, self.revision, self.token)
+        _check_causal_lm(self.model_id, self.revision, self.token)
 
     def prepare(self, texts: Sequence[str]) -> int:
         import torch
@@ -445,6 +485,108 @@ def cache_key(encoder: Encoder, identity: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
 
+class _DamagedEntry(Exception):
+    """A cache file that cannot be trusted (half-written, emptied, wrong shape); the message says why."""
+
+
+# errno values that mean "this folder cannot take the cache": the fix is another folder or free space.
+_NO_ROOM = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+_NOT_WRITABLE = {errno.EACCES, errno.EPERM, errno.EROFS}
+
+
+def _cache_write_error(exc: OSError, where) -> UsageError:
+    """One line naming the embedding cache folder ``where`` and what to do about it."""
+    if exc.errno in _NO_ROOM:
+        return UsageError(
+            f"no space left on the device for the embedding cache in {where}; free space there, or set LTD_HUB_CACHE "
+            "to a folder on a disk with room, and re-run"
+        )
+    return UsageError(
+        f"cannot write the embedding cache in {where} ({exc.strerror or exc}); set LTD_HUB_CACHE to a writable folder and re-run"
+    )
+
+
+def _write_json(path, data: dict[str, Any]) -> None:
+    """Write JSON through a temporary file and a rename, so a crash or a full disk never leaves half a file."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(json.dumps(data, indent=1, default=str))
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _reserve(path) -> None:
+    """Allocate every block of a freshly created memmap file now.
+
+    ``open_memmap`` makes a sparse file; writing through the map into a block the disk cannot
+    provide kills the process with SIGBUS. Allocated up front, a full disk is an OSError here.
+    """
+    with open(path, "r+b") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        if hasattr(os, "posix_fallocate"):
+            os.posix_fallocate(fh.fileno(), 0, size)
+            return
+        # No fallocate (macOS): plain writes of zeros allocate the blocks just as well.
+        block = bytes(1 << 20)
+        for _ in range(size // len(block)):
+            fh.write(block)
+        fh.write(bytes(size % len(block)))
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _read_entry(final, meta_path, n_rows: int) -> tuple[np.ndarray, dict[str, Any]] | None:
+    """A finished entry's embeddings and meta; None when there is none; :class:`_DamagedEntry` when unusable.
+
+    ``meta.json`` is written last, so an entry without it was never finished.
+    """
+    if not meta_path.is_file():
+        return None
+    if not final.is_file():
+        raise _DamagedEntry("meta.json without embeddings.npy")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:  # ValueError: JSONDecodeError, UnicodeDecodeError
+        raise _DamagedEntry(f"meta.json is not valid JSON: {' '.join(str(exc).split())[:80]}") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("n_truncated"), int) or not isinstance(meta.get("dim"), int):
+        raise _DamagedEntry("meta.json lacks n_truncated or dim")
+    try:
+        X = np.load(final, mmap_mode="r")
+    except (OSError, ValueError, EOFError) as exc:
+        raise _DamagedEntry(f"embeddings.npy is unreadable: {' '.join(str(exc).split())[:80]}") from None
+    if X.dtype != np.float32 or X.shape != (n_rows, meta["dim"]):
+        raise _DamagedEntry(f"embeddings.npy holds {X.shape} {X.dtype}, expected ({n_rows}, {meta['dim']}) float32")
+    return X, meta
+
+
+def _resume_state(partial, state_path, shape: tuple[int, int]) -> tuple[Any, dict[str, int]] | None:
+    """The memmap and progress of an interrupted run; None when there is none (or nothing was done yet)."""
+    if not state_path.is_file():
+        return None  # interrupted before the first checkpoint: nothing to resume
+    try:
+        saved = json.loads(state_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise _DamagedEntry(f"partial.json is not valid JSON: {' '.join(str(exc).split())[:80]}") from None
+    rows_done = saved.get("rows_done") if isinstance(saved, dict) else None
+    n_truncated = saved.get("n_truncated") if isinstance(saved, dict) else None
+    if not (isinstance(rows_done, int) and isinstance(n_truncated, int) and 0 <= rows_done <= shape[0] and n_truncated >= 0):
+        raise _DamagedEntry(f"partial.json holds no valid progress: {str(saved)[:80]}")
+    if not partial.is_file():
+        raise _DamagedEntry("partial.json without partial.npy")
+    try:
+        out = np.lib.format.open_memmap(partial, mode="r+")
+    except (OSError, ValueError, EOFError) as exc:
+        raise _DamagedEntry(f"partial.npy is unreadable: {' '.join(str(exc).split())[:80]}") from None
+    if out.shape != shape or out.dtype != np.float32:
+        found = f"{out.shape} {out.dtype}"
+        del out
+        raise _DamagedEntry(f"partial.npy holds {found}, expected {shape} float32")
+    return out, {"rows_done": rows_done, "n_truncated": n_truncated}
+
+
 def encode_cached(
     encoder: Encoder,
     texts: Sequence[str],
@@ -454,6 +596,10 @@ def encode_cached(
     progress: bool = True,
 ) -> tuple[np.ndarray, EncodeStats]:
     """Encode ``texts``, reusing (or resuming) the on-disk cache entry for the same key.
+
+    A damaged entry (a half-written or emptied file, say after a full disk) is discarded with a
+    warning and encoded anew. A cache folder without room (or not writable) is one
+    :class:`~ltd_hub.errors.UsageError` naming it, and leaves no partial files behind.
 
     Args:
         encoder: from :func:`get_encoder`; resolved here if it was not yet.
@@ -466,6 +612,9 @@ def encode_cached(
     Returns:
         ``(embeddings, stats)``: float32 array of shape ``(len(texts), dim)``, L2-normalised.
 
+    Raises:
+        UsageError: the cache folder has no room or cannot be written.
+
     Example:
         >>> X, stats = encode_cached(get_encoder("lexical"), texts, {"source": "abc"})
     """
@@ -474,57 +623,79 @@ def encode_cached(
     encoder.resolve()
     identity = {**identity, "n_rows": len(texts), "texts_sha256": texts_digest(texts)}
     key = cache_key(encoder, identity)
-    folder = cache_dir("embeddings", key)
+    try:
+        folder = cache_dir("embeddings").joinpath(key)
+    except OSError as exc:
+        if exc.errno not in _NO_ROOM | _NOT_WRITABLE:
+            raise
+        raise _cache_write_error(exc, exc.filename or "the ltd-hub cache folder") from None
     final, meta_path = folder / "embeddings.npy", folder / "meta.json"
+    partial, state_path = folder / "partial.npy", folder / "partial.json"
     start = time.perf_counter()
-    if use_cache and final.is_file() and meta_path.is_file():
-        meta = json.loads(meta_path.read_text())
-        X = np.load(final, mmap_mode="r")
-        if X.shape[0] == len(texts):
+    if use_cache:
+        try:
+            hit = _read_entry(final, meta_path, len(texts))
+        except _DamagedEntry as exc:
+            logger.warning("discarded a damaged embedding cache entry in %s (%s); encoding anew", folder, exc)
+            shutil.rmtree(folder, ignore_errors=True)
+            hit = None
+        if hit is not None:
+            X, meta = hit
             stats = EncodeStats(
                 len(texts), X.shape[1], meta["n_truncated"], meta.get("max_tokens"), time.perf_counter() - start, True, key
             )
             return np.asarray(X), stats
-    if not use_cache:
+    else:
         shutil.rmtree(folder, ignore_errors=True)
-        folder.mkdir(parents=True)
     dim = encoder.prepare(texts)
-    partial, state_path = folder / "partial.npy", folder / "partial.json"
-    state = {"rows_done": 0, "n_truncated": 0}
-    if partial.is_file() and state_path.is_file():
-        saved = json.loads(state_path.read_text())
-        out = np.lib.format.open_memmap(partial, mode="r+")
-        if out.shape == (len(texts), dim):
-            state = saved
-        else:
-            del out
-            partial.unlink()
-    if not partial.is_file():
-        out = np.lib.format.open_memmap(partial, mode="w+", dtype=np.float32, shape=(len(texts), dim))
-    bar = tqdm(total=len(texts), initial=state["rows_done"], desc=f"encoding ({encoder.name})", unit="row", disable=not progress)
-    encoder.on_batch = bar.update
+    out = None
     try:
-        for begin in range(state["rows_done"], len(texts), _CHUNK_ROWS):
-            chunk = list(texts[begin : begin + _CHUNK_ROWS])
-            emb, n_trunc = encoder.encode_batch(chunk)
-            out[begin : begin + len(chunk)] = emb
-            out.flush()
-            state = {"rows_done": begin + len(chunk), "n_truncated": state["n_truncated"] + n_trunc}
-            state_path.write_text(json.dumps(state))
-    finally:
-        encoder.on_batch = None
-        bar.close()
-    X = np.array(out)
-    del out
-    os.replace(partial, final)
-    meta = {
-        "n_truncated": state["n_truncated"],
-        "max_tokens": encoder.max_tokens,
-        "dim": dim,
-        "encoder": encoder.describe(),
-        "identity": identity,
-    }
-    meta_path.write_text(json.dumps(meta, indent=1, default=str))
-    state_path.unlink(missing_ok=True)
+        folder.mkdir(parents=True, exist_ok=True)
+        meta_path.unlink(missing_ok=True)  # from here on the entry is unfinished
+        resumed = None
+        try:
+            resumed = _resume_state(partial, state_path, (len(texts), dim))
+        except _DamagedEntry as exc:
+            logger.warning("discarded a damaged partial embedding cache entry in %s (%s); encoding from the start", folder, exc)
+        if resumed is not None:
+            out, state = resumed
+        else:
+            state = {"rows_done": 0, "n_truncated": 0}
+            state_path.unlink(missing_ok=True)
+            partial.unlink(missing_ok=True)
+            out = np.lib.format.open_memmap(partial, mode="w+", dtype=np.float32, shape=(len(texts), dim))
+            _reserve(partial)
+        bar = tqdm(total=len(texts), initial=state["rows_done"], desc=f"encoding ({encoder.name})", unit="row", disable=not progress)
+        encoder.on_batch = bar.update
+        try:
+            for begin in range(state["rows_done"], len(texts), _CHUNK_ROWS):
+                chunk = list(texts[begin : begin + _CHUNK_ROWS])
+                emb, n_trunc = encoder.encode_batch(chunk)
+                out[begin : begin + len(chunk)] = emb
+                out.flush()
+                state = {"rows_done": begin + len(chunk), "n_truncated": state["n_truncated"] + n_trunc}
+                _write_json(state_path, state)
+        finally:
+            encoder.on_batch = None
+            bar.close()
+        X = np.array(out)
+        del out
+        out = None
+        os.replace(partial, final)
+        meta = {
+            "n_truncated": state["n_truncated"],
+            "max_tokens": encoder.max_tokens,
+            "dim": dim,
+            "encoder": encoder.describe(),
+            "identity": identity,
+        }
+        _write_json(meta_path, meta)  # last: its presence marks the entry finished
+        state_path.unlink(missing_ok=True)
+    except OSError as exc:
+        if exc.errno not in _NO_ROOM | _NOT_WRITABLE:
+            raise
+        del out
+        shutil.rmtree(folder, ignore_errors=True)  # nothing half-written stays behind
+        raise _cache_write_error(exc, folder.parent) from None  # the entry below it is a hash nobody types
     stats = EncodeStats(len(texts), dim, state["n_truncated"], encoder.max_tokens, time.perf_counter() - start, False, key)
     return X, stats

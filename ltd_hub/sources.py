@@ -51,6 +51,7 @@ _KNOWN_LAYOUTS: tuple[tuple[tuple[str, ...], str], ...] = (
 )
 _TASK_COLUMNS = ("dataset", "task_name", "task", "category")
 _ID_COLUMNS = ("id", "idx", "example_id")
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -241,19 +242,60 @@ def _load_superni(paths: Sequence[Path]) -> datasets.Dataset:
             raise UsageError(f"cannot read {path}: {exc}; check that the file is valid and complete") from None
         if not isinstance(task, dict) or "Instances" not in task or "Definition" not in task:
             raise UsageError(f"{path} is not a SuperNI task file (needs 'Definition' and 'Instances')")
-        definition = task["Definition"]
-        definition = "\n".join(definition) if isinstance(definition, list) else str(definition)
+        definition = _superni_definition(path, task["Definition"])
+        if not isinstance(task["Instances"], list):
+            raise UsageError(f"{path}: 'Instances' is {_json_kind(task['Instances'])}, not a list of instances; fix the task file")
         name = path.name.split(".")[0]
         for i, inst in enumerate(task["Instances"]):
-            outputs = inst.get("output") or []
-            outputs = [outputs] if isinstance(outputs, str) else [str(o) for o in outputs]
+            text, outputs, row_id = _superni_instance(path, i, inst)
             columns["task_name"].append(name)
-            columns["id"].append(str(inst.get("id", f"{name}-{i}")))
+            columns["id"].append(row_id or f"{name}-{i}")
             columns["instruction"].append(definition)
-            columns["input"].append(str(inst.get("input", "")))
+            columns["input"].append(text)
             columns["output"].append(outputs[0] if outputs else "")
             columns["all_outputs"].append(outputs)
     return datasets.Dataset.from_dict(columns)
+
+
+def _json_kind(value: Any) -> str:
+    """How a JSON value reads in an error message: "null", "a number", "a list"..."""
+    if value is None:
+        return "null"
+    names = {bool: "true/false", str: "a string", list: "a list", dict: "an object"}
+    return names.get(type(value), "a number" if isinstance(value, (int, float)) else type(value).__name__)
+
+
+def _superni_definition(path: Path, value: Any) -> str:
+    """The task definition as text; a null, empty or non-text Definition is refused (never the text "None")."""
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        value = "\n".join(value)
+    if not isinstance(value, str) or not value.strip():
+        found = "empty" if isinstance(value, (str, list)) else _json_kind(value)
+        raise UsageError(f"{path}: 'Definition' is {found}; a SuperNI task needs its definition as a string or a list of strings")
+    return value
+
+
+def _superni_instance(path: Path, index: int, inst: Any) -> tuple[str, list[str], str | None]:
+    """``(input, outputs, id)`` of one instance; a null input is empty text and null outputs are left out."""
+    where = f"{path}: instance {index}"
+    if not isinstance(inst, dict):
+        raise UsageError(f"{where} is {_json_kind(inst)}, not an object with 'input' and 'output'; fix or remove it")
+    text = inst.get("input")
+    if text is None:
+        text = ""
+    elif isinstance(text, (str, int, float)):
+        text = str(text)
+    else:
+        raise UsageError(f"{where}: 'input' is {_json_kind(text)}; give the input as a string")
+    raw = inst.get("output")
+    raw = [] if raw is None else [raw] if isinstance(raw, (str, int, float)) else raw
+    if not isinstance(raw, list) or not all(o is None or isinstance(o, (str, int, float)) for o in raw):
+        raise UsageError(f"{where}: 'output' is {_json_kind(inst.get('output'))}; give a string or a list of strings")
+    outputs = [str(o) for o in raw if o is not None]
+    row_id = inst.get("id")
+    if row_id is not None and not isinstance(row_id, (str, int)):
+        raise UsageError(f"{where}: 'id' is {_json_kind(row_id)}; give a string id or leave it out")
+    return text, outputs, None if row_id is None else str(row_id)
 
 
 @contextlib.contextmanager
@@ -374,6 +416,13 @@ def _resolve_columns(
     elif not target:
         target = next((t for _, t in _KNOWN_LAYOUTS if t in available and t not in inputs), None)
     if not inputs:
+        # A known prompt column without its target column: the target is what is missing, say so.
+        half = next((layout for layout in _KNOWN_LAYOUTS if layout[0][0] in available), None)
+        if half is not None:
+            raise UsageError(
+                f"the data has the prompt column {half[0][0]!r} but no target column {half[1]!r}; pass --target-column "
+                f"COLUMN naming the column with the answers (available columns: {shown})"
+            )
         raise UsageError(f"cannot tell which column holds the prompt; pass --input-column (available columns: {shown})")
     if not target:
         raise UsageError(f"cannot tell which column holds the target; pass --target-column (available columns: {shown})")
@@ -436,8 +485,15 @@ def load_source(
         if config or revision:
             raise UsageError("--config and --revision apply to Hub dataset ids only, not to local files")
         paths: list[Path] = []
+        named_by: dict[Path, str] = {}  # resolved file -> the SOURCE argument that named it
         for spec in specs:
-            paths.extend(_expand(spec))
+            for path in _expand(spec):
+                first = named_by.get(path.resolve())
+                if first is not None:
+                    also = "" if first == spec else f" (by {first} and by {spec})"
+                    raise UsageError(f"{path} is given twice in SOURCE{also}; its rows would count twice, give each file once")
+                named_by[path.resolve()] = spec
+                paths.append(path)
         for path in paths:
             if _suffix(path) not in _BUILDERS:
                 raise UsageError(f"unsupported file type: {path}; use JSONL, JSON, Parquet or CSV (optionally .gz)")
@@ -621,7 +677,8 @@ def apply_filters(
     """Keep the rows that match every filtered column and, if given, the task names.
 
     Globs on the same column are alternatives (OR); different columns must all match (AND).
-    Task names are globs on the source's task column.
+    Task names are globs on the source's task column. Rows whose target is null, empty or blank
+    are dropped too, with one warning that counts them.
 
     Returns:
         The filtered dataset and the source row positions of its rows (int64, ascending).
@@ -648,8 +705,61 @@ def apply_filters(
     if by_column and rows.size == 0:
         described = "; ".join(f"{c} in {p}" for c, p in by_column.items())
         raise UsageError(f"no rows left after the filter ({described}); check the column values and patterns")
+    target = source.columns.target
+    if target:
+        # A row without an answer teaches nothing and would be pushed and trained on as is.
+        answered = has_text(dataset, target)
+        n_empty = int((mask & ~answered).sum())
+        if n_empty:
+            if n_empty == rows.size:
+                raise UsageError(f"every row's target column {target!r} is null or empty; check --target-column")
+            logger.warning("dropped %d of %d rows whose target column %r is null or empty", n_empty, rows.size, target)
+            mask &= answered
+            rows = np.flatnonzero(mask).astype(np.int64)
     filtered = dataset if rows.size == len(dataset) else dataset.select(rows)
     return filtered, rows
+
+
+def _as_text(value: Any) -> str:
+    """A cell as text: null is empty (never "None"), lists are their non-empty items joined by ", "."""
+    if value is None:
+        return ""
+    if isinstance(value, (list, tuple)):
+        return ", ".join(t for t in map(_as_text, value) if t)
+    return str(value)
+
+
+def has_text(dataset: datasets.Dataset, column: str) -> np.ndarray:
+    """Rows whose ``column`` holds some text: not null, not empty or blank (a list: one such item).
+
+    Example:
+        >>> has_text(ds, "targets").all()
+        True
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    arrow = _arrow_column(dataset, column)
+    if pa.types.is_string(arrow.type) or pa.types.is_large_string(arrow.type):
+        filled = pc.fill_null(pc.not_equal(pc.utf8_trim_whitespace(arrow), ""), False)
+        return np.asarray(filled.to_numpy(zero_copy_only=False), dtype=bool)
+    return np.fromiter((bool(_as_text(v).strip()) for v in arrow.to_pylist()), dtype=bool, count=len(arrow))
+
+
+def drop_rows_without_target(dataset: datasets.Dataset, column: str) -> tuple[datasets.Dataset, int]:
+    """Drop the rows whose ``column`` is null, empty or blank; return the rest and how many were dropped.
+
+    Raises:
+        UsageError: every row lacks a target.
+
+    Example:
+        >>> rows, n_dropped = drop_rows_without_target(rows, "targets")
+    """
+    keep = has_text(dataset, column)
+    n_dropped = int((~keep).sum())
+    if n_dropped == len(dataset) and n_dropped:
+        raise UsageError(f"every row's target column {column!r} is null or empty; check --target-column")
+    return (dataset.select(np.flatnonzero(keep)) if n_dropped else dataset), n_dropped
 
 
 def build_texts(dataset: datasets.Dataset, fields: Sequence[str]) -> list[str]:
@@ -665,12 +775,5 @@ def build_texts(dataset: datasets.Dataset, fields: Sequence[str]) -> list[str]:
             f"text field(s) {', '.join(missing)} not in the data; available columns: {', '.join(dataset.column_names)}"
         )
 
-    def as_text(value: Any) -> str:
-        if value is None:
-            return ""
-        if isinstance(value, (list, tuple)):
-            return ", ".join(as_text(v) for v in value)
-        return str(value)
-
     columns = [_arrow_column(dataset, f).to_pylist() for f in fields]
-    return ["\n".join(t for t in map(as_text, parts) if t) for parts in zip(*columns)]
+    return ["\n".join(t for t in map(_as_text, parts) if t) for parts in zip(*columns)]
