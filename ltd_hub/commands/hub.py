@@ -26,7 +26,7 @@ def register(subparsers) -> None:
     serve.add_argument("--token", action="append", default=[], metavar="NAME=TOKEN[:read]",
                        help="accepted token (repeatable); visible to other users in `ps`: prefer --token-file or $LTD_HUB_TOKENS")  # fmt: skip
     serve.add_argument("--fault", action="append", default=[], metavar="SPEC",
-                       help="inject failures, e.g. commit:503:times=2 or lfs-put:drop:p=0.3:seed=1 (also $LTD_HUB_FAULTS)")  # fmt: skip
+                       help="inject failures, e.g. commit:503:times=2, lfs-put:drop:p=0.3:seed=1 or commit:enospc (a full disk); also $LTD_HUB_FAULTS")  # fmt: skip
     serve.set_defaults(func=run_serve)
 
     seed = actions.add_parser("seed", help="put SmolLM2-135M-Instruct and all-MiniLM-L6-v2 into the Hub storage")
