@@ -1,20 +1,42 @@
-"""Coreset selection: k-means plus a sampling rule inside clusters, as a registry of estimators."""
+"""Coreset selection: k-means plus a sampling rule inside clusters, as a registry of estimators.
 
-from ltd_hub.selection.budget import allocate_budget, budget_from_ratio
-from ltd_hub.selection.clustering import Clustering, default_n_clusters, fit_kmeans
-from ltd_hub.selection.coreset import kcenter_greedy
-from ltd_hub.selection.strategies import DEFAULT_STRATEGY, SELECTORS, Selector, check_strategy, get_selector
+The names below load lazily (PEP 562), so that ``ltd-hub --help`` can list the strategies
+without importing numpy or scikit-learn.
+"""
 
-__all__ = [
-    "DEFAULT_STRATEGY",
-    "SELECTORS",
-    "Clustering",
-    "Selector",
-    "allocate_budget",
-    "budget_from_ratio",
-    "check_strategy",
-    "default_n_clusters",
-    "fit_kmeans",
-    "get_selector",
-    "kcenter_greedy",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# The strategy names in registry order and the default; ``strategies.SELECTORS`` is checked against
+# them by the tests. quantile is the default because its quality report beat random rows on the
+# whole pool (README, "How to choose a strategy"); kcenter is the paper's rule, reproduced.
+STRATEGY_NAMES = ("quantile", "kcenter", "median", "centroid", "random-in-cluster", "kcenter-global", "random")
+DEFAULT_STRATEGY = "quantile"
+
+_LAZY = {
+    "allocate_budget": "budget",
+    "allocate_cells": "budget",
+    "allocate_weighted": "budget",
+    "budget_from_ratio": "budget",
+    "Clustering": "clustering",
+    "default_n_clusters": "clustering",
+    "fit_kmeans": "clustering",
+    "kcenter_greedy": "coreset",
+    "distance_quantiles": "coreset",
+    "SELECTORS": "strategies",
+    "Selector": "strategies",
+    "check_strategy": "strategies",
+    "get_selector": "strategies",
+    "QualityReport": "quality",
+    "quality_report": "quality",
+}
+
+__all__ = ["DEFAULT_STRATEGY", "STRATEGY_NAMES", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

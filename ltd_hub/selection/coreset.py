@@ -65,3 +65,21 @@ def kcenter_greedy(X: np.ndarray, n_select: int, first: int, sq_norms: np.ndarra
 def nearest(distances: np.ndarray, n_select: int) -> np.ndarray:
     """Indices of the ``n_select`` smallest distances (ties by lower index), nearest first."""
     return np.argsort(distances, kind="stable")[:n_select]
+
+
+def distance_quantiles(distances: np.ndarray, n_select: int) -> np.ndarray:
+    """Indices at evenly spaced ranks of distance: ranks ``floor((i + 1/2) * n / n_select)``, i = 0 … n_select-1.
+
+    Spreads the picks over a cluster from its most typical to its most unusual member in
+    proportion, as coverage-centric selection does over its strata. The ranks are distinct
+    because ``n / n_select >= 1``; ties in distance go to the lower index.
+
+    Example:
+        >>> distance_quantiles(np.array([0.4, 0.1, 0.3, 0.2]), 2).tolist()   # ranks 1 and 3
+        [3, 0]
+    """
+    n = len(distances)
+    if not 1 <= n_select <= n:
+        raise ValueError(f"n_select must be in [1, {n}], got {n_select}")
+    ranks = np.floor((np.arange(n_select) + 0.5) * n / n_select).astype(np.int64)
+    return np.argsort(distances, kind="stable")[ranks]

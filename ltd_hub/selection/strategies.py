@@ -12,9 +12,11 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ltd_hub.errors import UsageError
-from ltd_hub.selection.budget import allocate_budget
+from ltd_hub.selection import DEFAULT_STRATEGY as _DEFAULT
+from ltd_hub.selection import STRATEGY_NAMES
+from ltd_hub.selection.budget import allocate_budget, allocate_cells, allocate_weighted
 from ltd_hub.selection.clustering import Clustering, default_n_clusters, fit_kmeans
-from ltd_hub.selection.coreset import distances_to_centers, kcenter_greedy, nearest, squared_norms
+from ltd_hub.selection.coreset import distance_quantiles, distances_to_centers, kcenter_greedy, nearest, squared_norms
 
 
 class Selector:
@@ -32,6 +34,7 @@ class Selector:
         distances_: distance of each selected row to its cluster centre.
         n_clusters_: k used; n_clusters_auto_: whether it was chosen automatically.
         cluster_sizes_, cluster_budget_: rows and selected rows per cluster.
+        stratum_budget_: selected rows per stratum (None without strata).
         inertia_: k-means inertia (None for the baselines).
         clustering_: the :class:`Clustering` (None for the baselines).
     """
@@ -70,8 +73,17 @@ class Selector:
             bar.update()
         return clustering
 
-    def fit(self, X: np.ndarray) -> Selector:
+    def fit(self, X: np.ndarray, strata: np.ndarray | None = None, weights: np.ndarray | None = None) -> Selector:
         """Select ``n_select`` rows of ``X`` (float32, shape (n, d)); returns self.
+
+        Args:
+            X: the embeddings.
+            strata: optional stratum id per row (int, ``0 … s-1``). The budget is then shared over
+                cluster x stratum cells so each stratum keeps its share of the rows exactly
+                (see :func:`~ltd_hub.selection.budget.allocate_cells`), and the rule picks inside
+                each cell by the distance to its cluster's centre.
+            weights: optional weight per row: the pool rows it stands for when the rows of ``X``
+                are examples. Budgets then follow the weights (never more points than a cell has).
 
         Example:
             >>> get_selector("kcenter", n_select=10, seed=0).fit(X).indices_
@@ -83,6 +95,8 @@ class Selector:
             raise UsageError("selection needs a non-empty 2-D array of embeddings")
         if self.n_select > len(X):
             raise UsageError(f"cannot select {self.n_select} rows from {len(X)}; lower --size or --ratio")
+        if strata is not None and len(strata) != len(X):
+            raise ValueError(f"strata has {len(strata)} entries for {len(X)} rows")
         clustering = self._cluster(X)
         if clustering is None:
             labels = np.zeros(len(X), dtype=np.int64)
@@ -91,14 +105,23 @@ class Selector:
         else:
             labels, centers, sizes = clustering.labels, clustering.centers, clustering.sizes
         dist = distances_to_centers(X, centers, labels)
-        budget = allocate_budget(sizes, self.n_select)
+        if strata is None:
+            if weights is None:
+                budget = allocate_budget(sizes, self.n_select)
+            else:
+                budget = allocate_weighted(np.bincount(labels, weights=weights, minlength=len(sizes)), sizes, self.n_select)
+            cells, stratum_budget, n_cells = labels, None, len(sizes)
+        else:
+            cells, budget, stratum_budget = allocate_cells(labels, strata, self.n_select, weights=weights)
+            n_cells = len(budget)
         rng = np.random.default_rng(self.seed)
-        # Rows of each cluster, in row order, from one stable sort instead of k boolean scans.
-        order = np.argsort(labels, kind="stable")
-        bounds = np.concatenate([[0], np.cumsum(sizes)])
+        # Rows of each cell, in row order, from one stable sort instead of one boolean scan per cell.
+        cell_sizes = np.bincount(cells, minlength=n_cells)
+        order = np.argsort(cells, kind="stable")
+        bounds = np.concatenate([[0], np.cumsum(cell_sizes)])
         chosen = []
-        clusters = np.flatnonzero(budget)
-        for c in tqdm(clusters, desc=f"selecting ({self.name})", unit="cluster", disable=not self.progress or len(clusters) < 2):
+        todo = np.flatnonzero(budget)
+        for c in tqdm(todo, desc=f"selecting ({self.name})", unit="cluster", disable=not self.progress or len(todo) < 2):
             members = order[bounds[c] : bounds[c + 1]]
             local = self._pick(X[members], dist[members], int(budget[c]), rng)
             chosen.append(members[local])
@@ -110,14 +133,20 @@ class Selector:
         self.n_clusters_ = len(sizes) if clustering is not None else None
         self.n_clusters_auto_ = clustering is not None and self.n_clusters is None
         self.cluster_sizes_ = sizes
-        self.cluster_budget_ = budget
+        self.cluster_budget_ = np.bincount(labels[indices], minlength=len(sizes))
+        self.stratum_budget_ = stratum_budget
         self.inertia_ = clustering.inertia if clustering is not None else None
+        # Kept for the quality report: the typicality of any subset is judged in this partition.
+        self.labels_, self.row_distances_ = labels, dist
         return self
 
 
 class KCenterSelector(Selector):
     name = "kcenter"
-    description = "k-means, then k-center greedy inside each cluster starting at the row nearest the centroid"
+    description = (
+        "k-means, then k-center greedy (farthest-first) inside each cluster starting at the row nearest the "
+        "centroid: the paper's coreset sampling, reproduced faithfully; at a few rows per cluster it favours outliers"
+    )
 
     def _pick(self, X, dist, budget, rng):
         return kcenter_greedy(X, budget, first=int(np.argmin(dist)))
@@ -129,6 +158,25 @@ class CentroidSelector(Selector):
 
     def _pick(self, X, dist, budget, rng):
         return nearest(dist, budget)
+
+
+class QuantileSelector(Selector):
+    name = "quantile"
+    description = (
+        "k-means, then picks spread evenly over each cluster's ranks of distance to its centroid "
+        "(coverage-centric): typical and unusual rows in proportion"
+    )
+
+    def _pick(self, X, dist, budget, rng):
+        return distance_quantiles(dist, budget)
+
+
+class MedianSelector(Selector):
+    name = "median"
+    description = "k-means, then the rows whose distance to the centroid is nearest the cluster's median distance (moderate coreset)"
+
+    def _pick(self, X, dist, budget, rng):
+        return nearest(np.abs(dist - np.median(dist)), budget)
 
 
 class RandomInClusterSelector(Selector):
@@ -158,9 +206,19 @@ class RandomSelector(Selector):
 
 
 SELECTORS: dict[str, type[Selector]] = {
-    cls.name: cls for cls in (KCenterSelector, CentroidSelector, RandomInClusterSelector, KCenterGlobalSelector, RandomSelector)
+    cls.name: cls
+    for cls in (
+        KCenterSelector,
+        QuantileSelector,
+        MedianSelector,
+        CentroidSelector,
+        RandomInClusterSelector,
+        KCenterGlobalSelector,
+        RandomSelector,
+    )
 }
-DEFAULT_STRATEGY = "kcenter"
+SELECTORS = {name: SELECTORS[name] for name in STRATEGY_NAMES}  # registry order = the documented order
+DEFAULT_STRATEGY = _DEFAULT
 
 
 def check_strategy(name: str) -> type[Selector]:
@@ -175,7 +233,8 @@ def get_selector(name: str = DEFAULT_STRATEGY, **kwargs: Any) -> Selector:
     """Build the selector registered as ``name``.
 
     Args:
-        name: one of ``kcenter`` (default), ``centroid``, ``random-in-cluster``, ``kcenter-global``, ``random``.
+        name: a key of :data:`SELECTORS`: ``kcenter``, ``quantile``, ``median``, ``centroid``,
+            ``random-in-cluster``, ``kcenter-global``, ``random`` (default :data:`DEFAULT_STRATEGY`).
         **kwargs: ``n_select`` (required), ``n_clusters``, ``seed``, ``progress``.
 
     Returns:

@@ -1,0 +1,199 @@
+"""Examples, not rows: selection over groups of templated copies, then one row per chosen example.
+
+P3/FLAN-style pools render each source example under many prompt templates (the NLI pool: 25
+rows per SNLI pair, keyed by ``source``). Selecting rows treats the copies as distinct points and
+spends the budget on repeats, so the selection runs over examples instead: an example's vector
+is the normalised mean of its rows' vectors, and each chosen example then contributes one row,
+with the template chosen (seeded) so that the subset's template mix follows the pool's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ltd_hub.errors import UsageError
+
+# A column whose values repeat this often on average looks like an example key (a group hint)...
+GROUP_HINT_MIN_REPEAT = 2.0
+# ...unless they repeat so often that it is a category (a task or template name), not an example.
+GROUP_HINT_MAX_REPEAT = 200.0
+
+
+@dataclass
+class Groups:
+    """Rows partitioned into examples.
+
+    Attributes:
+        codes: group id of every row, ``0 … n_groups-1`` in order of first appearance.
+        n_groups: number of distinct examples.
+        order: row positions sorted by group (stable), and ``bounds`` so that the rows of group g
+            are ``order[bounds[g]:bounds[g + 1]]``.
+    """
+
+    codes: np.ndarray
+    n_groups: int
+    order: np.ndarray
+    bounds: np.ndarray
+
+    @classmethod
+    def from_codes(cls, codes: np.ndarray) -> Groups:
+        codes = np.asarray(codes, dtype=np.int64)
+        n_groups = int(codes.max()) + 1 if codes.size else 0
+        order = np.argsort(codes, kind="stable")
+        bounds = np.concatenate([[0], np.cumsum(np.bincount(codes, minlength=n_groups))])
+        return cls(codes=codes, n_groups=n_groups, order=order, bounds=bounds)
+
+    def rows_of(self, group: int) -> np.ndarray:
+        return self.order[self.bounds[group] : self.bounds[group + 1]]
+
+    @property
+    def sizes(self) -> np.ndarray:
+        return np.diff(self.bounds)
+
+
+def encode_values(values: Sequence[Any]) -> tuple[np.ndarray, list[Any]]:
+    """Integer codes for ``values`` in order of first appearance, and the distinct values.
+
+    Lists (e.g. ``answer_choices``) are compared by content.
+
+    Example:
+        >>> encode_values(["b", "a", "b"])[0].tolist()
+        [0, 1, 0]
+    """
+    seen: dict[Any, int] = {}
+    codes = np.empty(len(values), dtype=np.int64)
+    for i, v in enumerate(values):
+        key = tuple(v) if isinstance(v, list) else v
+        codes[i] = seen.setdefault(key, len(seen))
+    return codes, list(seen)
+
+
+def group_codes(values: Sequence[Any], column: str) -> Groups:
+    """Group rows that share ``column``'s value.
+
+    Raises:
+        UsageError: the column holds nulls (a row without an example key cannot be grouped).
+    """
+    n_null = sum(v is None for v in values)
+    if n_null:
+        raise UsageError(
+            f"group_by column {column!r} is empty in {n_null} rows; fill it (every row needs its example key) or drop --group-by"
+        )
+    return Groups.from_codes(encode_values(values)[0])
+
+
+def group_vectors(X: np.ndarray, groups: Groups) -> np.ndarray:
+    """The normalised mean of each group's row vectors, shape (n_groups, d), float32.
+
+    A sparse indicator matrix sums the rows without copying ``X`` in group order.
+    """
+    from scipy import sparse
+
+    indicator = sparse.csr_matrix(
+        (np.ones(len(groups.codes), dtype=np.float32), (groups.codes, np.arange(len(groups.codes)))),
+        shape=(groups.n_groups, len(groups.codes)),
+    )
+    sums = np.asarray(indicator @ X, dtype=np.float32)
+    norms = np.linalg.norm(sums, axis=1, keepdims=True)
+    return sums / np.maximum(norms, 1e-12)
+
+
+def group_strata(strata: np.ndarray, groups: Groups) -> np.ndarray:
+    """The stratum of each group: the most common stratum among its rows (ties: the lower id).
+
+    Templated copies of one example share its label, so for label strata this is exact; for a
+    source column an example seen in two sources counts where most of its rows are.
+    """
+    strata = np.asarray(strata, dtype=np.int64)
+    n_strata = int(strata.max()) + 1 if strata.size else 1
+    pairs, counts = np.unique(groups.codes * n_strata + strata, return_counts=True)
+    g, s = pairs // n_strata, pairs % n_strata
+    # Per group: the largest count first, then the lower stratum id; keep the first of each group.
+    order = np.lexsort((s, -counts, g))
+    first = np.concatenate([[True], g[order][1:] != g[order][:-1]])
+    out = np.empty(groups.n_groups, dtype=np.int64)
+    out[g[order][first]] = s[order][first]
+    return out
+
+
+def choose_rows(
+    chosen: np.ndarray, groups: Groups, templates: np.ndarray | None, seed: int, clusters: np.ndarray | None = None
+) -> np.ndarray:
+    """One row per chosen group, with the templates' mix following the pool's.
+
+    Each template gets a target count (its share of the pool's rows times the number of chosen
+    groups, largest remainder). Groups are then served most constrained first (fewest templates
+    on offer, ties in seeded random order), each taking, among the templates it has, one still
+    below its target, preferably one not yet used in the group's cluster (so that the examples of
+    one cluster come under different templates and cover more of the pool), then the one
+    furthest below its target (ties at random); a random row of that template is the pick.
+    Without a template column the row is drawn uniformly inside the group.
+
+    Args:
+        chosen: group ids, distinct.
+        groups: the partition.
+        templates: template id of every row (int), or None.
+        seed: seeds every random choice.
+        clusters: the cluster of each chosen group (optional).
+
+    Returns:
+        Row positions, one per chosen group, in the order of ``chosen``.
+    """
+    from ltd_hub.selection.budget import _largest_remainder
+
+    rng = np.random.default_rng(seed)
+    chosen = np.asarray(chosen, dtype=np.int64)
+    picks = np.empty(len(chosen), dtype=np.int64)
+    if templates is None:
+        for i, g in enumerate(chosen):
+            rows = groups.rows_of(g)
+            picks[i] = rows[rng.integers(len(rows))]
+        return picks
+    templates = np.asarray(templates, dtype=np.int64)
+    n_templates = int(templates.max()) + 1
+    deficit = _largest_remainder(np.bincount(templates, minlength=n_templates), len(chosen)).astype(np.int64)
+    offers = [templates[groups.rows_of(g)] for g in chosen]
+    n_offered = np.array([len(np.unique(t)) for t in offers])
+    clusters = np.zeros(len(chosen), dtype=np.int64) if clusters is None else np.asarray(clusters, dtype=np.int64)
+    used: dict[int, set[int]] = {}
+    for i in np.lexsort((rng.permutation(len(chosen)), n_offered)):
+        rows, offered = groups.rows_of(chosen[i]), offers[i]
+        options = np.unique(offered)
+        need = deficit[options]
+        seen = used.setdefault(int(clusters[i]), set())
+        fresh = np.fromiter((t not in seen for t in options.tolist()), dtype=bool, count=len(options))
+        # Lexicographic: below target first, then new to this cluster, then furthest below target.
+        score = (need > 0) * (4 * len(chosen)) + fresh * (2 * len(chosen)) + need
+        best = options[score == score.max()]
+        template = int(best[rng.integers(len(best))])
+        candidates = rows[offered == template]
+        picks[i] = candidates[rng.integers(len(candidates))]
+        deficit[template] -= 1
+        seen.add(template)
+    return picks
+
+
+def suggest_group_column(columns: dict[str, Sequence[Any]], n_rows: int) -> tuple[str, float] | None:
+    """The column that most looks like an example key, with its mean repeat, or None.
+
+    A column qualifies when its values repeat, on average, between ``GROUP_HINT_MIN_REPEAT`` and
+    ``GROUP_HINT_MAX_REPEAT`` times: more often than a row id, less often than a category.
+
+    Example:
+        >>> suggest_group_column({"source": ["a", "a", "b", "b"]}, 4)
+        ('source', 2.0)
+    """
+    best: tuple[str, float] | None = None
+    for name, values in columns.items():
+        try:
+            distinct = len({tuple(v) if isinstance(v, list) else v for v in values})
+        except TypeError:  # unhashable values (dicts): not a key
+            continue
+        repeat = n_rows / max(distinct, 1)
+        if GROUP_HINT_MIN_REPEAT <= repeat <= GROUP_HINT_MAX_REPEAT and (best is None or repeat > best[1]):
+            best = (name, repeat)
+    return best
