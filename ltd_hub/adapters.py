@@ -46,7 +46,8 @@ def read_adapter_config(repo_id_or_dir: str | Path, *, revision: str | None = No
             from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError
 
             if isinstance(exc.__cause__, EntryNotFoundError):
-                raise UsageError(f"{repo_id_or_dir} is not a PEFT adapter repo (no {ADAPTER_CONFIG}); pass an adapter pushed by `ltd-hub train`") from None
+                hint = hub.empty_repo_hint(str(repo_id_or_dir), "model", token)
+                raise UsageError(f"{repo_id_or_dir} is not a PEFT adapter repo (no {ADAPTER_CONFIG}){hint}; pass an adapter pushed by `ltd-hub train`") from None
             if isinstance(exc.__cause__, RepositoryNotFoundError):
                 raise UsageError(f"adapter {repo_id_or_dir!r} not found: no such folder and no model repo on the Hub; check --adapter") from None
             raise
@@ -307,6 +308,21 @@ def card_from_folder_or_repo(summary: dict[str, Any] | None, *, repo_id: str, ev
 # --------------------------------------------------------------------------- pushing
 
 
+def private_training_data(summary: dict[str, Any] | None, *, token: str | None = None) -> list[str]:
+    """The private repos an adapter's training data derives from.
+
+    Those ``ltd-hub train`` recorded in the summary (``dataset.private_sources``: the dataset repo
+    and the Hub source its selection manifest names, as they were when training read them), plus
+    the dataset repo if it is private now.
+    """
+    from ltd_hub import hub
+
+    dataset = (summary or {}).get("dataset") or {}
+    recorded = [str(r) for r in dataset.get("private_sources") or [] if r]
+    live = hub.private_inputs([(dataset["repo_id"], "dataset")], token=token) if dataset.get("repo_id") else []
+    return list(dict.fromkeys(recorded + live))
+
+
 def weights_file(folder: Path) -> Path:
     for name in WEIGHT_FILES:
         if (folder / name).is_file():
@@ -337,7 +353,10 @@ def push_adapter(
         adapter_dir: the ``--output-dir`` of ``ltd-hub train``.
         repo_id: ``NAMESPACE/NAME`` of the model repo (created if needed).
         token: Hub token (default: the one huggingface_hub finds).
-        private: create the repo private.
+        private: None (default) inherits: private when the training data was private (recorded in
+            ``training_summary.json`` by :func:`ltd_hub.train`, and its dataset repo checked again now),
+            else the Hub's default (public); True makes it private; False publishes it anyway (one line
+            says so). See :func:`ltd_hub.hub.derived_visibility`.
         commit_message: default "Add LoRA adapter (ltd-hub)".
 
     Returns:
@@ -361,6 +380,7 @@ def push_adapter(
             "re-train with --base-model set to a Hub id so the pushed adapter can be loaded by others"
         )
     target = hub.preflight_push(repo_id, "model", token)
+    private = hub.derived_visibility(target, private, private_training_data(summary, token=token))
     sha = weights_sha256(folder)
     local_results = [dict(r, adapter_sha256=r.get("adapter_sha256", sha)) for r in read_eval_results(folder)]
     remote_card = None

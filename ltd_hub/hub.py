@@ -12,8 +12,9 @@ import hashlib
 import logging
 import os
 import random
+import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -29,13 +30,17 @@ T = TypeVar("T")
 __all__ = [
     "PushResult",
     "PushTarget",
+    "derived_visibility",
     "download",
+    "empty_repo_hint",
     "merge_card",
     "preflight_push",
+    "private_inputs",
     "push_files",
     "read_card_text",
     "repo_exists",
     "repo_head",
+    "repo_private",
     "require_token",
     "resolve_token",
     "snapshot",
@@ -51,6 +56,8 @@ class PushTarget:
     exists: bool
     head: str | None
     user: str
+    private: bool | None = None  # the existing repo's visibility; None when it does not exist
+    empty: bool = False  # exists but holds only .gitattributes (e.g. left by a push killed after creating it)
 
 
 @dataclass(frozen=True)
@@ -68,6 +75,9 @@ class PushResult:
 def resolve_token(token: str | None = None) -> str | None:
     """Return the explicit token, else the one huggingface_hub finds (HF_TOKEN, stored login)."""
     if token:
+        from ltd_hub.redact import remember_token
+
+        remember_token(token)  # a token of any shape is masked in every message from now on
         return token
     from huggingface_hub import get_token
 
@@ -126,8 +136,10 @@ def _give_up_message(what: str, cause: BaseException, attempts: int, pushing: bo
     from ltd_hub.errors_map import transport_errors
 
     if isinstance(cause, transport_errors("ConnectError", "ConnectTimeout")):
+        from ltd_hub.redact import safe_url
+
         return (
-            f"{what} failed: cannot reach the Hub at {constants.ENDPOINT} (connection refused or timed out); "
+            f"{what} failed: cannot reach the Hub at {safe_url(constants.ENDPOINT)} (connection refused or timed out); "
             "check HF_ENDPOINT and the network, then re-run the same command"
         )
     left = "the repo was left as it was, " if pushing else ""
@@ -170,8 +182,10 @@ def with_retries(call: Callable[[], T], what: str, *, pushing: bool = False) -> 
 
 def _translate(exc: BaseException, repo_id: str, repo_type: str) -> HubError:
     from ltd_hub.errors_map import explain
+    from ltd_hub.redact import safe_url
 
-    return HubError(f"{repo_type} repo {repo_id}: {explain(exc)}")
+    # Client errors quote request URLs, which carry HF_ENDPOINT's user:password@ when it has one.
+    return HubError(safe_url(f"{repo_type} repo {repo_id}: {explain(exc)}"))
 
 
 def _check_repo_type(repo_type: str) -> None:
@@ -199,8 +213,13 @@ def preflight_push(repo_id: str, repo_type: str = "dataset", token: str | None =
     from huggingface_hub.errors import HFValidationError, HfHubHTTPError, RepositoryNotFoundError
     from huggingface_hub.utils import validate_repo_id
 
+    from ltd_hub.redact import looks_like_token
+
     _check_repo_type(repo_type)
     token = require_token(token)
+    if looks_like_token(repo_id, token):
+        # A pasted token would become a repo name: public, in the card, in every printed URL.
+        raise UsageError("the repo id looks like a Hub token (hf_...); pass NAMESPACE/NAME, and revoke the token if it was shared")
     api = _api(token)
     try:
         me = with_retries(lambda: api.whoami(), "checking the token")
@@ -234,7 +253,11 @@ def preflight_push(repo_id: str, repo_type: str = "dataset", token: str | None =
         )
     try:
         info = with_retries(lambda: api.repo_info(full_id, repo_type=repo_type), "reading the repo")
-        return PushTarget(full_id, repo_type, exists=True, head=info.sha, user=user)
+        empty = _only_gitattributes(info)
+        if empty:
+            # What a push killed right after creating the repo leaves; this push fills it like a new one.
+            print(f"note: {full_id} holds no files yet (left by an interrupted push?); this push fills it", file=sys.stderr)
+        return PushTarget(full_id, repo_type, exists=True, head=info.sha, user=user, private=bool(info.private), empty=empty)
     except RepositoryNotFoundError:
         pass
     except HubError:
@@ -245,6 +268,92 @@ def preflight_push(repo_id: str, repo_type: str = "dataset", token: str | None =
         if other != repo_type and api.repo_exists(full_id, repo_type=other):
             raise HubError(f"{full_id} already exists as a {other} repo, not a {repo_type}; choose another --repo-id")
     return PushTarget(full_id, repo_type, exists=False, head=None, user=user)
+
+
+def _only_gitattributes(info) -> bool:
+    """A repo as the Hub creates it: nothing but ``.gitattributes`` (nothing in it to expose or keep)."""
+    return {s.rfilename for s in info.siblings or []} <= {".gitattributes"}
+
+
+def empty_repo_hint(repo_id: str, repo_type: str, token: str | None = None) -> str:
+    """For an error about a repo that lacks a file: how to clean up when it is an empty leftover, else "".
+
+    A push killed right after creating its repo leaves one holding only ``.gitattributes``; every
+    command that reads it says so instead of only "not an adapter" or "no data".
+    """
+    try:
+        info = _api(resolve_token(token)).repo_info(repo_id, repo_type=repo_type)
+    except Exception:  # noqa: BLE001 - only a hint: the caller's own error stands
+        return ""
+    if not _only_gitattributes(info):
+        return ""
+    return (
+        f" (it holds no files: a push was interrupted after creating it; re-run that push, "
+        f"or delete it with `hf repos delete {repo_id} --repo-type {repo_type}`)"
+    )
+
+
+def private_inputs(refs: Iterable[tuple[str, str]], token: str | None = None) -> list[str]:
+    """The repos among ``refs`` (``(repo_id, repo_type)`` pairs) that are private, in order, each once.
+
+    A repo not visible with this token is not counted: nothing of it can have been read.
+    """
+    found: list[str] = []
+    for repo_id, repo_type in refs:
+        if repo_id and repo_id not in found and repo_private(repo_id, repo_type, token=token):
+            found.append(repo_id)
+    return found
+
+
+def derived_visibility(
+    target: PushTarget,
+    private: bool | None,
+    private_sources: Sequence[str],
+    *,
+    notify: Callable[[str], None] | None = None,
+) -> bool | None:
+    """The one rule for what a push may make visible: what is derived from a private repo stays private.
+
+    Every push of derived content (a subset, an adapter, a Space) asks this before pushing.
+
+    Args:
+        target: the pre-flighted push target (:func:`preflight_push`).
+        private: the user's choice: True (``--private``), False (``--public``, an explicit choice) or
+            None (inherit: private when any source is private, else the Hub's default, public).
+        private_sources: the private repos the pushed content derives from (:func:`private_inputs`).
+        notify: where the one line about a ``--public`` push of private-derived content goes
+            (default: stderr).
+
+    Returns:
+        The ``private`` to pass to :func:`push_files` (None: the Hub's default for a new repo).
+
+    Raises:
+        UsageError: an existing public repo with content would receive private-derived content without
+            ``--public``, or ``--private`` names an existing public repo with content (a push cannot make
+            what is already there private).
+
+    Example:
+        >>> derived_visibility(target, None, ["me/private-pool"])  # doctest: +SKIP
+        True
+    """
+    public_repo = target.exists and not target.empty and target.private is False
+    names = ", ".join(private_sources)
+    if private is None and private_sources:
+        if public_repo:
+            raise UsageError(
+                f"{target.repo_id} is public and this push derives from private {names}; "
+                "pass --public to publish it there, or choose another --repo-id (a new repo is created private)"
+            )
+        return True
+    if private and public_repo:
+        raise UsageError(
+            f"{target.repo_id} already exists and is public, so --private cannot keep this push private; "
+            "choose another --repo-id, or make the repo private in its settings first"
+        )
+    if private is False and private_sources:
+        line = f"--public: {target.repo_id} will be visible to everyone, with content derived from private {names}"
+        (notify or (lambda text: print(text, file=sys.stderr)))(line)
+    return private
 
 
 def _git_blob_sha1(data: bytes) -> str:
@@ -296,7 +405,9 @@ def push_files(
         repo_type: ``"model"``, ``"dataset"`` or ``"space"``.
         commit_message: the commit summary.
         token: explicit token; default the one huggingface_hub finds.
-        private: create the repo private (ignored when it exists).
+        private: True: the repo must be private (created private; an empty one is made private; one
+            that is public with content is refused). False/None: create it public / with the Hub's
+            default; an existing repo keeps its visibility. Decide it with :func:`derived_visibility`.
         commit_description: optional longer commit text.
         space_sdk: the Space SDK (``"gradio"``) when creating a Space.
 
@@ -308,6 +419,8 @@ def push_files(
     """
     from huggingface_hub import CommitOperationAdd
     from huggingface_hub.errors import HfHubHTTPError, RemoteEntryNotFoundError
+
+    from ltd_hub.redact import safe_url
 
     _check_repo_type(repo_type)
     token = require_token(token)
@@ -324,6 +437,11 @@ def push_files(
         fresh = "created_head" not in state and not api.repo_exists(repo_id, repo_type=repo_type)
         repo_url = api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True, space_sdk=space_sdk)
         info = api.repo_info(repo_id, repo_type=repo_type, files_metadata=True)
+        if private and info.private is False:
+            # Checked here too, not only in the pre-flight: someone may have created the repo since.
+            if not _only_gitattributes(info):
+                raise HubError(f"{repo_type} repo {repo_id} is public; refusing to push content that must stay private; choose another repo id")
+            api.update_repo_settings(repo_id, private=True, repo_type=repo_type)  # nothing in it yet to expose
         head = info.sha
         state.setdefault("created_head", head if fresh else None)
         remote = {sibling.rfilename: sibling for sibling in info.siblings or []}
@@ -343,8 +461,8 @@ def push_files(
         if not operations:
             if state.get("sent_on") not in (None, head):
                 # An earlier attempt's commit landed but its answer was lost on the way back: it is ours.
-                return PushResult(repo_id, repo_type, str(repo_url), _commit_url(repo_id, repo_type, head), head, created_commit=True)
-            return PushResult(repo_id, repo_type, str(repo_url), None, head, created_commit=False)
+                return PushResult(repo_id, repo_type, safe_url(str(repo_url)), _commit_url(repo_id, repo_type, head), head, created_commit=True)
+            return PushResult(repo_id, repo_type, safe_url(str(repo_url)), None, head, created_commit=False)
         state["sent_on"] = head
         commit = api.create_commit(
             repo_id,
@@ -354,7 +472,8 @@ def push_files(
             repo_type=repo_type,
             parent_commit=head,
         )
-        return PushResult(repo_id, repo_type, str(repo_url), commit.commit_url, commit.oid, created_commit=True)
+        # URLs are printed and returned: never with HF_ENDPOINT's user:password@.
+        return PushResult(repo_id, repo_type, safe_url(str(repo_url)), safe_url(commit.commit_url), commit.oid, created_commit=True)
 
     try:
         for conflict in range(3):
@@ -380,7 +499,9 @@ def push_files(
 def _commit_url(repo_id: str, repo_type: str, revision: str) -> str:
     from huggingface_hub import constants
 
-    return f"{constants.ENDPOINT}/{constants.REPO_TYPES_URL_PREFIXES.get(repo_type, '')}{repo_id}/commit/{revision}"
+    from ltd_hub.redact import safe_url
+
+    return f"{safe_url(constants.ENDPOINT)}/{constants.REPO_TYPES_URL_PREFIXES.get(repo_type, '')}{repo_id}/commit/{revision}"
 
 
 def _remove_if_untouched(api, repo_id: str, repo_type: str, created_head: str | None) -> None:

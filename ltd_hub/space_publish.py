@@ -81,7 +81,9 @@ class AdapterFacts:
 def _endpoint() -> str:
     from huggingface_hub import constants
 
-    return constants.ENDPOINT
+    from ltd_hub.redact import safe_url
+
+    return safe_url(constants.ENDPOINT)  # it is printed: never with HF_ENDPOINT's user:password@
 
 
 def inspect_adapter(repo_id: str, flag: str, token: str | None = None) -> AdapterFacts:
@@ -115,7 +117,8 @@ def inspect_adapter(repo_id: str, flag: str, token: str | None = None) -> Adapte
         config_path = hub.download(repo_id, "adapter_config.json", repo_type="model", token=token)
     except HubError as exc:
         if isinstance(exc.__cause__, EntryNotFoundError):
-            raise UsageError(f"{flag} {repo_id} is not a PEFT adapter (no adapter_config.json); give an adapter repo") from exc
+            hint = hub.empty_repo_hint(repo_id, "model", token)
+            raise UsageError(f"{flag} {repo_id} is not a PEFT adapter (no adapter_config.json){hint}; give an adapter repo") from exc
         raise
     adapter_config = json.loads(Path(config_path).read_text(encoding="utf-8"))
     meta, _ = split_card(hub.read_card_text(repo_id, "model", token=token))
@@ -510,6 +513,14 @@ def write_space(files: Mapping[str, bytes], folder: str | Path) -> Path:
     return target
 
 
+def space_private_sources(spec: SpaceSpec, token: str | None = None) -> list[str]:
+    """The private repos a Space derives from: its adapters, the Hub datasets its examples come from
+    (rows bundled verbatim) and the subset / full-data datasets it names."""
+    named = [s for s in (*spec.examples_sources, spec.subset_dataset, spec.full_data) if s]
+    datasets = [(s, "dataset") for s in named if _REPO_ID.match(s) and not Path(s).exists()]
+    return list(dict.fromkeys([*spec.private_repos, *hub.private_inputs(datasets, token=token)]))
+
+
 def push_space(
     repo_id: str,
     *,
@@ -525,7 +536,9 @@ def push_space(
 
     Args:
         repo_id: the Space repo, ``namespace/name``.
-        private: create the Space private.
+        private: None (default) inherits: private when an adapter, the example data or a dataset the
+            Space names is a private repo, else the Hub's default (public); True makes it private; False
+            publishes it anyway (one line says so). See :func:`ltd_hub.hub.derived_visibility`.
         token: Hub token.
         local_dir: also write the Space files into this folder.
         **space_options: what the Space shows, as for :func:`plan_space` (``full`` and ``subset``
@@ -542,6 +555,7 @@ def push_space(
     """
     target = hub.preflight_push(repo_id, repo_type="space", token=token)
     spec = plan_space(target.repo_id, token=token, **space_options)
+    private = hub.derived_visibility(target, private, space_private_sources(spec, token=token))
     files = build_space_files(spec)
     if local_dir:
         write_space(files, local_dir)

@@ -153,6 +153,37 @@ def test_push_subset_killed_after_the_commit_landed_unanswered_is_new(pool_file,
     assert history(repo_id, "dataset") == head, "the re-run after a lost answer made a duplicate commit"
 
 
+def test_push_killed_right_after_creating_the_repo_leaves_nothing_to_clean_by_hand(pool_file, subset_versions, faults, capsys):
+    """kill -9 between creating a new repo and its first commit leaves a repo holding only .gitattributes.
+
+    No cleanup can run after SIGKILL, so the next run deals with it: a command that reads the repo
+    says how to delete it, and the re-run push fills it as if it were new (one commit, no error).
+    """
+    repo_id = f"{TEST_USER}/kill-fresh-{uuid.uuid4().hex[:8]}"
+    mark = len(faults.fault_log)
+    faults.set_faults(["commit:429:retry_after=30:times=1"])  # the client waits between creation and commit
+    proc = start("push-subset", pool_file, "--repo-id", repo_id, "--seed", "1", *SUBSET)
+    assert kill_when(proc, lambda: len(faults.fault_log) > mark, delay=0.2)
+    faults.set_faults([])
+    assert set(repo_files(repo_id, "dataset")) == {".gitattributes"}, "the kill did not land between creation and commit"
+    # A command reading such a repo says how to clean it (here: what a killed push-adapter leaves).
+    from huggingface_hub import HfApi
+
+    from ltd_hub.adapters import read_adapter_config
+    from ltd_hub.errors import UsageError
+
+    model_id = f"{TEST_USER}/kill-fresh-model-{uuid.uuid4().hex[:8]}"
+    HfApi().create_repo(model_id)
+    with pytest.raises(UsageError, match=f"hf repos delete {model_id} --repo-type model"):
+        read_adapter_config(model_id)
+    argv = ["push-subset", str(pool_file), "--repo-id", repo_id, "--seed", "1", *SUBSET]
+    assert main(argv) == 0
+    assert "interrupted push" in capsys.readouterr().err
+    assert len(history(repo_id, "dataset")) == 2  # the creation commit and one push
+    tree = repo_files(repo_id, "dataset")
+    assert {p: tree.get(p) for p in SUBSET_COMPARED} == {p: subset_versions["new"][p] for p in SUBSET_COMPARED}
+
+
 # --------------------------------------------------------------------------- push-adapter
 
 

@@ -167,3 +167,70 @@ def test_token_absent_from_error_messages(argv, capfd):
     out, err = capfd.readouterr()
     assert code == 2 and "error:" in err
     assert TEST_TOKEN not in out + err
+
+
+# --------------------------------------------------------------------------- tokens of any shape, tokens as names, endpoint credentials
+
+ODD_TOKEN = "mysecret-NOT-hf-shaped-42"  # a token given with --token that does not look like hf_...
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["push-adapter", "/tmp/{token}", "--repo-id", f"{TEST_USER}/x", "--token", "{token}"],
+        ["push-space", "--repo-id", f"{TEST_USER}/x", "--full", "a/{token}", "--subset", "b/c", "--token", "{token}"],
+    ],
+    ids=["before-any-hub-call", "rejected-by-the-hub"],
+)
+def test_a_token_of_any_shape_is_redacted_from_errors(argv, capfd):
+    code = main([a.format(token=ODD_TOKEN) for a in argv])
+    out, err = capfd.readouterr()
+    assert code == 2 and "error:" in err
+    assert ODD_TOKEN not in out + err
+
+
+def test_redact_masks_tokens_in_use_and_url_credentials():
+    from ltd_hub import hub
+    from ltd_hub.redact import redact
+
+    hub.resolve_token("api-token-of-odd-shape")  # an explicit token through the Python API
+    text = redact("token api-token-of-odd-shape at http://alice:s3cr3t@hub.example:8080/api and https://tok@h/x")
+    assert "api-token-of-odd-shape" not in text and "s3cr3t" not in text and "alice" not in text and "tok@" not in text
+    assert "http://***@hub.example:8080/api" in text
+
+
+@pytest.mark.parametrize(
+    "repo_id",
+    [f"{TEST_USER}/{TEST_TOKEN}", TEST_TOKEN, f"{TEST_USER}/hf_{'A1b2' * 9}", f"{TEST_USER}/{ODD_TOKEN}"],
+    ids=["namespaced-token", "bare-token", "token-shaped", "the-token-in-use"],
+)
+def test_a_token_given_as_repo_id_is_refused(repo_id, tmp_path, capfd):
+    pool = write_lines(POOL_FILE, tmp_path / "pool.jsonl", stop=40)
+    token = ["--token", ODD_TOKEN] if ODD_TOKEN in repo_id else []
+    code = main(["push-subset", str(pool), "--encoder", "lexical", "--size", "4", "--repo-id", repo_id, *token])
+    out, err = capfd.readouterr()
+    assert code == 2 and "looks like a Hub token" in err, err
+    assert TEST_TOKEN not in out + err and ODD_TOKEN not in out + err
+    names = [r.id for r in HfApi().list_datasets(author=TEST_USER)]
+    assert not any(TEST_TOKEN in n or ODD_TOKEN in n or "A1b2A1b2" in n for n in names)
+
+
+def test_endpoint_credentials_are_not_echoed(monkeypatch, capfd):
+    """HF_ENDPOINT=http://user:password@host: the host may be named in an error, the credentials never."""
+    import socket
+
+    from huggingface_hub import constants
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = sock.getsockname()[1]
+    monkeypatch.setattr(constants, "ENDPOINT", f"http://carol:pa55w0rd@127.0.0.1:{closed}")
+    monkeypatch.setenv("LTD_HUB_MAX_RETRIES", "0")
+    code = main(["push-space", "--repo-id", f"{TEST_USER}/x", "--full", "a/b", "--subset", "c/d"])
+    out, err = capfd.readouterr()
+    assert code == 2 and "error:" in err and f"127.0.0.1:{closed}" in err, err
+    assert "pa55w0rd" not in out + err and "carol" not in out + err
+
+    from ltd_hub import hub
+
+    assert "pa55w0rd" not in hub._commit_url(f"{TEST_USER}/x", "dataset", "0" * 40)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ltd_hub.redact import secret
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -35,9 +37,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--title", help="Space title")
     parser.add_argument("--short-description", help="at most 60 characters")
     parser.add_argument("--license", help="Space license (default: the full adapter's, else apache-2.0)")
-    parser.add_argument("--private", action="store_true", default=None, help="create the Space private")
+    visibility = parser.add_mutually_exclusive_group()
+    visibility.add_argument(
+        "--private", action="store_true", default=None,
+        help="create the Space private (default: private when an adapter or the data it shows is private, else public)",
+    )  # fmt: skip
+    visibility.add_argument(
+        "--public", dest="private", action="store_false", default=None,
+        help="publish the Space even when adapters or data are private (one line names what becomes visible)",
+    )  # fmt: skip
     parser.add_argument("--local-dir", metavar="DIR", help="also write the Space files into DIR")
-    parser.add_argument("--token", help="Hub token (default: HF_TOKEN or the stored login)")
+    parser.add_argument("--token", type=secret, help="Hub token (default: HF_TOKEN or the stored login)")
     parser.set_defaults(func=run)
 
 
