@@ -988,7 +988,7 @@ class Runner:
     # -- evaluation
     def eval_key(self, run: Run) -> str:
         upstream = self.train_key(run) if run.trains else _hash({"base": self.config.base_model})
-        return _hash({"upstream": upstream, "eval": dataclasses.asdict(self.config.eval), "per_example": 1})
+        return _hash({"upstream": upstream, "eval": dataclasses.asdict(self.config.eval), "per_example": 2})
 
     def evaluate(self, run: Run, adapter: str | None) -> dict[str, Any]:
         from ltd_hub.evaluation import evaluate_adapter
@@ -1001,7 +1001,12 @@ class Runner:
                 templates=e.templates, max_examples=e.max_examples, batch_size=e.batch_size, bootstrap=e.bootstrap,
                 record=adapter is not None, token=self.token, progress=self.progress,
             )  # fmt: skip
-            return {"results": report.results, "average": report.average, "seconds": report.seconds}
+            results = [dict(r) for r in report.results]
+            per_example = getattr(report, "predictions", None) or {}  # EvalReport.predictions: {set name: records}
+            for r in results:
+                if r["name"] in per_example:
+                    r["examples"] = [{"prediction": e["prediction"], "gold": e["gold"]} for e in per_example[r["name"]]]
+            return {"results": results, "average": report.average, "seconds": report.seconds}
 
         return self.cache.run("eval", self.eval_key(run), work)
 
@@ -1020,6 +1025,10 @@ class Runner:
             if rows is not None:
                 entry["examples_sha"] = examples_sha(rows)
                 entry["gold"] = _encode_digits([row["gold"] for row in rows])
+                golds = [e.get("gold") for e in r.get("examples") or []]
+                if preds is not None and (len(preds) != len(rows) or (golds and golds != [row["gold"] for row in rows])):
+                    # Not the rows this file pairs on (another order or subsample): keep no predictions rather than wrong pairs.
+                    preds = None
             entry["predictions"] = _encode_digits(preds) if preds is not None else None
             entry["templates"] = {name: {"n": t.get("n"), "accuracy": t.get("accuracy")} for name, t in (r.get("templates") or {}).items()}
             evals.append(entry)

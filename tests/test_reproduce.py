@@ -351,6 +351,9 @@ def test_every_arm_end_to_end_accumulates_and_pushes(tmp_path, tiny_config, tiny
         assert {e["name"] for e in record["eval"]} == {"snli_heldout", "rte"}
         for e in record["eval"]:
             assert e["n_examples"] == 6 and len(e["gold"]) == 6 and e["examples_sha"]
+            assert len(e["predictions"]) == 6  # per-example choices, from the eval report
+            correct = sum(p == g for p, g in zip(e["predictions"], e["gold"])) / 6
+            assert correct == pytest.approx(e["accuracy_mean"])
             assert 0 <= e["ci_low"] <= e["accuracy_mean"] <= e["ci_high"] <= 1
         if record["kind"] != "base":
             assert record["training"]["steps"] >= 1 and record["training"]["tokens_per_second"] > 0
@@ -368,6 +371,8 @@ def test_every_arm_end_to_end_accumulates_and_pushes(tmp_path, tiny_config, tiny
     assert (results_dir / "accuracy_vs_fraction.png").read_bytes()[:4] == b"\x89PNG"
     summary = json.loads((results_dir / "results.json").read_text())
     assert summary["runs_done"] == 7 and {e["arm"] for e in summary["paired"]} == {"kcenter 2%", "random 4%, equal steps", "full task data", "base model"}
+    for entry in summary["paired"]:  # every arm pairs with the reference on the same examples
+        assert entry["average"] is not None and entry["average"]["low"] <= entry["average"]["diff"] <= entry["average"]["high"]
 
     # Pushed: subset + adapter of each run trained in this call, and the results dataset with every result file.
     from huggingface_hub import HfApi
