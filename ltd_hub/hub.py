@@ -350,7 +350,7 @@ def derived_visibility(
             f"{target.repo_id} already exists and is public, so --private cannot keep this push private; "
             "choose another --repo-id, or make the repo private in its settings first"
         )
-    if private is False and private_sources:
+    if private is False and private_sources and not (target.exists and target.private):  # an existing private repo stays so
         line = f"--public: {target.repo_id} will be visible to everyone, with content derived from private {names}"
         (notify or (lambda text: print(text, file=sys.stderr)))(line)
     return private

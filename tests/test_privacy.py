@@ -228,3 +228,25 @@ def test_train_refuses_a_public_push_target_before_training(private_training, tm
     assert main(argv) == 2
     assert "--public" in one_error_line(capsys.readouterr().err)
     assert not out.exists(), "trained although the push was going to be refused"
+
+
+def test_train_public_flag_pushes_a_public_adapter_and_says_so(private_training, tmp_path, capsys):
+    repo_id = _name("train-public")
+    argv = ["train", "--dataset", private_training["subset"], "--base-model", private_training["base"], "--output-dir",
+            str(tmp_path / "out"), "--max-steps", "1", "--max-length", "128", "--no-bf16", "--push-to", repo_id, "--public"]  # fmt: skip
+    assert main(argv) == 0
+    assert _private(repo_id, "model") is False
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("--public")]
+    assert len(lines) == 1 and repo_id in lines[0], lines
+    both = [str(tmp_path / "other") if a == str(tmp_path / "out") else a for a in argv]
+    assert main([*both, "--private"]) == 2
+    assert "--private and --public" in one_error_line(capsys.readouterr().err)
+
+
+def test_public_on_an_existing_private_repo_keeps_it_private_without_claiming_otherwise(private_pool, capsys):
+    repo_id = _name("stays-private")
+    assert main(["push-subset", private_pool, "--repo-id", repo_id, *SUBSET]) == 0
+    capsys.readouterr()
+    assert main(["push-subset", private_pool, "--repo-id", repo_id, "--public", "--seed", "3", *SUBSET]) == 0
+    assert _private(repo_id, "dataset") is True
+    assert "visible to everyone" not in capsys.readouterr().err
