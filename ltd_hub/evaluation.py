@@ -55,6 +55,10 @@ class EvalReport:
     seconds: float
     settings: dict[str, Any] = field(default_factory=dict)
     push: Any = None
+    #: Per eval set name, one record per example (index, row, id, template, prediction, gold,
+    #: correct, scores; see :func:`prediction_records`): what a paired bootstrap between two models
+    #: needs. Kept out of ``results``, which go into the card and ``eval_results.json``.
+    predictions: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -153,7 +157,19 @@ def load_eval_sets(
             choices = row["answer_choices"]
             if not isinstance(choices, (list, tuple)) or len(choices) < 2:
                 raise UsageError(f"eval data {spec} row {index}: answer_choices must be a list of at least 2 answers")
+            # An empty answer is scored by the end-of-turn tokens alone, which nearly always win: the
+            # accuracy would be that of a constant guess, so such data is refused, not measured.
+            if any(c is None or not str(c).strip() for c in choices):
+                raise UsageError(
+                    f"eval data {spec} row {index}: answer_choices {list(choices)!r} holds an empty answer, which rank "
+                    "classification would always pick; fix or drop that row (or template)"
+                )
+            if row["inputs"] is None or not str(row["inputs"]).strip():
+                # A null prompt would be scored as the text "None".
+                raise UsageError(f"eval data {spec} row {index}: inputs is empty or null; fix or drop that row")
             target = row["targets"][0] if isinstance(row["targets"], (list, tuple)) else row["targets"]
+            if target is None:
+                raise UsageError(f"eval data {spec} row {index}: targets is null; fix or drop that row")
             choices = [str(c) for c in choices]
             if str(target).strip() not in [c.strip() for c in choices]:
                 raise UsageError(f"eval data {spec} row {index}: target {target!r} is not one of answer_choices {choices}")
@@ -163,6 +179,9 @@ def load_eval_sets(
                 "choices": choices,
                 "gold": [c.strip() for c in choices].index(str(target).strip()),
                 "template": str(row["template_name"]) if has_template and row["template_name"] else "default",
+                "row": index,
+                # The example's id across templates (P3 rows carry it in ``source``; else an ``id`` column).
+                "id": next((str(row[c]) for c in ("id", "source") if row.get(c) is not None), str(index)),
             }
             groups.setdefault(str(row["dataset"]) if has_dataset and row["dataset"] else _set_name(spec), []).append(item)
         for dataset_type, items in groups.items():
@@ -197,36 +216,101 @@ def _subsample(items: list[dict[str, Any]], templates: int | None, max_examples:
 # --------------------------------------------------------------------------- scoring
 
 
-def score_choices(model: Any, formatter: Any, rows: list[dict[str, Any]], *, batch_size: int = 16, progress: bool = True) -> list[list[float]]:
+SCORING_METHODS = ("shared", "separate")
+
+
+def score_choices(
+    model: Any, formatter: Any, rows: list[dict[str, Any]], *, batch_size: int = 16, progress: bool = True, method: str = "shared"
+) -> list[list[float]]:
     """Log-likelihood of every answer choice of every row given its prompt.
 
-    Sequences (prompt + choice) are sorted by length and left-padded, so the answer tokens of a
-    batch all sit at its end and only those positions' logits are computed (``logits_to_keep``).
+    Each (prompt, choice) pair is tokenised exactly as training formats it (``formatter``); the
+    score is the summed log-probability of the choice's tokens after the prompt's tokens.
+
+    ``method="shared"`` (the default) runs each prompt once and scores all its choices from the
+    prompt's KV cache; the prefix that every prompt shares (the chat template's system turn) is run
+    once per batch. ``method="separate"`` runs every prompt + choice as its own sequence (the
+    original scorer, kept for benchmarks and as the reference the shared one is tested against).
+    Both give the same scores up to floating-point rounding.
+
+    Args:
+        model: a causal LM (or PEFT model) in eval mode.
+        formatter: a :class:`ltd_hub.training.PromptFormatter`.
+        rows: eval rows with ``inputs`` and ``choices``.
+        batch_size: prompts per forward pass (``separate``: prompt + choice sequences per pass).
+        progress: show a progress bar.
+        method: ``"shared"`` or ``"separate"``.
 
     Returns:
         For each row, one summed log-probability per choice.
     """
+    if method not in SCORING_METHODS:
+        raise ValueError(f"method must be one of {SCORING_METHODS}, got {method!r}")
+    encoded = []  # per row: [(prompt ids, answer ids) per choice]
+    for row in rows:
+        prompt_ids, answer_ids = formatter.encode_batch([row["inputs"]] * len(row["choices"]), row["choices"])
+        encoded.append(list(zip(prompt_ids, answer_ids)))
+    pad_id = formatter.tokenizer.pad_token_id
+    out: list[list[float]] = [[0.0] * len(pairs) for pairs in encoded]
+    if method == "separate":
+        pairs = {(i, j): (p, a) for i, row in enumerate(encoded) for j, (p, a) in enumerate(row)}
+        for (i, j), value in _score_separate(model, pad_id, pairs, batch_size=batch_size, progress=progress).items():
+            out[i][j] = value
+        return out
+
+    # A row is scored from one prompt when every choice's prompt tokens are the same; a choice
+    # whose prompt tokens differ (a formatter that tokenises across the boundary) goes the separate way.
+    shared: list[tuple[int, list[int], list[int], list[list[int]]]] = []  # (row, prompt, choice indices, answers)
+    leftover: dict[tuple[int, int], tuple[list[int], list[int]]] = {}
+    for i, row in enumerate(encoded):
+        prompt = row[0][0]
+        same = [j for j, (p, _) in enumerate(row) if p == prompt]
+        for j, (p, a) in enumerate(row):
+            if j not in same:
+                leftover[(i, j)] = (p, a)
+        shared.append((i, prompt, same, [row[j][1] for j in same]))
+    # The common prefix is run once per batch; at least the last prompt token stays out of it,
+    # because its logits score the first answer token.
+    common = list(os.path.commonprefix([prompt for _, prompt, _, _ in shared])) if shared else []
+    common = common[: max(min((len(p) for _, p, _, _ in shared), default=1) - 1, 0)]
+    if not common:
+        # Without a common prefix a one-token prompt would leave its row empty in the prompt pass
+        # (a fully masked attention row); such rows are rare and go the separate way.
+        for i, prompt, same, answers in [s for s in shared if len(s[1]) < 2]:
+            leftover.update({(i, j): (prompt, a) for j, a in zip(same, answers)})
+        shared = [s for s in shared if len(s[1]) >= 2]
+    for (i, j), value in _score_shared(model, pad_id, common, shared, batch_size=batch_size, progress=progress).items():
+        out[i][j] = value
+    if leftover:
+        for (i, j), value in _score_separate(model, pad_id, leftover, batch_size=batch_size, progress=False).items():
+            out[i][j] = value
+    return out
+
+
+def _score_separate(
+    model: Any, pad_id: int, pairs: dict[Any, tuple[list[int], list[int]]], *, batch_size: int, progress: bool
+) -> dict[Any, float]:
+    """Score each (prompt ids, answer ids) as one sequence (the original scorer).
+
+    Sequences are sorted by length and left-padded, so the answer tokens of a batch all sit at its
+    end and only those positions' logits are computed (``logits_to_keep``).
+    """
     import torch
     from tqdm.auto import tqdm
 
-    pad_id = formatter.tokenizer.pad_token_id
-    pairs: list[tuple[int, list[int], int]] = []  # (row index, ids, answer length)
-    for index, row in enumerate(rows):
-        prompts = [row["inputs"]] * len(row["choices"])
-        prompt_ids, answer_ids = formatter.encode_batch(prompts, row["choices"])
-        for p, a in zip(prompt_ids, answer_ids):
-            pairs.append((index, p + a, len(a)))
-    order = sorted(range(len(pairs)), key=lambda i: len(pairs[i][1]))
-    scores = [0.0] * len(pairs)
+    keys = list(pairs)
+    seqs = [(pairs[k][0] + pairs[k][1], len(pairs[k][1])) for k in keys]
+    order = sorted(range(len(seqs)), key=lambda i: len(seqs[i][0]))
+    scores: dict[Any, float] = {}
     device = next(model.parameters()).device
     with torch.inference_mode():
         for start in tqdm(range(0, len(order), batch_size), desc="Scoring choices", disable=not progress, unit="batch"):
-            batch = [pairs[i] for i in order[start : start + batch_size]]
-            width = max(len(ids) for _, ids, _ in batch)
-            keep = max(a for _, _, a in batch) + 1
+            batch = [seqs[i] for i in order[start : start + batch_size]]
+            width = max(len(ids) for ids, _ in batch)
+            keep = max(a for _, a in batch) + 1
             input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
             mask = torch.zeros((len(batch), width), dtype=torch.long)
-            for b, (_, ids, _) in enumerate(batch):
+            for b, (ids, _) in enumerate(batch):
                 input_ids[b, width - len(ids) :] = torch.tensor(ids)
                 mask[b, width - len(ids) :] = 1
             # Left padding shifts tokens; position ids from the mask keep every row as if unpadded.
@@ -240,15 +324,109 @@ def score_choices(model: Any, formatter: Any, rows: list[dict[str, Any]], *, bat
             logprobs = torch.log_softmax(logits[:, :-1], dim=-1)
             targets = input_ids[:, width - keep + 1 :].to(device)
             token_lp = logprobs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-            answer_len = torch.tensor([a for _, _, a in batch], device=device)
+            answer_len = torch.tensor([a for _, a in batch], device=device)
             positions = torch.arange(keep - 1, device=device).unsqueeze(0)
             summed = (token_lp * (positions >= (keep - 1 - answer_len).unsqueeze(1))).sum(-1)
             for b, value in enumerate(summed.tolist()):
-                scores[order[start + b]] = value
-    out: list[list[float]] = [[] for _ in rows]
-    for (index, _, _), value in zip(pairs, scores):
-        out[index].append(value)
-    return out
+                scores[keys[order[start + b]]] = value
+    return scores
+
+
+def _cache_kwarg(model: Any) -> str:
+    """The forward argument that takes a KV cache: ``cache`` in newer transformers, ``past_key_values`` before."""
+    import inspect
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
+
+
+def _cache_of(output: Any) -> Any:
+    cache = getattr(output, "cache", None)
+    return output.past_key_values if cache is None else cache
+
+
+def _score_shared(
+    model: Any,
+    pad_id: int,
+    common: list[int],
+    rows: list[tuple[int, list[int], list[int], list[list[int]]]],
+    *,
+    batch_size: int,
+    progress: bool,
+) -> dict[tuple[int, int], float]:
+    """Score every choice of each prompt from the prompt's KV cache.
+
+    Per batch of prompts (sorted by length), three forward passes:
+    1. the ``common`` prefix once (batch of one), its cache then repeated over the batch;
+    2. the rest of each prompt except its last token, right-padded, appended to that cache;
+    3. the cache repeated once per choice, then [last prompt token] + choice tokens, right-padded;
+       the logits of this pass score the choice tokens.
+    Padding holes in the middle of a sequence are masked out and position ids count real tokens
+    only, so every choice sees exactly the sequence the separate scorer runs.
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    device = next(model.parameters()).device
+    cache_kwarg = _cache_kwarg(model)
+    n_common = len(common)
+    order = sorted(range(len(rows)), key=lambda r: len(rows[r][1]))
+    scores: dict[tuple[int, int], float] = {}
+    with torch.inference_mode():
+        for start in tqdm(range(0, len(order), batch_size), desc="Scoring choices", disable=not progress, unit="batch"):
+            batch = [rows[r] for r in order[start : start + batch_size]]
+            size = len(batch)
+            cache = None
+            if n_common:
+                cache = _cache_of(model(input_ids=torch.tensor([common], device=device), use_cache=True, logits_to_keep=1))
+                cache.batch_select_indices(torch.zeros(size, dtype=torch.long, device=device))
+            # Pass 2: the rest of each prompt, without its last token.
+            rests = [prompt[n_common:-1] for _, prompt, _, _ in batch]
+            width = max(len(r) for r in rests)
+            rest_mask = torch.zeros((size, width), dtype=torch.long)
+            if width:
+                rest_ids = torch.full((size, width), pad_id, dtype=torch.long)
+                for b, rest in enumerate(rests):
+                    rest_ids[b, : len(rest)] = torch.tensor(rest, dtype=torch.long)
+                    rest_mask[b, : len(rest)] = 1
+                out = model(
+                    input_ids=rest_ids.to(device),
+                    attention_mask=torch.cat([torch.ones((size, n_common), dtype=torch.long), rest_mask], 1).to(device),
+                    position_ids=(n_common + torch.arange(width)).unsqueeze(0).expand(size, -1).to(device),
+                    use_cache=True,
+                    logits_to_keep=1,
+                    **{cache_kwarg: cache},
+                )
+                cache = _cache_of(out)
+            # Pass 3: one sequence per choice, from its prompt's cache.
+            owner = [b for b, (_, _, same, _) in enumerate(batch) for _ in same]
+            seqs = [[prompt[-1]] + answer for _, prompt, _, answers in batch for answer in answers]
+            keys = [(i, j) for i, _, same, _ in batch for j in same]
+            if not seqs:
+                continue
+            owner_t = torch.tensor(owner, dtype=torch.long)
+            cache.batch_select_indices(owner_t.to(device))
+            width2 = max(len(s) for s in seqs)
+            ids = torch.full((len(seqs), width2), pad_id, dtype=torch.long)
+            mask = torch.zeros((len(seqs), width2), dtype=torch.long)
+            for s, seq in enumerate(seqs):
+                ids[s, : len(seq)] = torch.tensor(seq, dtype=torch.long)
+                mask[s, : len(seq)] = 1
+            first = torch.tensor([len(batch[b][1]) - 1 for b in owner], dtype=torch.long)  # position of the last prompt token
+            logits = model(
+                input_ids=ids.to(device),
+                attention_mask=torch.cat([torch.ones((len(seqs), n_common), dtype=torch.long), rest_mask[owner_t], mask], 1).to(device),
+                position_ids=(first.unsqueeze(1) + torch.arange(width2)).to(device),
+                use_cache=True,
+                **{cache_kwarg: cache},
+            ).logits.float()
+            logprobs = torch.log_softmax(logits[:, :-1], dim=-1)
+            targets = ids[:, 1:].to(device)
+            token_lp = logprobs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+            summed = (token_lp * mask[:, 1:].to(device)).sum(-1)
+            for key, value in zip(keys, summed.tolist()):
+                scores[key] = value
+    return scores
 
 
 def generate_answers(model: Any, formatter: Any, rows: list[dict[str, Any]], *, batch_size: int = 16, max_new_tokens: int = 8, progress: bool = True) -> list[str]:
@@ -314,18 +492,22 @@ def evaluate_model(
     bootstrap: int = 1000,
     seed: int = 0,
     progress: bool = True,
+    method: str = "shared",
 ) -> list[dict[str, Any]]:
     """Rank-classification accuracy (and optional exact match) of a loaded model on eval sets.
 
+    ``method`` is the scorer of :func:`score_choices` (``"shared"`` prefix, or ``"separate"``).
+
     Returns:
         One dict per eval set: name, dataset_type, n_examples, n_templates, accuracy_mean,
-        accuracy_median, ci_low, ci_high, exact_match (or None) and per-template results.
+        accuracy_median, ci_low, ci_high, exact_match (or None), per-template results and
+        ``predictions``: one record per example (see :func:`prediction_records`).
     """
     accuracy = _load_metric("accuracy")
     em_metric = _load_metric("exact_match") if exact_match else None
     results = []
     for eval_set in eval_sets:
-        scores = score_choices(model, formatter, eval_set.rows, batch_size=batch_size, progress=progress)
+        scores = score_choices(model, formatter, eval_set.rows, batch_size=batch_size, progress=progress, method=method)
         predictions = [max(range(len(s)), key=s.__getitem__) for s in scores]
         generated = (
             generate_answers(model, formatter, eval_set.rows, batch_size=batch_size, max_new_tokens=max_new_tokens, progress=progress)
@@ -361,9 +543,37 @@ def evaluate_model(
                 "ci_high": high,
                 "exact_match": statistics.fmean(t["exact_match"] for t in per_template.values()) if generated is not None else None,
                 "templates": per_template,
+                "predictions": prediction_records(eval_set.rows, scores),
             }
         )
     return results
+
+
+def prediction_records(rows: list[dict[str, Any]], scores: list[list[float]]) -> list[dict[str, Any]]:
+    """One record per eval row: what a paired comparison of two models needs.
+
+    ``index`` is the row's position in the eval set (file order after ``--templates`` and
+    ``--max-examples``; two runs with the same eval settings list the same rows in the same order),
+    ``row`` its line in the source file, ``id`` the example's id across templates (``source`` or
+    ``id`` column, else the row number), ``template``, ``prediction`` and ``gold`` (indices into the
+    answer choices), ``correct`` and the choices' log-likelihoods ``scores``.
+    """
+    records = []
+    for index, (row, row_scores) in enumerate(zip(rows, scores)):
+        prediction = max(range(len(row_scores)), key=row_scores.__getitem__)
+        records.append(
+            {
+                "index": index,
+                "row": row.get("row", index),
+                "id": row.get("id", str(index)),
+                "template": row["template"],
+                "prediction": prediction,
+                "gold": row["gold"],
+                "correct": prediction == row["gold"],
+                "scores": [round(v, 4) for v in row_scores],
+            }
+        )
+    return records
 
 
 # --------------------------------------------------------------------------- the entry point
@@ -478,6 +688,7 @@ def evaluate_adapter(
         "seed": seed,
         "bf16": use_bf16,
     }
+    predictions = {r["name"]: r.pop("predictions") for r in results}
     for r in results:
         r["settings"] = settings
         r["adapter_revision"] = adapter_revision
@@ -490,6 +701,7 @@ def evaluate_adapter(
         average=statistics.fmean(r["accuracy_mean"] for r in results),
         seconds=time.perf_counter() - started,
         settings=settings,
+        predictions=predictions,
     )
     if base_only:
         return report

@@ -58,6 +58,15 @@ def test_eval_sets_are_named_by_file_and_subsampled_per_template(ltd_nli):
         ([{"inputs": "x", "targets": "Maybe", "answer_choices": ["Yes", "No"]}], "is not one of answer_choices"),
         ([{"inputs": "x", "targets": "Yes", "answer_choices": ["Yes"]}], "at least 2 answers"),
         ([{"prompt": "x", "targets": "Yes", "answer_choices": ["Yes", "No"]}], "no 'inputs' column"),
+        # An empty answer is scored by its end-of-turn tokens alone and would always win.
+        ([{"inputs": "x", "targets": "Yes", "answer_choices": ["Yes", ""]}], "holds an empty answer"),
+        ([{"inputs": "x", "targets": "Yes", "answer_choices": ["Yes", " "]}], "holds an empty answer"),
+        ([{"inputs": "x", "targets": "Yes", "answer_choices": ["Yes", None]}], "holds an empty answer"),
+        # A null prompt must not be scored as the text "None".
+        ([{"inputs": "a", "targets": "Yes", "answer_choices": ["Yes", "No"]}, {"inputs": None, "targets": "Yes", "answer_choices": ["Yes", "No"]}],
+         "row 1: inputs is empty or null"),
+        ([{"inputs": None, "targets": "None", "answer_choices": ["None", "No"]}], "row 0: inputs is empty or null"),
+        ([{"inputs": "x", "targets": None, "answer_choices": ["None", "No"]}], "targets is null"),
     ],
 )
 def test_bad_eval_data_is_one_line_and_loads_no_model(tmp_path, capsys, monkeypatch, tiny_adapter_dir, rows, needle):
@@ -108,16 +117,28 @@ def test_metric_modules_load_by_path_offline(monkeypatch):
 # --------------------------------------------------------------------------- scoring
 
 
-def test_batched_left_padded_scores_equal_one_by_one_scores(tiny_model_id, ltd_nli):
-    """Batching, left padding, position ids and logits_to_keep must not change any score."""
+def _fp32_model(model_id: str):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(tiny_model_id)
-    model = AutoModelForCausalLM.from_pretrained(tiny_model_id, dtype=torch.float32).eval()
+    tokenizer = AutoTokenizer.from_pretrained(model_id)
+    return AutoModelForCausalLM.from_pretrained(model_id, dtype=torch.float32).eval(), tokenizer
+
+
+def _max_abs_diff(a: list[list[float]], b: list[list[float]]) -> float:
+    assert [len(r) for r in a] == [len(r) for r in b]
+    return max(abs(x - y) for ra, rb in zip(a, b) for x, y in zip(ra, rb))
+
+
+@pytest.mark.parametrize("method", ["shared", "separate"])
+def test_batched_scores_equal_one_by_one_scores(tiny_model_id, ltd_nli, method):
+    """Batching, padding, position ids, logits_to_keep and the shared KV cache must not change any score."""
+    import torch
+
+    model, tokenizer = _fp32_model(tiny_model_id)
     formatter = PromptFormatter(tokenizer)
     rows = load_eval_sets([str(RTE)], templates=3, max_examples=2)[0].rows
-    batched = score_choices(model, formatter, rows, batch_size=5, progress=False)
+    batched = score_choices(model, formatter, rows, batch_size=5, progress=False, method=method)
     for row, scores in zip(rows, batched):
         for choice, score in zip(row["choices"], scores):
             prompt_ids, answer_ids = formatter.encode(row["inputs"], choice)
@@ -125,7 +146,66 @@ def test_batched_left_padded_scores_equal_one_by_one_scores(tiny_model_id, ltd_n
             with torch.no_grad():
                 logprobs = torch.log_softmax(model(ids).logits[0, :-1].float(), -1)
             expected = sum(logprobs[len(prompt_ids) - 1 + i, t].item() for i, t in enumerate(answer_ids))
-            assert score == pytest.approx(expected, abs=1e-3)
+            assert score == pytest.approx(expected, abs=1e-4)
+
+
+@pytest.mark.parametrize("chat", [True, False])
+def test_shared_prefix_scores_equal_separate_scores(tiny_model_id, ltd_nli, chat):
+    """2- and 3-choice sets, ragged batches, several templates; without the chat template the
+    prompts share no prefix (and a one-token prompt goes the separate way)."""
+    model, tokenizer = _fp32_model(tiny_model_id)
+    formatter = PromptFormatter(tokenizer, use_chat_template=chat)
+    rows = load_eval_sets([str(RTE)], templates=3, max_examples=3)[0].rows + load_eval_sets([str(ANLI_R1)], templates=2, max_examples=3)[0].rows
+    rows.append({"inputs": "\n", "choices": ["no", "maybe so", "yes"], "gold": 2, "template": "t"})  # "\n\n": one token
+    separate = score_choices(model, formatter, rows, batch_size=4, progress=False, method="separate")
+    for batch_size in (1, 4, 64):
+        shared = score_choices(model, formatter, rows, batch_size=batch_size, progress=False, method="shared")
+        assert _max_abs_diff(shared, separate) < 1e-4
+    with pytest.raises(ValueError, match="method must be one of"):
+        score_choices(model, formatter, rows, method="fast")
+
+
+def test_a_choice_whose_prompt_tokens_differ_is_scored_on_its_own(tiny_model_id, ltd_nli):
+    """A formatter that tokenises across the prompt/answer boundary: that choice takes the separate path."""
+    model, tokenizer = _fp32_model(tiny_model_id)
+
+    class BoundaryFormatter(PromptFormatter):
+        def encode_batch(self, prompts, answers):
+            prompt_ids, answer_ids = super().encode_batch(prompts, answers)
+            # The second choice's last prompt token is merged into its answer.
+            return [p[:-1] if a and i == 1 else p for i, (p, a) in enumerate(zip(prompt_ids, answer_ids))], [
+                p[-1:] + a if a and i == 1 else a for i, (p, a) in enumerate(zip(prompt_ids, answer_ids))
+            ]
+
+    formatter = BoundaryFormatter(tokenizer)
+    rows = load_eval_sets([str(ANLI_R1)], templates=1, max_examples=4)[0].rows
+    separate = score_choices(model, formatter, rows, batch_size=3, progress=False, method="separate")
+    shared = score_choices(model, formatter, rows, batch_size=3, progress=False, method="shared")
+    assert _max_abs_diff(shared, separate) < 1e-4
+
+
+def test_shared_prefix_scores_a_peft_model_like_separate(tiny_adapter_dir, tiny_model_id, ltd_nli):
+    from peft import PeftModel
+
+    model, tokenizer = _fp32_model(tiny_model_id)
+    model = PeftModel.from_pretrained(model, str(tiny_adapter_dir)).eval()
+    formatter = PromptFormatter(tokenizer)
+    rows = load_eval_sets([str(RTE)], templates=2, max_examples=3)[0].rows
+    separate = score_choices(model, formatter, rows, batch_size=4, progress=False, method="separate")
+    assert _max_abs_diff(score_choices(model, formatter, rows, batch_size=4, progress=False), separate) < 1e-4
+
+
+@pytest.mark.slow
+def test_shared_prefix_scores_equal_separate_scores_on_smollm2(seeded_hub, ltd_nli):
+    """The real base model (30 layers, GQA) in fp32: the 1e-4 bound holds there too."""
+    from model_fixtures import BASE_MODEL_ID
+
+    model, tokenizer = _fp32_model(BASE_MODEL_ID)
+    formatter = PromptFormatter(tokenizer)
+    rows = load_eval_sets([str(RTE)], templates=1, max_examples=6)[0].rows + load_eval_sets([str(ANLI_R1)], templates=1, max_examples=4)[0].rows
+    separate = score_choices(model, formatter, rows, batch_size=8, progress=False, method="separate")
+    shared = score_choices(model, formatter, rows, batch_size=8, progress=False, method="shared")
+    assert _max_abs_diff(shared, separate) < 1e-4
 
 
 # --------------------------------------------------------------------------- the command
@@ -144,7 +224,19 @@ def test_evaluate_local_adapter_records_results_in_the_folder(tiny_adapter_dir, 
     assert result["accuracy_mean"] == pytest.approx(sum(accs) / 2)
     assert 0 <= result["ci_low"] <= result["accuracy_mean"] <= result["ci_high"] <= 1
     assert result["exact_match"] is not None
+    # Every example's prediction, for paired comparisons between models; not in the card's results.
+    records = report["predictions"]["rte"]
+    assert [r["index"] for r in records] == list(range(12)) and "predictions" not in result
+    assert {r["template"] for r in records} == set(result["templates"])
+    assert len({(r["id"], r["template"]) for r in records}) == 12
+    for r in records:
+        assert r["correct"] == (r["prediction"] == r["gold"]) and len(r["scores"]) == 2
+        assert r["prediction"] == max(range(2), key=r["scores"].__getitem__)
+    for name, t in result["templates"].items():
+        correct = [r["correct"] for r in records if r["template"] == name]
+        assert len(correct) == t["n"] and sum(correct) / len(correct) == pytest.approx(t["accuracy"])
     recorded = json.loads((tiny_adapter_dir / "eval_results.json").read_text())["results"]
+    assert "predictions" not in recorded[0]
     assert [r["name"] for r in recorded] == ["rte"] and recorded[0]["adapter_sha256"]
     meta = yaml.safe_load((tiny_adapter_dir / "README.md").read_text().split("---")[1])
     metrics = meta["model-index"][0]["results"][0]["metrics"]

@@ -14,8 +14,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Score every answer choice of each eval row by its log-likelihood given the prompt (formatted as in "
             "training) and report accuracy per eval set and template: mean and median over templates, the "
-            "number of examples and a 95% bootstrap interval. --push records the results in the adapter "
-            "repo's model card (model-index) in a new commit, keeping the rest of the card."
+            "number of examples and a 95% bootstrap interval. The JSON report (--output, --format json) also holds "
+            "every example's prediction, gold answer and correctness (\"predictions\"), for paired comparisons. "
+            "--push records the results in the adapter repo's model card (model-index) in a new commit, keeping "
+            "the rest of the card."
         ),
     )
     parser.add_argument("--adapter", metavar="REPO_OR_DIR", help="adapter Hub repo id or local folder")
@@ -25,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--revision", help="adapter repo revision (default: its head)")
     parser.add_argument("--templates", type=int, metavar="N", help="keep the first N templates of each eval set")
     parser.add_argument("--max-examples", type=int, metavar="N", help="keep the first N examples of each template")
-    parser.add_argument("--batch-size", type=int, default=16, metavar="N", help="sequences per forward pass (default 16)")
+    parser.add_argument("--batch-size", type=int, default=16, metavar="N", help="prompts per forward pass; each prompt runs once and all its answer choices are scored from its KV cache (default 16)")
     parser.add_argument("--exact-match", action="store_true", help="also generate answers and report exact match")
     parser.add_argument("--max-new-tokens", type=int, default=8, metavar="N", help="generation length for --exact-match (default 8)")
     parser.add_argument("--bootstrap", type=int, default=1000, metavar="N", help="bootstrap resamples for the interval (default 1000)")
