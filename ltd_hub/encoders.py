@@ -385,7 +385,8 @@ def get_encoder(
     """Return the encoder named by ``spec`` (no weights are loaded yet).
 
     Args:
-        spec: ``minilm`` (default), ``lexical``, ``sentence-transformers:<hub id>`` or ``causal-lm:<hub id>``.
+        spec: ``minilm`` (default), ``lexical``, ``sentence-transformers:<hub id>`` (or a bare ``<hub id>``)
+            or ``causal-lm:<hub id>``.
         revision: model revision to pin (a manifest's recorded revision when rebuilding).
         batch_size: rows per forward pass (default 64 for sentence encoders, 16 for causal LMs).
         max_tokens: input window; longer texts are truncated and counted.
@@ -412,6 +413,10 @@ def get_encoder(
     if max_tokens is not None and max_tokens < 8:
         raise UsageError(f"--max-tokens must be at least 8, got {max_tokens}")
     kind, _, model_id = spec.partition(":")
+    if ":" not in spec and "/" in spec:
+        # A bare Hub id (`sentence-transformers/all-MiniLM-L6-v2`, as configs and model cards write
+        # it) means a sentence-transformers encoder, named in its explicit form so caches are shared.
+        kind, model_id, spec = "sentence-transformers", spec, f"sentence-transformers:{spec}"
     if spec == "minilm":
         return SentenceTransformerEncoder(
             spec,

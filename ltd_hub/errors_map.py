@@ -49,6 +49,11 @@ def explain(exc: BaseException) -> str:
                 return f"the token may not write here (403: {first}); use a token with write access to this namespace"
             if status in (409, 412):
                 return f"the repo changed while pushing ({status}); re-run the same command to push on top of the new commit"
+            if status == 507:
+                return (
+                    "the Hub's disk is full (507 Insufficient Storage); nothing was pushed. "
+                    "Free space on the Hub server, then re-run the same command"
+                )
             if status == 429 or (status or 0) >= 500:
                 return f"the Hub is unavailable right now ({status}); nothing was pushed, re-run the same command later"
             return f"the Hub refused the request ({status}: {first})"
@@ -59,7 +64,8 @@ def explain(exc: BaseException) -> str:
     if isinstance(exc, transport_errors()):
         return f"the connection to the Hub broke ({name}); nothing was pushed, re-run the same command"
     if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
-        return "no space left on the device; free disk space or choose another --output-dir and re-run"
+        where = f" at {exc.filename}" if getattr(exc, "filename", None) else ""
+        return f"no space left on the device{where}; free disk space there (or write elsewhere, e.g. another --output-dir) and re-run"
     if isinstance(exc, MemoryError) or "out of memory" in msg.lower():
         return "out of memory; lower --per-device-train-batch-size or --max-length, or enable --gradient-checkpointing"
     if isinstance(exc, FileNotFoundError):

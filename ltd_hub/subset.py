@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 
 from ltd_hub.errors import UsageError
 from ltd_hub.manifest import MANIFEST_FILENAME, SelectedRow, SelectionManifest
@@ -28,10 +29,16 @@ from ltd_hub.manifest import MANIFEST_FILENAME, SelectedRow, SelectionManifest
 if TYPE_CHECKING:
     import datasets
 
+    from ltd_hub.selection.groups import Groups
+    from ltd_hub.selection.quality import QualityReport
+    from ltd_hub.sources import ColumnMap
+
     from ltd_hub.hub import PushResult
     from ltd_hub.sources import LoadedSource
 
 DEFAULT_RATIO = 0.005
+# Column names that hold the prompt template in P3 / promptsource-style pools, in order of preference.
+TEMPLATE_COLUMNS = ("template_name", "template", "prompt_name", "template_id")
 PARQUET_PATH = "data/train-00000-of-00001.parquet"
 CARD_TEMPLATE = "dataset_card.md.j2"
 PAPER = {
@@ -53,12 +60,15 @@ class SubsetResult:
             ``ratio``, ``strategy``, ``seconds_load``, ``seconds_encode``, ``seconds_select``,
             ``seconds``, ``cache_hit``, ``n_truncated``, ``task_counts`` ({task: [filtered, selected]}).
         source_license: the license the source declares, if any.
+        quality: the subset's figures beside a random subset of the same size
+            (see :class:`~ltd_hub.selection.quality.QualityReport`).
     """
 
     dataset: datasets.Dataset
     manifest: SelectionManifest
     stats: dict[str, Any] = field(default_factory=dict)
     source_license: str | None = None
+    quality: QualityReport | None = None
 
 
 @dataclass
@@ -81,13 +91,24 @@ class PushSubsetResult:
             "n_selected": s["n_selected"],
             "ratio": s["ratio"],
             "strategy": s["strategy"],
+            "group_by": s.get("group_by"),
+            "stratify_by": s.get("stratify_by"),
+            "quality": self.result.quality.to_dict() if self.result.quality else None,
             "seconds": round(self.seconds, 3),
         }
 
 
 @dataclass
 class RebuildReport:
-    """The outcome of re-running a manifest: identical ids or the difference."""
+    """The outcome of re-running a manifest: identical ids and content, or what differs.
+
+    Attributes:
+        identical: the same row ids, from the same source data, with the same content as recorded
+            (and, where the published rows could be read, the published rows are those rows).
+        missing, extra: recorded row ids not selected now, and selected now but not recorded.
+        differences: one line per other difference found (source fingerprint, row content,
+            published rows).
+    """
 
     identical: bool
     n_expected: int
@@ -96,6 +117,7 @@ class RebuildReport:
     extra: list[int]
     manifest: SelectionManifest
     seconds: float
+    differences: list[str] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -104,6 +126,7 @@ class RebuildReport:
             "n_rebuilt": self.n_rebuilt,
             "missing": self.missing,
             "extra": self.extra,
+            "differences": self.differences,
             "seconds": round(self.seconds, 3),
         }
 
@@ -117,10 +140,13 @@ class SelectionRequest:
 
     ratio: float | None = None
     size: int | None = None
-    strategy: str = "kcenter"
+    strategy: str | None = None
     encoder: str | None = None
     n_clusters: int | None = None
     seed: int = 0
+    group_by: str | None = None
+    stratify_by: Sequence[str] | None = None
+    template_column: str | None = None
     filters: Sequence[str] = ()
     tasks: str | Sequence[str] | None = None
     text_fields: Sequence[str] | None = None
@@ -147,7 +173,7 @@ class SelectionRequest:
             ``(encoder, parsed filters, task names)``; also fills in the default ratio.
         """
         from ltd_hub.encoders import get_encoder
-        from ltd_hub.selection import check_strategy
+        from ltd_hub.selection import check_strategy, default_strategy
         from ltd_hub.sources import parse_filters, read_task_names
 
         if self.size is not None and self.ratio is not None:
@@ -158,6 +184,8 @@ class SelectionRequest:
             self.ratio = DEFAULT_RATIO if self.ratio is None else float(self.ratio)
             if not 0 < self.ratio < 1:
                 raise UsageError(f"--ratio must be between 0 and 1 (exclusive), got {self.ratio}; e.g. 0.005 for 0.5%")
+        if self.strategy is None:
+            self.strategy = default_strategy(grouped=self.group_by is not None)
         selector_cls = check_strategy(self.strategy)
         if self.n_clusters is not None:
             if not selector_cls.clustered:
@@ -181,10 +209,13 @@ def select_subset(
     *,
     ratio: float | None = None,
     size: int | None = None,
-    strategy: str = "kcenter",
+    strategy: str | None = None,
     encoder: str | None = None,
     n_clusters: int | None = None,
     seed: int = 0,
+    group_by: str | None = None,
+    stratify_by: Sequence[str] | None = None,
+    template_column: str | None = None,
     filters: Sequence[str] = (),
     tasks: str | Sequence[str] | None = None,
     text_fields: Sequence[str] | None = None,
@@ -212,10 +243,19 @@ def select_subset(
             dataset id, or an already loaded :class:`~ltd_hub.sources.LoadedSource`.
         ratio: share of the filtered rows to select (default 0.005); exclusive with ``size``.
         size: number of rows to select.
-        strategy: ``kcenter`` (default), ``centroid``, ``random-in-cluster``, ``kcenter-global``, ``random``.
+        strategy: a name in :data:`ltd_hub.selection.SELECTORS`; None (default) is
+            :func:`~ltd_hub.selection.default_strategy`: ``centroid`` with ``group_by``, else ``quantile``.
         encoder: ``minilm`` (default), ``lexical``, ``sentence-transformers:<id>``, ``causal-lm:<id>``.
         n_clusters: k (default automatic, recorded in the manifest).
         seed: seeds k-means and random choices.
+        group_by: a column whose rows sharing one value are one example (templated copies in
+            P3/FLAN-style pools): selection runs over examples, then each chosen example
+            contributes one row, its template chosen so the template mix follows the pool's.
+        stratify_by: columns whose value mix the subset keeps exactly (budgets over cluster x stratum);
+            ``label`` names the label (the target's position among ``answer_choices``) when the data
+            has no ``label`` column. None (default): the label and the task column, where present,
+            for the clustered strategies, none for the baselines; ``[]``: no strata.
+        template_column: the column naming the prompt template (default detected, e.g. ``template_name``).
         filters: ``COLUMN=GLOB`` strings; same column OR, different columns AND.
         tasks: task names (globs) on the task column: a list, a comma-separated string or a file.
         text_fields: columns embedded (default the input columns, plus the target if ``include_target``).
@@ -247,6 +287,9 @@ def select_subset(
         encoder=encoder,
         n_clusters=n_clusters,
         seed=seed,
+        group_by=group_by,
+        stratify_by=None if stratify_by is None else tuple(stratify_by),
+        template_column=template_column,
         filters=filters,
         tasks=tasks,
         text_fields=text_fields,
@@ -271,7 +314,7 @@ def select_subset(
 
 def _run_selection(source, req: SelectionRequest, *, log: Log | None = None, checked=None) -> SubsetResult:
     from ltd_hub.encoders import encode_cached
-    from ltd_hub.selection import budget_from_ratio, get_selector
+    from ltd_hub.selection import budget_from_ratio
     from ltd_hub.sources import LoadedSource, apply_filters, build_texts, column_values, load_source
 
     encoder, filters, tasks = checked or req.validate()
@@ -330,18 +373,22 @@ def _run_selection(source, req: SelectionRequest, *, log: Log | None = None, che
     )
 
     t1 = time.perf_counter()
-    selector = get_selector(req.strategy, n_select=n_select, n_clusters=req.n_clusters, seed=req.seed, progress=req.progress).fit(
-        X
-    )
-    local = selector.indices_
-    subset = filtered.select(local)
-    source_rows = rows[local]
+    units = _selection_units(filtered, src.columns, req, n_select, say)
+    picked = _pick_rows(X, units, req, n_select)
+    subset = filtered.select(picked.rows)
+    source_rows = rows[picked.rows]
     ids = column_values(subset, src.columns.id) if src.columns.id else None
+    hashes = row_hashes(subset)
     selected = [
-        SelectedRow(row=int(r), cluster=int(c), distance=round(float(d), 6), id=None if ids is None else str(ids[i]))
-        for i, (r, c, d) in enumerate(zip(source_rows, selector.cluster_ids_, selector.distances_))
+        SelectedRow(
+            row=int(r), cluster=int(c), distance=round(float(d), 6), id=None if ids is None else str(ids[i]), sha=hashes[i]
+        )
+        for i, (r, c, d) in enumerate(zip(source_rows, picked.clusters, picked.distances))
     ]
+    selector = picked.selector
     clustering = selector.clustering_
+    say(f"measuring the subset against random rows of the same size (quality report, seed {req.seed})")
+    quality = _quality(filtered, src.columns, X, units, picked, texts, req.seed)
     manifest = SelectionManifest(
         source=src.to_manifest(),
         filter={**filter_record, "n_rows": n_filtered},
@@ -359,6 +406,12 @@ def _run_selection(source, req: SelectionRequest, *, log: Log | None = None, che
             "size": req.size,
             "n_selected": len(selected),
             "seed": req.seed,
+            "group_by": req.group_by,
+            "n_groups": units.groups.n_groups if units.groups else None,
+            "template_column": units.template_column,
+            "stratify_by": units.stratify_by,
+            "strata": units.strata_values,
+            "stratum_budget": None if selector.stratum_budget_ is None else selector.stratum_budget_.tolist(),
             "n_clusters": selector.n_clusters_,
             "n_clusters_auto": bool(selector.n_clusters_auto_),
             "algorithm": clustering.algorithm if clustering else None,
@@ -367,19 +420,22 @@ def _run_selection(source, req: SelectionRequest, *, log: Log | None = None, che
             "cluster_budget": selector.cluster_budget_.tolist() if clustering else None,
         },
         selected=selected,
+        quality=quality.to_dict(),
     )
     t_select = time.perf_counter() - t1
     task_counts: dict[str, list[int]] = {}
     if src.columns.task:
         all_tasks = Counter(map(str, column_values(filtered, src.columns.task)))
-        picked = Counter(map(str, column_values(subset, src.columns.task)))
-        task_counts = {t: [n, picked.get(t, 0)] for t, n in all_tasks.most_common()}
+        picked_tasks = Counter(map(str, column_values(subset, src.columns.task)))
+        task_counts = {t: [n, picked_tasks.get(t, 0)] for t, n in all_tasks.most_common()}
     stats = {
         "n_source_rows": n_source,
         "n_filtered_rows": n_filtered,
         "n_selected": len(selected),
         "ratio": len(selected) / n_filtered,
         "strategy": req.strategy,
+        "group_by": req.group_by,
+        "stratify_by": units.stratify_by,
         "encoder": encoder.name,
         "seconds_load": round(t_load, 3),
         "seconds_encode": round(enc_stats.seconds, 3),
@@ -388,9 +444,210 @@ def _run_selection(source, req: SelectionRequest, *, log: Log | None = None, che
         "cache_hit": enc_stats.cache_hit,
         "n_truncated": enc_stats.n_truncated,
         "task_counts": task_counts,
+        "group_hint": units.group_hint,
     }
     say(f"selected {len(selected)} rows in {t_select:.1f}s")
-    return SubsetResult(dataset=subset, manifest=manifest, stats=stats, source_license=src.license)
+    return SubsetResult(dataset=subset, manifest=manifest, stats=stats, source_license=src.license, quality=quality)
+
+
+@dataclass
+class _Units:
+    """What the selector runs over: rows, or examples (groups of templated rows), with optional strata."""
+
+    group_by: str | None
+    groups: Groups | None
+    stratify_by: list[str]
+    strata: np.ndarray | None  # stratum id per row
+    strata_values: list[str] | None
+    templates: np.ndarray | None  # template id per row (task + template column), for the template mix
+    template_column: str | None
+    group_hint: str | None
+
+
+def _check_columns(dataset: datasets.Dataset, names: Sequence[str], option: str) -> None:
+    missing = [n for n in names if n not in dataset.column_names]
+    if missing:
+        raise UsageError(
+            f"{option} column {missing[0]!r} is not in the data; available columns: {', '.join(dataset.column_names)}"
+        )
+
+
+def _selection_units(filtered: datasets.Dataset, columns: ColumnMap, req: SelectionRequest, n_select: int, say: Log) -> _Units:
+    """Resolve ``group_by``, ``stratify_by`` and the template column into per-row codes."""
+    from ltd_hub.selection.groups import encode_values, group_codes, suggest_group_column
+    from ltd_hub.sources import column_values
+
+    _check_columns(filtered, [req.group_by] if req.group_by else [], "--group-by")
+    _check_columns(filtered, [c for c in req.stratify_by or () if c != "label"], "--stratify-by")
+    if req.template_column:
+        _check_columns(filtered, [req.template_column], "--template-column")
+    template_column = req.template_column or next((c for c in TEMPLATE_COLUMNS if c in filtered.column_names), None)
+    groups = group_codes(column_values(filtered, req.group_by), req.group_by) if req.group_by else None
+    if groups is not None and n_select > groups.n_groups:
+        raise UsageError(
+            f"--group-by {req.group_by} leaves {groups.n_groups} examples, fewer than the {n_select} rows to select; "
+            "lower --ratio/--size or drop --group-by"
+        )
+    stratify_by, strata, strata_values = _resolve_strata(filtered, columns, req, n_select, say)
+    templates = None
+    if template_column:
+        parts = [columns.task] if columns.task and columns.task != template_column else []
+        keys = list(zip(*(map(str, column_values(filtered, c)) for c in [*parts, template_column])))
+        templates = encode_values(keys)[0]
+    hint = None
+    if groups is None:
+        skip = {*columns.inputs, columns.target, columns.task, columns.id, template_column, *stratify_by}
+        candidates = {
+            c: column_values(filtered, c)
+            for c, feature in filtered.features.items()
+            if c not in skip and getattr(feature, "dtype", None) in ("string", "large_string", "int64", "int32")
+        }
+        found = suggest_group_column(candidates, len(filtered))
+        if found:
+            hint = found[0]
+            say(
+                f"note: column {found[0]!r} repeats each value {found[1]:.1f} times on average, as templated copies of one "
+                f"example do; pass --group-by {found[0]} to select examples instead of copies"
+            )
+    return _Units(req.group_by, groups, stratify_by, strata, strata_values, templates, template_column, hint)
+
+
+def _strata_keys(filtered, columns: ColumnMap, names: Sequence[str]) -> list[tuple[str, ...]]:
+    from ltd_hub.sources import column_values
+
+    parts = []
+    for name in names:
+        if name == "label" and name not in filtered.column_names:
+            labels = _label_codes(filtered, columns)
+            if labels is None:
+                raise UsageError(
+                    "--stratify-by label needs a label: a 'label' column, answer_choices, or a target with few values; "
+                    f"name a column instead (columns: {', '.join(filtered.column_names)})"
+                )
+            parts.append(list(map(str, labels[0])))
+        else:
+            parts.append(list(map(str, column_values(filtered, name))))
+    return list(zip(*parts))
+
+
+def _resolve_strata(filtered, columns: ColumnMap, req: SelectionRequest, n_select: int, say: Log):
+    """``(stratify_by, stratum id per row, stratum names)``; the automatic default drops what the budget cannot serve."""
+    from ltd_hub.selection import check_strategy
+    from ltd_hub.selection.groups import encode_values
+
+    auto = req.stratify_by is None
+    if auto:
+        clustered = check_strategy(req.strategy).clustered
+        names = [n for n in ("label", columns.task) if n and clustered]
+        if "label" in names and _label_codes(filtered, columns) is None:
+            names.remove("label")
+    else:
+        names = list(req.stratify_by)
+    while names:
+        strata, distinct = encode_values(_strata_keys(filtered, columns, names))
+        if len(distinct) <= n_select:
+            return names, strata, [" / ".join(k) for k in distinct]
+        if not auto:
+            raise UsageError(
+                f"--stratify-by {' '.join(names)} makes {len(distinct)} strata, more than the {n_select} rows to select; "
+                "stratify by fewer columns or raise --ratio/--size"
+            )
+        say(f"note: {len(distinct)} strata by {' x '.join(names)} are more than the {n_select} rows to select; not stratifying by {names[-1]}")
+        names = names[:-1]
+    return [], None, None
+
+
+@dataclass
+class _Picked:
+    rows: np.ndarray  # positions in the filtered rows, ascending
+    clusters: np.ndarray
+    distances: np.ndarray
+    selector: Any
+    far: np.ndarray  # per filtered row: in the farthest decile of its (row's or example's) cluster
+
+
+def _pick_rows(X: np.ndarray, units: _Units, req: SelectionRequest, n_select: int) -> _Picked:
+    """Run the selector over rows or examples; for examples, then choose one row (template) each."""
+    from ltd_hub.selection import get_selector
+    from ltd_hub.selection.groups import choose_rows, group_strata, group_vectors
+    from ltd_hub.selection.quality import farthest_decile
+
+    groups = units.groups
+    points = X if groups is None else group_vectors(X, groups)
+    strata = units.strata if groups is None or units.strata is None else group_strata(units.strata, groups)
+    if req.n_clusters is not None and req.n_clusters > len(points):
+        raise UsageError(f"--n-clusters {req.n_clusters} is more than the {len(points)} examples to cluster; lower it")
+    selector = get_selector(req.strategy, n_select=n_select, n_clusters=req.n_clusters, seed=req.seed, progress=req.progress)
+    selector.fit(points, strata=strata, weights=None if groups is None else groups.sizes)
+    far = farthest_decile(selector.labels_, selector.row_distances_)
+    if groups is None:
+        return _Picked(selector.indices_, selector.cluster_ids_, selector.distances_, selector, far)
+    chosen_rows = choose_rows(
+        selector.indices_, groups, units.templates, req.seed, clusters=selector.cluster_ids_, strata=strata
+    )
+    order = np.argsort(chosen_rows, kind="stable")
+    return _Picked(
+        chosen_rows[order], selector.cluster_ids_[order], selector.distances_[order], selector, far[groups.codes]
+    )
+
+
+def _quality(filtered, columns: ColumnMap, X, units: _Units, picked: _Picked, texts: Sequence[str], seed: int) -> QualityReport:
+    """The quality report of the picked rows against random rows of the same size."""
+    from ltd_hub.selection.groups import encode_values
+    from ltd_hub.selection.quality import PoolFacts, quality_report
+    from ltd_hub.sources import build_texts, column_values
+
+    if units.groups is not None:
+        examples, examples_by = units.groups.codes, units.group_by
+    else:
+        examples, examples_by = encode_values(list(texts))[0], "text"
+    words = np.fromiter((len(t.split()) for t in build_texts(filtered, list(columns.inputs))), dtype=np.float64, count=len(filtered))
+    mixes: dict[str, tuple[np.ndarray, int, str]] = {}
+    labels = _label_codes(filtered, columns)
+    if labels is not None:
+        mixes["labels"] = labels
+    if columns.task:
+        codes, distinct = encode_values(list(map(str, column_values(filtered, columns.task))))
+        mixes["sources"] = (codes, len(distinct), columns.task)
+    if units.templates is not None:
+        mixes["templates"] = (units.templates, int(units.templates.max()) + 1, units.template_column)
+    facts = PoolFacts(X=X, examples=examples, input_words=words, mixes=mixes, far=picked.far, examples_by=examples_by)
+    return quality_report(facts, picked.rows, seed=seed)
+
+
+# Above this many distinct targets (and without answer_choices) the target is free text, not a label.
+_MAX_LABELS = 100
+
+
+def _label_codes(filtered, columns: ColumnMap) -> tuple[np.ndarray, int, str] | None:
+    """Label id per row: the target's position among ``answer_choices`` when the data has them
+    (so "True" / "yes" / "Entailment" under different templates are one label), else the target
+    text when it takes few values; None for free-text targets."""
+    from ltd_hub.selection.groups import encode_values
+    from ltd_hub.sources import column_values
+
+    if not columns.target or columns.target not in filtered.column_names:
+        return None
+    targets = column_values(filtered, columns.target)
+    if "answer_choices" in filtered.column_names:
+        choices = column_values(filtered, "answer_choices")
+        keys = [c.index(t) if isinstance(c, list) and t in c else -1 for t, c in zip(targets, choices)]
+        codes, distinct = encode_values(keys)
+        return codes, len(distinct), f"{columns.target} in answer_choices"
+    codes, distinct = encode_values([str(t) for t in targets])
+    return (codes, len(distinct), columns.target) if len(distinct) <= _MAX_LABELS else None
+
+
+def row_hashes(dataset: datasets.Dataset) -> list[str]:
+    """A short sha256 of each row's content (all columns, canonical JSON), so a rebuild can tell
+    whether the published rows are the selected ones."""
+    import hashlib
+    import json
+
+    return [
+        hashlib.sha256(json.dumps(row, sort_keys=True, ensure_ascii=False, default=str).encode("utf-8")).hexdigest()[:16]
+        for row in dataset
+    ]
 
 
 # --------------------------------------------------------------------------- files
@@ -402,6 +659,8 @@ def _size_category(n: int) -> str:
 
 
 def _card_context(result: SubsetResult, repo_id: str, license_id: str, pretty_name: str) -> dict[str, Any]:
+    from ltd_hub.selection.quality import QualityReport
+
     m, s = result.manifest, result.stats
     sel, enc, src = m.selection, m.encoder, m.source
     sizes = sel["cluster_sizes"] or []
@@ -431,6 +690,14 @@ def _card_context(result: SubsetResult, repo_id: str, license_id: str, pretty_na
         "requested": f"ratio {sel['ratio']}" if sel["ratio"] is not None else f"size {sel['size']}",
         "strategy": sel["strategy"],
         "strategy_description": _strategy_description(sel["strategy"]),
+        "clustered": sel["n_clusters"] is not None,
+        "group_by": sel.get("group_by"),
+        "n_groups": sel.get("n_groups"),
+        "template_column": sel.get("template_column"),
+        "stratify_by": sel.get("stratify_by") or [],
+        "n_strata": len(sel.get("strata") or []),
+        "quality_md": QualityReport.from_dict(m.quality).to_markdown() if m.quality else "",
+        "quality_examples_by": (m.quality or {}).get("examples_by"),
         "encoder_name": enc["name"],
         "encoder_id": enc["id"],
         "encoder_revision": enc["revision"],
@@ -462,6 +729,7 @@ def _card_context(result: SubsetResult, repo_id: str, license_id: str, pretty_na
 
 
 def _strategy_description(name: str) -> str:
+    """The registry's one-line description of a strategy."""
     from ltd_hub.selection import SELECTORS
 
     return SELECTORS[name].description
@@ -610,7 +878,9 @@ def push_subset(
     Args:
         source: as for :func:`select_subset`.
         repo_id: ``namespace/name`` of the dataset repo.
-        private: create the repo private.
+        private: None (default) inherits: private when the source is a private Hub dataset, else the
+            Hub's default (public); True makes it private; False publishes it even when the source is
+            private (one line says so). See :func:`ltd_hub.hub.derived_visibility`.
         license: license when the source declares none.
         language: card ``language``.
         pretty_name: card ``pretty_name``.
@@ -638,6 +908,10 @@ def push_subset(
     if log:
         log(f"target {target.repo_id} ({'existing' if target.exists else 'new'} dataset repo) is writable")
     result = _run_selection(source, request, log=log, checked=checked)
+    # The pushed rows are the source's rows verbatim: a private source keeps the subset private.
+    src = result.manifest.source
+    sources = hub.private_inputs([(src["id"], "dataset")] if src.get("kind") == "hub" else [], token=token)
+    private = hub.derived_visibility(target, private, sources)
     files = subset_files(result, target.repo_id, license=license, language=language, pretty_name=pretty_name, log=log)
     s = result.stats
     message = commit_message or f"Add ltd-hub subset ({s['n_selected']} of {s['n_filtered_rows']} rows, {s['strategy']})"
@@ -741,6 +1015,10 @@ def rebuild_subset(
         max_tokens=encoder_params.get("max_tokens"),
         n_clusters=None if sel.get("n_clusters_auto") else sel.get("n_clusters"),
         seed=sel["seed"],
+        group_by=sel.get("group_by"),
+        # Manifests from before strata existed selected without them.
+        stratify_by=sel.get("stratify_by") or [],
+        template_column=sel.get("template_column"),
         filters=filt.get("filters", []),
         tasks=filt.get("tasks") or None,
         text_fields=manifest.text_fields,
@@ -757,12 +1035,79 @@ def rebuild_subset(
     rebuilt = result.manifest.row_indices
     missing = sorted(set(expected) - set(rebuilt))
     extra = sorted(set(rebuilt) - set(expected))
+    differences = _content_differences(manifest, result.manifest)
+    published = _published_rows(repo_id_or_dir, revision=revision, token=token)
+    if published is not None:
+        differences += _published_differences(manifest, published)
     return RebuildReport(
-        identical=expected == rebuilt,
+        identical=expected == rebuilt and not differences,
         n_expected=len(expected),
         n_rebuilt=len(rebuilt),
         missing=missing,
         extra=extra,
         manifest=manifest,
         seconds=time.perf_counter() - start,
+        differences=differences,
     )
+
+
+def _content_differences(recorded: SelectionManifest, rebuilt: SelectionManifest) -> list[str]:
+    """What differs between the recorded and the re-run selection beyond the row ids."""
+    out = []
+    was, now = recorded.source.get("fingerprint"), rebuilt.source.get("fingerprint")
+    if was and now and was != now:
+        out.append(f"the source data differs from the recorded one (fingerprint {now[:12]} now, {was[:12]} recorded)")
+    now_sha = {r.row: r.sha for r in rebuilt.selected}
+    changed = [r.row for r in recorded.selected if r.sha and r.row in now_sha and now_sha[r.row] != r.sha]
+    if changed:
+        out.append(f"{len(changed)} selected rows have other content now than recorded (rows {_first(changed)})")
+    return out
+
+
+def _published_differences(recorded: SelectionManifest, published: datasets.Dataset) -> list[str]:
+    """Whether the published Parquet holds exactly the recorded rows' content, in order."""
+    hashes = [r.sha for r in recorded.selected]
+    if not all(hashes):
+        return []  # a manifest from before per-row hashes: nothing to compare the rows with
+    if len(published) != len(hashes):
+        return [f"the published data has {len(published)} rows, the manifest records {len(hashes)}"]
+    now = row_hashes(published)
+    changed = [r.row for r, h in zip(recorded.selected, now) if h != r.sha]
+    if changed:
+        return [f"{len(changed)} published rows differ from the selected rows' recorded content (rows {_first(changed)})"]
+    return []
+
+
+def _first(rows: list[int], limit: int = 5) -> str:
+    return ", ".join(map(str, rows[:limit])) + (f", ... ({len(rows) - limit} more)" if len(rows) > limit else "")
+
+
+def _published_rows(repo_id_or_dir, *, revision: str | None, token: str | None) -> datasets.Dataset | None:
+    """The rows a subset folder or Hub repo publishes, or None when there are none to read (a bare manifest)."""
+    import datasets
+
+    from ltd_hub import hub
+
+    path = Path(os.path.expanduser(os.fspath(repo_id_or_dir)))
+    if path.is_file():
+        return None
+    if path.is_dir():
+        local = path / PARQUET_PATH
+        if not local.is_file():
+            return None
+    else:
+        try:
+            local = Path(hub.download(os.fspath(repo_id_or_dir), PARQUET_PATH, repo_type="dataset", revision=revision, token=token))
+        except Exception as exc:
+            from huggingface_hub.errors import EntryNotFoundError
+
+            if isinstance(exc.__cause__, EntryNotFoundError):
+                return None
+            raise
+    was_disabled = datasets.are_progress_bars_disabled()
+    datasets.disable_progress_bars()
+    try:
+        return datasets.Dataset.from_parquet(str(local), keep_in_memory=True)
+    finally:
+        if not was_disabled:
+            datasets.enable_progress_bars()

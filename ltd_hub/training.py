@@ -51,7 +51,8 @@ class TrainConfig:
     base_model: str = field(default="", metadata=_help("base model: a Hub model id (or a local folder when not pushing)", required=True))
     output_dir: str = field(default="", metadata=_help("folder for the adapter, its card and training summary", required=True))
     push_to: str | None = field(default=None, metadata=_help("push the adapter with its model card to this Hub model repo (NAMESPACE/NAME)"))
-    private: bool = field(default=False, metadata=_help("create the pushed repo private"))
+    private: bool = field(default=False, metadata=_help("create the pushed repo private (without --private or --public: private exactly when the training data is)"))
+    public: bool = field(default=False, metadata=_help("push the adapter public even when its training data is private (one line names what becomes visible)"))
     overwrite_output_dir: bool = field(default=False, metadata=_help("replace a non-empty --output-dir"))
     dataset_split: str = field(default="train", metadata=_help("split of the dataset to train on"))
     dataset_revision: str | None = field(default=None, metadata=_help("branch, tag or commit of a Hub dataset"))
@@ -138,16 +139,23 @@ class TrainConfig:
             raise UsageError(f"--max-train-samples must be at least 1, got {self.max_train_samples}")
         if not self.lora_target_modules:
             raise UsageError("--lora-target-modules needs at least one module name (or all-linear)")
+        if self.private and self.public:
+            raise UsageError("--private and --public contradict each other; pass one of them")
         if self.push_to and _is_local_path(self.base_model):
             raise UsageError(
                 f"--base-model {self.base_model} is a local folder; pass its Hub id when pushing, "
                 "so the card and adapter_config.json link a model others can download"
             )
+        _check_split(self.dataset, self.dataset_split)
         out = Path(self.output_dir)
         if out.exists() and not out.is_dir():
             raise UsageError(f"--output-dir {out} is a file; choose a folder")
         if out.is_dir() and any(out.iterdir()) and not self.overwrite_output_dir:
             raise UsageError(f"--output-dir {out} is not empty; choose another folder or pass --overwrite-output-dir")
+
+    def visibility(self) -> bool | None:
+        """The pushed repo's ``private``: True (--private), False (--public) or None (inherit from the data)."""
+        return True if self.private else False if self.public else None
 
     def hyperparameters(self) -> dict[str, Any]:
         """The knobs that shape the adapter (what a model card reports)."""
@@ -160,6 +168,23 @@ class TrainConfig:
         return {key: getattr(self, key) for key in keys}
 
 
+def _check_split(dataset: str, split: str) -> None:
+    """A local dataset must hold the split asked for: never train on ``train`` when ``test`` was named."""
+    from ltd_hub.sources import _DATA_SUFFIXES
+
+    path = Path(dataset).expanduser()
+    if not split or not path.exists():
+        return  # Hub datasets are checked when their files are listed
+    if path.is_file():
+        if split != "train":
+            raise UsageError(f"dataset_split {split!r}: {path.name} is a single file with no splits; drop dataset_split or point --dataset at a folder of {split}-* files")
+        return
+    files = [p for p in path.rglob("*") if p.is_file() and p.name.lower().endswith(_DATA_SUFFIXES) and not p.name.startswith(".")]
+    named = [p for p in files if p.name.startswith((f"{split}-", f"{split}.", f"{split}_")) or p.parent.name == split]
+    if files and not named and split != "train":
+        raise UsageError(f"dataset_split {split!r}: no {split}-* files in {path} (it has {', '.join(sorted({p.name for p in files})[:3])}); set dataset_split to a split the folder has")
+
+
 def _coerce(name: str, value: Any, hint: Any, source: str) -> Any:
     """Check a YAML value against the field's type (YAML already parsed numbers and booleans)."""
     if value is None:
@@ -167,23 +192,38 @@ def _coerce(name: str, value: Any, hint: Any, source: str) -> Any:
     if typing.get_origin(hint) in (typing.Union, types.UnionType):
         hint = next(a for a in typing.get_args(hint) if a is not type(None))
     base = typing.get_origin(hint) or hint
+    scalar = (str, int, float)
     try:
         if base is list:
-            return [str(v) for v in value] if isinstance(value, (list, tuple)) else [str(value)]
+            items = list(value) if isinstance(value, (list, tuple)) else [value]
+            if not all(isinstance(v, scalar) and not isinstance(v, bool) for v in items):
+                raise ValueError
+            return [str(v) for v in items]
         if base is bool:
             if isinstance(value, bool):
                 return value
             raise ValueError
         if base is int:
-            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()) or not isinstance(value, scalar):
                 raise ValueError
-            return int(value)
+            return int(value)  # OverflowError for .inf
         if base is float:
-            return float(value)
+            if isinstance(value, bool) or not isinstance(value, scalar):
+                raise ValueError
+            number = float(value)
+            if not math.isfinite(number):
+                # YAML's .inf/.nan parse as floats; an infinite epoch count would train forever.
+                raise UsageError(f"{name} in {source} must be a finite number, got {value!r}; fix its value")
+            return number
+        if not isinstance(value, scalar) or isinstance(value, bool):
+            # A list or mapping here would be stringified (a folder named "['a', 'b']").
+            raise ValueError
         return str(value)
-    except (TypeError, ValueError):
-        kind = getattr(base, "__name__", str(base))
-        raise UsageError(f"{name} in {source} must be a {kind}, got {value!r}") from None
+    except (TypeError, ValueError, OverflowError):
+        kind = {"str": "string", "int": "whole number", "float": "number", "bool": "true/false", "list": "list of names"}.get(
+            getattr(base, "__name__", ""), str(base)
+        )
+        raise UsageError(f"{name} in {source} must be a {kind}, got {value!r}; fix its value") from None
 
 
 @dataclass
@@ -505,6 +545,11 @@ def train(config: TrainConfig, *, token: str | None = None) -> TrainResult:
     target = hub.preflight_push(config.push_to, "model", token) if config.push_to else None
 
     rows, source = load_instruction_data(config.dataset, split=config.dataset_split, revision=config.dataset_revision, token=token)
+    private_sources = _private_sources(source, token)
+    if target is not None:
+        # Refused now (an existing public repo, private data, no --public), not after training; the
+        # line about a --public push comes once, from push_adapter.
+        hub.derived_visibility(target, config.visibility(), private_sources, notify=lambda _line: None)
     input_columns, target_column = resolve_columns(config, source.manifest)
     check_columns(rows, [*input_columns, target_column], f"dataset {config.dataset}", "set --input-column/--target-column")
     if config.max_train_samples is not None:
@@ -537,6 +582,8 @@ def train(config: TrainConfig, *, token: str | None = None) -> TrainResult:
                 config, source, rows=len(tokenized), skipped=skipped, stats=stats, bf16=bf16, license_=license_,
                 columns=(input_columns, target_column),
             )  # fmt: skip
+            # The folder remembers its data was private: push-adapter keeps a later push of it private.
+            summary["dataset"]["private_sources"] = private_sources
             (staging / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
             from ltd_hub.adapters import render_model_card
 
@@ -568,7 +615,7 @@ def train(config: TrainConfig, *, token: str | None = None) -> TrainResult:
         from ltd_hub.adapters import push_adapter
 
         try:
-            result.push = push_adapter(output_dir, target.repo_id, token=token, private=config.private)
+            result.push = push_adapter(output_dir, target.repo_id, token=token, private=config.visibility())
         except Exception as exc:  # noqa: BLE001 - whatever broke, the trained adapter is safe on disk
             from ltd_hub.errors_map import explain
 
@@ -581,6 +628,23 @@ def train(config: TrainConfig, *, token: str | None = None) -> TrainResult:
             ) from exc
         result.url = result.push.url
     return result
+
+
+def _private_sources(source: DataSource, token: str | None) -> list[str]:
+    """The private Hub repos the training rows derive from: the dataset repo, and the Hub source its
+    selection manifest names (a subset folder made from a private dataset is private data too)."""
+    from ltd_hub import hub
+
+    refs = [(source.repo_id, "dataset")] if source.repo_id else []
+    origin = (source.manifest or {}).get("source") if isinstance(source.manifest, dict) else None
+    if isinstance(origin, dict) and origin.get("kind") == "hub" and isinstance(origin.get("id"), str):
+        refs.append((origin["id"], "dataset"))
+    try:
+        return hub.private_inputs(refs, token=token)
+    except HubError:
+        if source.repo_id:
+            raise  # the dataset itself was just read: a failure to read its visibility is real
+        return []  # a local folder whose manifest names a repo we cannot reach: nothing private was read from it
 
 
 def _log_to_stderr(trainer: Any) -> None:

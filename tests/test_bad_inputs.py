@@ -60,6 +60,7 @@ CASES = [
     C("subset-revision-missing", "push-subset {dataset_repo} --revision no-such-branch --encoder lexical --dry-run --output-dir {out}", "--revision"),
     C("subset-private-source-of-other", "push-subset {other_private} --encoder lexical --dry-run --output-dir {out}", "check the"),
     C("subset-disk-full", PS + " --dry-run --output-dir {out}", "no space left", setup="disk-full"),
+    C("subset-same-source-twice", PS.replace("{pool}", "{pool} {pool}") + " --dry-run --output-dir {out}", "given twice in SOURCE"),
     # rebuild-subset
     C("rebuild-missing-target", "rebuild-subset {tmp}/nothing-here", "check the path or repo id"),
     C("rebuild-not-an-ltd-subset", "rebuild-subset {plain_dataset}", "push-subset"),

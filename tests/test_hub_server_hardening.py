@@ -184,7 +184,7 @@ def test_a_push_to_a_full_hub_is_not_retried_and_says_so_in_one_line(faults, hub
     assert time.monotonic() - start < 20
     assert len(faults.fault_log) - mark == 1, "a 507 was retried"
     message = str(err.value)
-    assert "507" in message and "\n" not in message
+    assert "507" in message and "disk is full" in message and "\n" not in message
     assert leftovers(hub_root, repo_id) == []
 
 

@@ -29,6 +29,9 @@ SUMMARY_KEYS = {
     "n_selected",
     "ratio",
     "strategy",
+    "group_by",
+    "stratify_by",
+    "quality",
     "seconds",
 }
 
@@ -75,7 +78,7 @@ def test_push_subset_end_to_end(capsys, pool_slice: Path):
     summary = _push(capsys, pool_slice, repo_id, "--ratio", "0.05")
     assert set(summary) == SUMMARY_KEYS
     assert summary["repo_id"] == repo_id and summary["n_selected"] == 20 and summary["n_source_rows"] == SLICE_ROWS
-    assert summary["strategy"] == "kcenter" and len(summary["revision"]) == 40 and summary["commit_url"]
+    assert summary["strategy"] == "quantile" and len(summary["revision"]) == 40 and summary["commit_url"]
 
     api = HfApi()
     assert sorted(api.list_repo_files(repo_id, repo_type="dataset")) == sorted(
@@ -95,7 +98,7 @@ def test_push_subset_end_to_end(capsys, pool_slice: Path):
 
     card = DatasetCard.load(repo_id, repo_type="dataset")
     data = card.data.to_dict()
-    assert data["tags"] == ["ltd-hub", "data-selection", "instruction-tuning", "kcenter"]
+    assert data["tags"] == ["ltd-hub", "data-selection", "instruction-tuning", "quantile"]
     assert data["configs"] == [{"config_name": "default", "data_files": [{"split": "train", "path": PARQUET_PATH}]}]
     assert data["size_categories"] == ["n<1K"] and data["task_categories"] == ["text-generation"]
     assert "snli" in data["source_datasets"] and len(data["source_datasets"]) >= 3  # the pool's `dataset` values
@@ -111,7 +114,9 @@ def test_text_output_prints_the_url(capsys, pool_slice: Path):
         capsys, "push-subset", pool_slice, "--repo-id", repo_id, "--encoder", "lexical", "--size", "10", "--strategy", "centroid"
     )
     assert code == 0, err
-    assert out.strip().startswith("10 of 400 rows (2.5%) pushed: http") and "/commit/" in out
+    quality, final = out.strip().rsplit("\n", 1)
+    assert final.startswith("10 of 400 rows (2.5%) pushed: http") and "/commit/" in final
+    assert quality.startswith("quality") and "coverage" in quality  # the quality report comes first
     assert "selected 10 rows" in err
 
 
@@ -353,7 +358,7 @@ BAD_INPUTS = [
         "unknown strategy",
         "pool",
         ["--strategy", "best"],
-        "valid strategies: kcenter, centroid, random-in-cluster, kcenter-global, random",
+        "valid strategies: quantile, kcenter, median, centroid, random-in-cluster, kcenter-global, random",
     ),
     ("unknown encoder", "pool", ["--encoder", "bert"], "valid encoders: minilm, lexical"),
     ("n-clusters on a baseline", "pool", ["--strategy", "random", "--n-clusters", "4"], "does not apply to strategy 'random'"),

@@ -112,11 +112,12 @@ def test_kcenter_covers_better_than_random():
 
 
 def test_registry_lists_the_strategies():
-    assert list(SELECTORS) == ["kcenter", "centroid", "random-in-cluster", "kcenter-global", "random"]
-    with pytest.raises(
-        UsageError,
-        match="unknown strategy 'best'; valid strategies: kcenter, centroid, random-in-cluster, kcenter-global, random",
-    ):
+    from ltd_hub.selection import DEFAULT_STRATEGY, STRATEGY_NAMES
+
+    expected = ["quantile", "kcenter", "median", "centroid", "random-in-cluster", "kcenter-global", "random"]
+    assert list(SELECTORS) == list(STRATEGY_NAMES) == expected
+    assert DEFAULT_STRATEGY in SELECTORS
+    with pytest.raises(UsageError, match="unknown strategy 'best'; valid strategies: " + ", ".join(expected)):
         get_selector("best", n_select=3)
 
 

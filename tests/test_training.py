@@ -129,7 +129,7 @@ def test_cli_flags_only_override_what_was_given(tmp_path, monkeypatch):
     ("yaml_text", "needle"),
     [
         ("dataset: a\nbase_model: m/x\noutput_dir: o\nlearning_rat: 0.1\n", "unknown key 'learning_rat'"),
-        ("dataset: a\nbase_model: m/x\noutput_dir: o\nlora_r: eight\n", "lora_r in train.yaml must be a int"),
+        ("dataset: a\nbase_model: m/x\noutput_dir: o\nlora_r: eight\n", "lora_r in train.yaml must be a whole number"),
         ("- just\n- a list\n", "must be a mapping"),
         ("dataset: [unclosed\n", "not valid YAML"),
     ],
@@ -275,10 +275,10 @@ def test_trains_on_what_push_subset_writes_and_cards_its_selection(tmp_path, tin
     summary = json.loads((out / "training_summary.json").read_text())
     selection = summary["dataset"]["selection"]
     assert summary["dataset"]["train_rows"] == 20
-    assert selection["strategy"] == "kcenter" and selection["ratio"] == 0.1 and selection["n_task_rows"] == 200
+    assert selection["strategy"] == "quantile" and selection["ratio"] == 0.1 and selection["n_task_rows"] == 200
     assert selection["encoder"] and selection["n_clusters"] >= 1
     card = (out / "README.md").read_text()
-    assert "10% of 200 rows" in card and "ltd-strategy:kcenter" in card
+    assert "10% of 200 rows" in card and "ltd-strategy:quantile" in card
 
 
 def test_failed_push_keeps_the_adapter_and_push_adapter_retries(tmp_path, pool_file, tiny_model_id, monkeypatch, capsys):

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from ltd_hub.errors import UsageError
+from ltd_hub.selection import DEFAULT_GROUPED_STRATEGY, DEFAULT_STRATEGY, STRATEGY_NAMES
 
 
 def _say(message: str) -> None:
@@ -36,10 +37,20 @@ def add_selection_arguments(parser) -> None:
     size = sel.add_mutually_exclusive_group()
     size.add_argument("--ratio", type=float, help="share of the filtered rows to select (default 0.005)")
     size.add_argument("--size", type=int, help="number of rows to select")
-    sel.add_argument("--strategy", default="kcenter",
-                     help="kcenter (default), centroid, random-in-cluster, kcenter-global, random")  # fmt: skip
+    sel.add_argument("--strategy",
+                     help=f"in-cluster rule: {', '.join(STRATEGY_NAMES)} (default {DEFAULT_GROUPED_STRATEGY} with --group-by, "
+                          f"else {DEFAULT_STRATEGY}; the README says how to choose)")  # fmt: skip
     sel.add_argument("--n-clusters", type=int, help="k for k-means (default automatic: sqrt(n/2), recorded)")
     sel.add_argument("--seed", type=int, default=0, help="seed of k-means and random choices (default 0)")
+    sel.add_argument("--group-by", metavar="COLUMN",
+                     help="rows sharing COLUMN's value are one example (templated copies, e.g. source in P3-style pools): "
+                          "select examples, then one row each with the pool's template mix")  # fmt: skip
+    strata = sel.add_mutually_exclusive_group()
+    strata.add_argument("--stratify-by", action="append", metavar="COLUMN",
+                        help="keep this column's mix exactly (repeatable; 'label' = the target's answer choice). "
+                             "Default: label and the task column for clustered strategies")  # fmt: skip
+    strata.add_argument("--no-stratify", action="store_true", help="no strata, not even the default ones")
+    sel.add_argument("--template-column", metavar="COLUMN", help="column naming the prompt template (default detected, e.g. template_name)")
     enc = parser.add_argument_group("encoder")
     enc.add_argument("--encoder", default=None,
                      help="minilm (default), lexical, sentence-transformers:<hub id>, causal-lm:<hub id>")  # fmt: skip
@@ -62,6 +73,9 @@ def selection_kwargs(args) -> dict:
         "encoder": args.encoder,
         "n_clusters": args.n_clusters,
         "seed": args.seed,
+        "group_by": args.group_by,
+        "stratify_by": [] if args.no_stratify else args.stratify_by,
+        "template_column": args.template_column,
         "filters": args.filters,
         "tasks": args.tasks,
         "text_fields": [f.strip() for f in args.text_fields.split(",") if f.strip()] if args.text_fields else None,
@@ -91,7 +105,11 @@ def register(subparsers) -> None:
     add_selection_arguments(parser)
     out = parser.add_argument_group("output")
     out.add_argument("--repo-id", help="NAMESPACE/NAME of the dataset repo (required unless --dry-run)")
-    out.add_argument("--private", action="store_true", default=None, help="create the repo private")
+    visibility = out.add_mutually_exclusive_group()
+    visibility.add_argument("--private", action="store_true", default=None,
+                            help="create the repo private (default: private when SOURCE is a private Hub dataset, else public)")  # fmt: skip
+    visibility.add_argument("--public", dest="private", action="store_false", default=None,
+                            help="publish the subset even when SOURCE is private (one line names what becomes visible)")  # fmt: skip
     out.add_argument("--license", help="card license when the source declares none (e.g. cc-by-4.0)")
     out.add_argument("--language", action="append", help="card language code (repeatable; default en)")
     out.add_argument("--pretty-name", help="card pretty_name")
@@ -136,6 +154,7 @@ def run(args) -> int:
         if args.format == "json":
             print(json.dumps(summary))
         else:
+            print(out.result.quality.to_text())
             state = "pushed" if out.push.created_commit else "unchanged (the repo already had these files)"
             print(f"{summary['n_selected']} of {summary['n_filtered_rows']} rows ({100 * summary['ratio']:.3g}%) {state}: "
                   f"{out.push.commit_url or out.push.url}")  # fmt: skip
@@ -158,6 +177,9 @@ def run(args) -> int:
         "n_selected": s["n_selected"],
         "ratio": s["ratio"],
         "strategy": s["strategy"],
+        "group_by": s["group_by"],
+        "stratify_by": s["stratify_by"],
+        "quality": result.quality.to_dict(),
         "seconds": round(time.perf_counter() - start, 3),
         "dry_run": True,
         "output_dir": str(args.output_dir) if args.output_dir else None,
@@ -165,6 +187,7 @@ def run(args) -> int:
     if args.format == "json":
         print(json.dumps(summary))
     else:
+        print(result.quality.to_text())
         where = (
             f"written to {args.output_dir} ({', '.join(p.name for p in written)})"
             if written

@@ -45,10 +45,13 @@ def run(args) -> int:
     if args.format == "json":
         print(json.dumps(report.summary()))
     elif report.identical:
-        print(f"identical: the {report.n_rebuilt} selected row ids match the manifest")
+        print(f"identical: the {report.n_rebuilt} selected row ids and their content match the manifest")
     else:
-        print(
-            f"different: {len(report.missing)} recorded rows not selected now ({_preview(report.missing)}); "
-            f"{len(report.extra)} rows selected now but not recorded ({_preview(report.extra)})"
-        )
+        if report.missing or report.extra:
+            print(
+                f"different: {len(report.missing)} recorded rows not selected now ({_preview(report.missing)}); "
+                f"{len(report.extra)} rows selected now but not recorded ({_preview(report.extra)})"
+            )
+        for line in report.differences:
+            print(f"different: {line}")
     return 0 if report.identical else 1

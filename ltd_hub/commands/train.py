@@ -45,6 +45,12 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
             parser.add_argument(*flags, type=hint, metavar=metavar, **kwargs)
 
 
+def secret(value: str) -> str:
+    from ltd_hub.redact import secret as remember
+
+    return remember(value)
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "train",
@@ -58,7 +64,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     parser.add_argument("--config", metavar="FILE.yaml", help="YAML file of the options below (keys = option names); flags override it")
-    parser.add_argument("--token", help="Hub token (default: HF_TOKEN or the stored login)")
+    parser.add_argument("--token", type=secret, help="Hub token (default: HF_TOKEN or the stored login)")
     _add_config_flags(parser)
     parser.set_defaults(func=run)
 

@@ -121,12 +121,18 @@ def group_strata(strata: np.ndarray, groups: Groups) -> np.ndarray:
 
 
 def choose_rows(
-    chosen: np.ndarray, groups: Groups, templates: np.ndarray | None, seed: int, clusters: np.ndarray | None = None
+    chosen: np.ndarray,
+    groups: Groups,
+    templates: np.ndarray | None,
+    seed: int,
+    clusters: np.ndarray | None = None,
+    strata: np.ndarray | None = None,
 ) -> np.ndarray:
     """One row per chosen group, with the templates' mix following the pool's.
 
     Each template gets a target count (its share of the pool's rows times the number of chosen
-    groups, largest remainder). Groups are then served most constrained first (fewest templates
+    groups, largest remainder), within each stratum when ``strata`` are given, so that a label
+    rendered differently by different templates keeps its mix too. Groups are then served most constrained first (fewest templates
     on offer, ties in seeded random order), each taking, among the templates it has, one still
     below its target, preferably one not yet used in the group's cluster (so that the examples of
     one cluster come under different templates and cover more of the pool), then the one
@@ -139,6 +145,7 @@ def choose_rows(
         templates: template id of every row (int), or None.
         seed: seeds every random choice.
         clusters: the cluster of each chosen group (optional).
+        strata: the stratum of every group (optional, see :func:`group_strata`).
 
     Returns:
         Row positions, one per chosen group, in the order of ``chosen``.
@@ -155,7 +162,13 @@ def choose_rows(
         return picks
     templates = np.asarray(templates, dtype=np.int64)
     n_templates = int(templates.max()) + 1
-    deficit = _largest_remainder(np.bincount(templates, minlength=n_templates), len(chosen)).astype(np.int64)
+    group_stratum = np.zeros(groups.n_groups, dtype=np.int64) if strata is None else np.asarray(strata, dtype=np.int64)
+    n_strata = int(group_stratum.max()) + 1
+    # deficit[s, t]: rows of template t still wanted among the chosen groups of stratum s.
+    pool = np.bincount(group_stratum[groups.codes] * n_templates + templates, minlength=n_strata * n_templates)
+    pool = pool.reshape(n_strata, n_templates)
+    wanted = np.bincount(group_stratum[chosen], minlength=n_strata)
+    deficit = np.stack([_largest_remainder(pool[s], int(wanted[s])) for s in range(n_strata)]).astype(np.int64)
     offers = [templates[groups.rows_of(g)] for g in chosen]
     n_offered = np.array([len(np.unique(t)) for t in offers])
     clusters = np.zeros(len(chosen), dtype=np.int64) if clusters is None else np.asarray(clusters, dtype=np.int64)
@@ -163,7 +176,8 @@ def choose_rows(
     for i in np.lexsort((rng.permutation(len(chosen)), n_offered)):
         rows, offered = groups.rows_of(chosen[i]), offers[i]
         options = np.unique(offered)
-        need = deficit[options]
+        stratum_deficit = deficit[group_stratum[chosen[i]]]
+        need = stratum_deficit[options]
         seen = used.setdefault(int(clusters[i]), set())
         fresh = np.fromiter((t not in seen for t in options.tolist()), dtype=bool, count=len(options))
         # Lexicographic: below target first, then new to this cluster, then furthest below target.
@@ -172,7 +186,7 @@ def choose_rows(
         template = int(best[rng.integers(len(best))])
         candidates = rows[offered == template]
         picks[i] = candidates[rng.integers(len(candidates))]
-        deficit[template] -= 1
+        stratum_deficit[template] -= 1
         seen.add(template)
     return picks
 
