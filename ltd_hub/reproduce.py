@@ -64,11 +64,17 @@ class EvalSpec:
 
 @dataclass
 class PushSpec:
-    """Where ``--push`` publishes subsets, adapters and the results dataset."""
+    """Where ``--push`` publishes subsets, adapters and the results dataset.
+
+    ``private`` is the config's ``--private``/``--public``: ``true`` keeps every pushed repo private,
+    ``false`` publishes them even when the pool is a private Hub dataset (one line says so), and left
+    out (None) they inherit: private when the pool is private, else the Hub's default (public).
+    See :func:`ltd_hub.hub.derived_visibility`.
+    """
 
     namespace: str = ""
     prefix: str = "ltd"
-    private: bool = False
+    private: bool | None = None
 
 
 @dataclass
@@ -884,7 +890,7 @@ class Runner:
         if not path.exists():
             from ltd_hub.sources import load_source
 
-            pool = load_source(c.pool).dataset
+            pool = load_source(c.pool, token=self.token).dataset
             rows = pool.select(range(min(c.pool_limit, len(pool))))
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(".tmp")
@@ -896,7 +902,7 @@ class Runner:
         if self._pool is None:
             from ltd_hub.sources import load_source
 
-            self._pool = load_source(self.pool_source())
+            self._pool = load_source(self.pool_source(), token=self.token)
         return self._pool
 
     def task_rows(self) -> int:
@@ -1138,7 +1144,9 @@ def reproduce(
     if config.push is not None:
         from ltd_hub import hub
 
-        hub.preflight_push(f"{config.push.namespace}/{config.push.prefix}-results", "dataset", token)
+        target = hub.preflight_push(f"{config.push.namespace}/{config.push.prefix}-results", "dataset", token)
+        # Refused now, not after hours of training: private-derived results into an existing public repo.
+        _push_visibility(config, target, token, notify=lambda _line: None)
     return Runner(config, token=token, progress=progress, only=only, shard=shard, max_minutes=max_minutes).run()
 
 
@@ -1411,8 +1419,36 @@ def write_summary(config: ReproduceConfig, planned: list[PlannedRun] | None = No
     return results
 
 
+def pool_private_sources(config: ReproduceConfig, token: str | None = None) -> list[str]:
+    """``[pool]`` when the pool is a private Hub dataset (every subset, adapter and result derives from it), else ``[]``."""
+    from ltd_hub import hub
+    from ltd_hub.sources import is_hub_id
+
+    return hub.private_inputs([(config.pool, "dataset")], token) if is_hub_id(config.pool) else []
+
+
+def _push_visibility(config: ReproduceConfig, target: Any, token: str | None, notify: Any = None) -> bool | None:
+    """The ``private`` for a push of ``--push`` (:func:`ltd_hub.hub.derived_visibility`), its refusal worded for the config."""
+    from ltd_hub import hub
+
+    assert config.push is not None
+    try:
+        return hub.derived_visibility(target, config.push.private, pool_private_sources(config, token), notify=notify)
+    except UsageError as exc:
+        if config.push.private is not None:
+            raise UsageError(f"{exc} (push.private: {str(config.push.private).lower()} in the config)") from None
+        raise UsageError(
+            f"{target.repo_id} is public and would receive results derived from the private pool {config.pool}; "
+            "set `private: false` under push: in the config to publish there, or change push.prefix (new repos are created private)"
+        ) from None
+
+
 def push_results(runner: Runner, runs: list[PlannedRun], results: dict[str, Any]) -> dict[str, Any]:
-    """Publish the subset and adapter of every run trained here (eval results in their cards) and a results dataset repo."""
+    """Publish the subset and adapter of every run trained here (eval results in their cards) and a results dataset repo.
+
+    Each subset and the results dataset are private when the pool is a private Hub dataset, unless
+    ``push.private`` says otherwise; each adapter inherits from its subset (see :class:`PushSpec`).
+    """
     from ltd_hub import hub
     from ltd_hub.adapters import push_adapter
 
@@ -1427,9 +1463,10 @@ def push_results(runner: Runner, runs: list[PlannedRun], results: dict[str, Any]
         adapter_repo = f"{spec.namespace}/{spec.prefix}-{_slug(p.run.run_id)}-lora"
         folder = Path(local["subset_folder"])
         files = {q.relative_to(folder).as_posix(): q for q in folder.rglob("*") if q.is_file() and q.name != "done.json"}
+        target = hub.preflight_push(subset_repo, "dataset", runner.token)
         subset = hub.push_files(
-            subset_repo, files, repo_type="dataset", commit_message=f"Add {p.run.arm} subset (ltd-hub)",
-            token=runner.token, private=spec.private,
+            target.repo_id, files, repo_type="dataset", commit_message=f"Add {p.run.arm} subset (ltd-hub)",
+            token=runner.token, private=_push_visibility(runner.config, target, runner.token),
         )  # fmt: skip
         # The adapter card must name the subset repo, so the adapter's training summary records it.
         _point_adapter_at(local["adapter"], subset_repo, subset.revision)
@@ -1445,9 +1482,10 @@ def push_results(runner: Runner, runs: list[PlannedRun], results: dict[str, Any]
         f"![accuracy vs fraction]({PLOT_FILE})\n<!-- ltd-hub:end -->\n"
     )
     files["README.md"] = card.encode()
+    target = hub.preflight_push(f"{spec.namespace}/{spec.prefix}-results", "dataset", runner.token)
     result = hub.push_files(
-        f"{spec.namespace}/{spec.prefix}-results", files, repo_type="dataset", commit_message="Add reproduce results (ltd-hub)",
-        token=runner.token, private=spec.private,
+        target.repo_id, files, repo_type="dataset", commit_message="Add reproduce results (ltd-hub)",
+        token=runner.token, private=_push_visibility(runner.config, target, runner.token),
     )  # fmt: skip
     pushed["results"] = result.url
     return pushed

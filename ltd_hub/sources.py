@@ -135,6 +135,12 @@ def _looks_like_path(text: str) -> bool:
     )
 
 
+def is_hub_id(spec: str | os.PathLike) -> bool:
+    """Whether :func:`load_source` reads ``spec`` as a Hub dataset id (nothing local by that name, no path shape)."""
+    text = os.fspath(spec)
+    return not os.path.exists(os.path.expanduser(text)) and not _looks_like_path(text)
+
+
 def _expand(spec: str) -> list[Path]:
     """Files named by one SOURCE argument (file, folder, or glob), in sorted order."""
     expanded = os.path.expanduser(spec)
@@ -473,7 +479,7 @@ def load_source(
     specs = [os.fspath(source)] if isinstance(source, (str, os.PathLike)) else [os.fspath(s) for s in source]
     if not specs:
         raise UsageError("no SOURCE given; pass a file, folder, glob or Hub dataset id")
-    is_hub = len(specs) == 1 and not os.path.exists(os.path.expanduser(specs[0])) and not _looks_like_path(specs[0])
+    is_hub = len(specs) == 1 and is_hub_id(specs[0])
     if is_hub:
         repo_id = specs[0]
         split = split or "train"

@@ -250,3 +250,60 @@ def test_public_on_an_existing_private_repo_keeps_it_private_without_claiming_ot
     assert main(["push-subset", private_pool, "--repo-id", repo_id, "--public", "--seed", "3", *SUBSET]) == 0
     assert _private(repo_id, "dataset") is True
     assert "visible to everyone" not in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- reproduce --push
+
+
+def _reproduce_config(pool: str, tmp_path: Path, **push):
+    from ltd_hub.reproduce import PushSpec, ReproduceConfig
+
+    prefix = f"repro-{uuid.uuid4().hex[:8]}"
+    return ReproduceConfig(
+        name="privacy", pool=pool, push=PushSpec(namespace=TEST_USER, prefix=prefix, **push),
+        output_dir=str(tmp_path / "run"), results_dir=str(tmp_path / "results"),
+    )  # fmt: skip
+
+
+def test_reproduce_push_from_a_private_pool_pushes_private_repos(private_pool, tiny_model_id, tmp_path, capsys):
+    """The push step of ``reproduce --push``: subset, adapter and results dataset of a private pool stay private
+    without ``push.private`` in the config; ``private: false`` publishes them and says so."""
+    from types import SimpleNamespace
+
+    from ltd_hub import TrainConfig, train
+    from ltd_hub.reproduce import Run, Runner, push_results, write_summary
+
+    folder = tmp_path / "subset"
+    assert main(["push-subset", private_pool, "--dry-run", "--output-dir", str(folder), *SUBSET]) == 0
+    train(TrainConfig(dataset=str(folder), base_model=tiny_model_id, output_dir=str(tmp_path / "adapter"), max_steps=1,
+                      per_device_train_batch_size=8, max_length=128, bf16=False))  # fmt: skip
+    run = Run(arm="kcenter", kind="subset", selection={"strategy": "kcenter"}, selection_seed=0, train_seed=0)
+
+    def push(config) -> dict[str, str]:
+        planned = SimpleNamespace(run=run, local={"subset_folder": str(folder), "adapter": str(tmp_path / "adapter")})
+        push_results(Runner(config, progress=False), [planned], write_summary(config, []))
+        ns = f"{TEST_USER}/{config.push.prefix}"
+        return {"subset": f"{ns}-kcenter", "adapter": f"{ns}-kcenter-sel0-train0-lora", "results": f"{ns}-results"}
+
+    inherited = push(_reproduce_config(private_pool, tmp_path))
+    assert (_private(inherited["subset"], "dataset"), _private(inherited["adapter"], "model"), _private(inherited["results"], "dataset")) == (True, True, True)
+    assert not _anonymous_sees(inherited["results"], "dataset")
+    capsys.readouterr()
+    public = push(_reproduce_config(private_pool, tmp_path, private=False))
+    assert (_private(public["subset"], "dataset"), _private(public["results"], "dataset")) == (False, False)
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("--public")]
+    assert any(public["results"] in line and private_pool in line for line in lines), lines
+
+
+def test_reproduce_refuses_a_public_results_repo_for_a_private_pool_before_running(private_pool, tmp_path):
+    from ltd_hub.errors import UsageError
+    from ltd_hub.reproduce import reproduce
+
+    config = _reproduce_config(private_pool, tmp_path)
+    results_repo = f"{TEST_USER}/{config.push.prefix}-results"
+    HfApi().create_repo(results_repo, repo_type="dataset", private=False)
+    HfApi().upload_file(path_or_fileobj=b"x", path_in_repo="notes.txt", repo_id=results_repo, repo_type="dataset")
+    with pytest.raises(UsageError, match="private: false") as refused:
+        reproduce(config, progress=False)
+    assert results_repo in str(refused.value) and private_pool in str(refused.value)
+    assert not (tmp_path / "run").exists(), "ran although the push was going to be refused"
