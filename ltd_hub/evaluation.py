@@ -237,7 +237,8 @@ def score_choices(
         model: a causal LM (or PEFT model) in eval mode.
         formatter: a :class:`ltd_hub.training.PromptFormatter`.
         rows: eval rows with ``inputs`` and ``choices``.
-        batch_size: prompts per forward pass (``separate``: prompt + choice sequences per pass).
+        batch_size: prompt + choice sequences per forward pass (``shared``: ``batch_size // choices``
+            prompts per pass, each with all its choices; fewer prompts per pass also means less padding).
         progress: show a progress bar.
         method: ``"shared"`` or ``"separate"``.
 
@@ -252,7 +253,8 @@ def score_choices(
         encoded.append(list(zip(prompt_ids, answer_ids)))
     pad_id = formatter.tokenizer.pad_token_id
     out: list[list[float]] = [[0.0] * len(pairs) for pairs in encoded]
-    if method == "separate":
+    # The shared scorer packs a prompt's choices under a custom 4D mask, which the flash/flex kernels do not take.
+    if method == "separate" or _attention_implementation(model) not in ("sdpa", "eager"):
         pairs = {(i, j): (p, a) for i, row in enumerate(encoded) for j, (p, a) in enumerate(row)}
         for (i, j), value in _score_separate(model, pad_id, pairs, batch_size=batch_size, progress=progress).items():
             out[i][j] = value
@@ -279,7 +281,8 @@ def score_choices(
         for i, prompt, same, answers in [s for s in shared if len(s[1]) < 2]:
             leftover.update({(i, j): (prompt, a) for j, a in zip(same, answers)})
         shared = [s for s in shared if len(s[1]) >= 2]
-    for (i, j), value in _score_shared(model, pad_id, common, shared, batch_size=batch_size, progress=progress).items():
+    prompts_per_pass = max(1, batch_size // max((len(s[2]) for s in shared), default=1))
+    for (i, j), value in _score_shared(model, pad_id, common, shared, batch_size=prompts_per_pass, progress=progress).items():
         out[i][j] = value
     if leftover:
         for (i, j), value in _score_separate(model, pad_id, leftover, batch_size=batch_size, progress=False).items():
@@ -340,6 +343,10 @@ def _cache_kwarg(model: Any) -> str:
     return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
 
 
+def _attention_implementation(model: Any) -> str | None:
+    return getattr(getattr(model, "config", None), "_attn_implementation", None)
+
+
 def _cache_of(output: Any) -> Any:
     cache = getattr(output, "cache", None)
     return output.past_key_values if cache is None else cache
@@ -356,31 +363,40 @@ def _score_shared(
 ) -> dict[tuple[int, int], float]:
     """Score every choice of each prompt from the prompt's KV cache.
 
-    Per batch of prompts (sorted by length), three forward passes:
-    1. the ``common`` prefix once (batch of one), its cache then repeated over the batch;
-    2. the rest of each prompt except its last token, right-padded, appended to that cache;
-    3. the cache repeated once per choice, then [last prompt token] + choice tokens, right-padded;
-       the logits of this pass score the choice tokens.
-    Padding holes in the middle of a sequence are masked out and position ids count real tokens
-    only, so every choice sees exactly the sequence the separate scorer runs.
+    The ``common`` prefix (every prompt's first tokens: the chat template's system turn) runs once;
+    then per batch of prompts (sorted by length) two forward passes:
+    1. the rest of each prompt except its last token, right-padded, appended to a copy of the
+       common prefix's cache;
+    2. per prompt one packed sequence, [last prompt token] + choice 1 + choice 2 + ..., with a 4D
+       mask under which each choice's tokens see the prompt and their own earlier tokens only,
+       and position ids that restart after the prompt for every choice. Its logits score the choices.
+    Padding holes are masked out and position ids count real tokens only, so every choice sees
+    exactly the sequence the separate scorer runs.
     """
+    import copy
+
     import torch
     from tqdm.auto import tqdm
 
     device = next(model.parameters()).device
     cache_kwarg = _cache_kwarg(model)
+    # sdpa takes a boolean mask (True: attend); eager adds the mask to the attention scores.
+    additive = _attention_implementation(model) == "eager"
     n_common = len(common)
     order = sorted(range(len(rows)), key=lambda r: len(rows[r][1]))
     scores: dict[tuple[int, int], float] = {}
     with torch.inference_mode():
+        common_cache = None
+        if n_common:
+            common_cache = _cache_of(model(input_ids=torch.tensor([common], device=device), use_cache=True, logits_to_keep=1))
         for start in tqdm(range(0, len(order), batch_size), desc="Scoring choices", disable=not progress, unit="batch"):
             batch = [rows[r] for r in order[start : start + batch_size]]
             size = len(batch)
             cache = None
-            if n_common:
-                cache = _cache_of(model(input_ids=torch.tensor([common], device=device), use_cache=True, logits_to_keep=1))
+            if common_cache is not None:
+                cache = copy.deepcopy(common_cache)
                 cache.batch_select_indices(torch.zeros(size, dtype=torch.long, device=device))
-            # Pass 2: the rest of each prompt, without its last token.
+            # Pass 1: the rest of each prompt, without its last token.
             rests = [prompt[n_common:-1] for _, prompt, _, _ in batch]
             width = max(len(r) for r in rests)
             rest_mask = torch.zeros((size, width), dtype=torch.long)
@@ -398,34 +414,48 @@ def _score_shared(
                     **{cache_kwarg: cache},
                 )
                 cache = _cache_of(out)
-            # Pass 3: one sequence per choice, from its prompt's cache.
-            owner = [b for b, (_, _, same, _) in enumerate(batch) for _ in same]
-            seqs = [[prompt[-1]] + answer for _, prompt, _, answers in batch for answer in answers]
-            keys = [(i, j) for i, _, same, _ in batch for j in same]
-            if not seqs:
-                continue
-            owner_t = torch.tensor(owner, dtype=torch.long)
-            cache.batch_select_indices(owner_t.to(device))
-            width2 = max(len(s) for s in seqs)
-            ids = torch.full((len(seqs), width2), pad_id, dtype=torch.long)
-            mask = torch.zeros((len(seqs), width2), dtype=torch.long)
-            for s, seq in enumerate(seqs):
-                ids[s, : len(seq)] = torch.tensor(seq, dtype=torch.long)
-                mask[s, : len(seq)] = 1
-            first = torch.tensor([len(batch[b][1]) - 1 for b in owner], dtype=torch.long)  # position of the last prompt token
+            # Pass 2: [last prompt token] + all choices of a prompt in one packed sequence.
+            seqs = [[prompt[-1]] + [t for answer in answers for t in answer] for _, prompt, _, answers in batch]
+            packed = max(len(seq) for seq in seqs)
+            ids = torch.full((size, packed), pad_id, dtype=torch.long)
+            block = torch.full((size, packed), -1, dtype=torch.long)  # 0: last prompt token, k: choice k, -1: padding
+            positions = torch.zeros((size, packed), dtype=torch.long)
+            source = torch.zeros((size, packed), dtype=torch.long)  # which position's logits predict this token
+            for b, (_, prompt, _, answers) in enumerate(batch):
+                ids[b, : len(seqs[b])] = torch.tensor(seqs[b], dtype=torch.long)
+                block[b, 0], positions[b, 0] = 0, len(prompt) - 1
+                at = 1
+                for k, answer in enumerate(answers, start=1):
+                    n = len(answer)
+                    block[b, at : at + n] = k
+                    positions[b, at : at + n] = len(prompt) + torch.arange(n)
+                    source[b, at : at + n] = torch.arange(at - 1, at + n - 1)
+                    source[b, at] = 0  # a choice's first token is predicted by the last prompt token
+                    at += n
+            col = torch.arange(packed)
+            sees = (col.view(1, 1, -1) <= col.view(1, -1, 1)) & (
+                (block.unsqueeze(2) == block.unsqueeze(1)) | (col == 0).view(1, 1, -1)
+            )  # (batch, query, key) among the packed tokens
+            prefix = torch.cat([torch.ones((size, n_common), dtype=torch.bool), rest_mask.bool()], 1)
+            allowed = torch.cat([prefix.unsqueeze(1).expand(-1, packed, -1), sees], 2).unsqueeze(1)
+            if additive:
+                dtype = next(model.parameters()).dtype
+                mask = torch.zeros(allowed.shape, dtype=dtype).masked_fill(~allowed, torch.finfo(dtype).min)
+            else:
+                mask = allowed
             logits = model(
                 input_ids=ids.to(device),
-                attention_mask=torch.cat([torch.ones((len(seqs), n_common), dtype=torch.long), rest_mask[owner_t], mask], 1).to(device),
-                position_ids=(first.unsqueeze(1) + torch.arange(width2)).to(device),
+                attention_mask=mask.to(device),
+                position_ids=positions.to(device),
                 use_cache=True,
                 **{cache_kwarg: cache},
             ).logits.float()
-            logprobs = torch.log_softmax(logits[:, :-1], dim=-1)
-            targets = ids[:, 1:].to(device)
-            token_lp = logprobs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-            summed = (token_lp * mask[:, 1:].to(device)).sum(-1)
-            for key, value in zip(keys, summed.tolist()):
-                scores[key] = value
+            logprobs = torch.log_softmax(logits, dim=-1)
+            rows_idx = torch.arange(size).unsqueeze(1).expand(-1, packed)
+            token_lp = logprobs[rows_idx.to(device), source.to(device), ids.to(device)].cpu()
+            for b, (i, _, same, answers) in enumerate(batch):
+                for k, j in enumerate(same, start=1):
+                    scores[(i, j)] = float(token_lp[b][block[b] == k].sum())
     return scores
 
 

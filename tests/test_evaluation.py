@@ -117,12 +117,12 @@ def test_metric_modules_load_by_path_offline(monkeypatch):
 # --------------------------------------------------------------------------- scoring
 
 
-def _fp32_model(model_id: str):
+def _fp32_model(model_id: str, attn: str = "sdpa"):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(model_id)
-    return AutoModelForCausalLM.from_pretrained(model_id, dtype=torch.float32).eval(), tokenizer
+    return AutoModelForCausalLM.from_pretrained(model_id, dtype=torch.float32, attn_implementation=attn).eval(), tokenizer
 
 
 def _max_abs_diff(a: list[list[float]], b: list[list[float]]) -> float:
@@ -149,11 +149,12 @@ def test_batched_scores_equal_one_by_one_scores(tiny_model_id, ltd_nli, method):
             assert score == pytest.approx(expected, abs=1e-4)
 
 
-@pytest.mark.parametrize("chat", [True, False])
-def test_shared_prefix_scores_equal_separate_scores(tiny_model_id, ltd_nli, chat):
+@pytest.mark.parametrize(("chat", "attn"), [(True, "sdpa"), (False, "sdpa"), (True, "eager")])
+def test_shared_prefix_scores_equal_separate_scores(tiny_model_id, ltd_nli, chat, attn):
     """2- and 3-choice sets, ragged batches, several templates; without the chat template the
-    prompts share no prefix (and a one-token prompt goes the separate way)."""
-    model, tokenizer = _fp32_model(tiny_model_id)
+    prompts share no prefix (and a one-token prompt goes the separate way); eager attention takes
+    the packed choices' mask as an additive one."""
+    model, tokenizer = _fp32_model(tiny_model_id, attn)
     formatter = PromptFormatter(tokenizer, use_chat_template=chat)
     rows = load_eval_sets([str(RTE)], templates=3, max_examples=3)[0].rows + load_eval_sets([str(ANLI_R1)], templates=2, max_examples=3)[0].rows
     rows.append({"inputs": "\n", "choices": ["no", "maybe so", "yes"], "gold": 2, "template": "t"})  # "\n\n": one token

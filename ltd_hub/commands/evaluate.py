@@ -27,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--revision", help="adapter repo revision (default: its head)")
     parser.add_argument("--templates", type=int, metavar="N", help="keep the first N templates of each eval set")
     parser.add_argument("--max-examples", type=int, metavar="N", help="keep the first N examples of each template")
-    parser.add_argument("--batch-size", type=int, default=16, metavar="N", help="prompts per forward pass; each prompt runs once and all its answer choices are scored from its KV cache (default 16)")
+    parser.add_argument("--batch-size", type=int, default=16, metavar="N", help="prompt + answer sequences per forward pass; each prompt runs once and all its answers are scored from its KV cache (default 16)")
     parser.add_argument("--exact-match", action="store_true", help="also generate answers and report exact match")
     parser.add_argument("--max-new-tokens", type=int, default=8, metavar="N", help="generation length for --exact-match (default 8)")
     parser.add_argument("--bootstrap", type=int, default=1000, metavar="N", help="bootstrap resamples for the interval (default 1000)")
