@@ -65,6 +65,14 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit code (0 ok, 1 a check failed, 2 bad input or Hub refusal)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    from ltd_hub.redact import remember_token
+
+    # Every command's --token is a secret whatever its shape: masked in every message from here on.
+    # (`hub serve --token NAME=TOKEN[:read]` gives a list; each token is masked, not just the whole entry.)
+    given = getattr(args, "token", None)
+    for value in given if isinstance(given, list) else [given]:
+        if isinstance(value, str):
+            remember_token(value.partition("=")[2].removesuffix(":read") if isinstance(given, list) else value)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

@@ -189,6 +189,27 @@ def test_a_token_of_any_shape_is_redacted_from_errors(argv, capfd):
     assert ODD_TOKEN not in out + err
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["push-subset", "/no/such/{token}.jsonl", "--encoder", "lexical", "--dry-run", "--output-dir", "{tmp}/out", "--token", "{token}"],
+        ["evaluate", "--adapter", f"{TEST_USER}/{{token}}", "--eval-data", "/no/such.jsonl", "--token", "{token}"],
+        ["rebuild-subset", "/no/such/{token}", "--token", "{token}"],
+    ],
+    ids=["push-subset-dry-run", "evaluate", "rebuild-subset"],
+)
+def test_every_commands_token_of_any_shape_is_redacted(argv, tmp_path, capfd):
+    """cli.main remembers --token of every command, not only those whose parser marks it secret: a dry run
+    fails before anything reads the token, and its message still masks it."""
+    import uuid
+
+    token = f"odd-{uuid.uuid4().hex}"  # new to this process: nothing else has marked it secret yet
+    code = main([a.format(token=token, tmp=tmp_path) for a in argv])
+    out, err = capfd.readouterr()
+    assert code == 2 and "error:" in err, err
+    assert token not in out + err, err
+
+
 def test_redact_masks_tokens_in_use_and_url_credentials():
     from ltd_hub import hub
     from ltd_hub.redact import redact
