@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from conftest import LTD_NLI, OTHER_TOKEN, TEST_TOKEN, TEST_USER
-from helpers import POOL_FILE, RTE_FILE, write_lines
+from helpers import POOL_FILE, RTE_FILE, one_error_line, write_lines
 from huggingface_hub import HfApi
 
 from ltd_hub.cli import main
@@ -234,6 +234,19 @@ def test_a_token_given_as_repo_id_is_refused(repo_id, tmp_path, capfd):
     assert TEST_TOKEN not in out + err and ODD_TOKEN not in out + err
     names = [r.id for r in HfApi().list_datasets(author=TEST_USER)]
     assert not any(TEST_TOKEN in n or ODD_TOKEN in n or "A1b2A1b2" in n for n in names)
+
+
+@pytest.mark.parametrize(
+    "repo_id", [f"{TEST_USER}/{TEST_TOKEN}", TEST_TOKEN, f"{TEST_USER}/hf_{'C3d4' * 9}"], ids=["namespaced-token", "bare-token", "token-shaped"]
+)
+def test_a_token_given_as_repo_id_is_refused_by_a_dry_run(repo_id, tmp_path, capfd):
+    """--dry-run writes the repo id into the card and prints it: refused before any work, nothing written."""
+    pool = write_lines(POOL_FILE, tmp_path / "pool.jsonl", stop=40)
+    out_dir = tmp_path / "out"
+    code = main(["push-subset", str(pool), "--encoder", "lexical", "--size", "4", "--dry-run", "--output-dir", str(out_dir), "--repo-id", repo_id])
+    out, err = capfd.readouterr()
+    assert code == 2 and "looks like a Hub token" in one_error_line(err), err
+    assert not out_dir.exists()
 
 
 def test_endpoint_credentials_are_not_echoed(monkeypatch, capfd):

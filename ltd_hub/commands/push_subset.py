@@ -127,6 +127,11 @@ def _check_repo_id(repo_id: str) -> None:
     from huggingface_hub.errors import HFValidationError
     from huggingface_hub.utils import validate_repo_id
 
+    from ltd_hub.redact import looks_like_token
+
+    if looks_like_token(repo_id):
+        # As in hub.preflight_push: a dry run writes the repo id into the card and prints it.
+        raise UsageError("the repo id looks like a Hub token (hf_...); pass NAMESPACE/NAME, and revoke the token if it was shared")
     try:
         validate_repo_id(repo_id)
     except HFValidationError:
