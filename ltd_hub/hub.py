@@ -455,7 +455,7 @@ def push_files(
                         existing = Path(local).read_text(encoding="utf-8")
                     except RemoteEntryNotFoundError:  # deleted since repo_info; a failed download is retried
                         existing = None
-                data = merge_card(existing, data.decode("utf-8")).encode("utf-8")
+                data = merge_card(existing, data.decode("utf-8"), where=f"{repo_type} {repo_id}: README.md").encode("utf-8")
             if not _same_as_remote(remote.get(path), data):
                 operations.append(CommitOperationAdd(path_in_repo=path, path_or_fileobj=data))
         if not operations:

@@ -413,6 +413,7 @@ def test_push_subset_onto_a_readme_with_invalid_yaml_is_one_line_and_pushes_noth
     assert code == 2, err
     line = one_error_line(err)
     assert "README.md" in line and "invalid YAML front matter" in line, line
+    assert f"dataset {repo_id}: README.md" in line, line  # names the repo whose card to fix
     assert HfApi().repo_info(repo_id, repo_type="dataset").sha == head
 
 
