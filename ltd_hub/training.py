@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ltd_hub.errors import HubError, UsageError
-from ltd_hub.sources import DataSource, load_instruction_data
+from ltd_hub.sources import DataSource, drop_rows_without_target, load_instruction_data
 
 SUMMARY_FILE = "training_summary.json"
 
@@ -552,6 +552,11 @@ def train(config: TrainConfig, *, token: str | None = None) -> TrainResult:
         hub.derived_visibility(target, config.visibility(), private_sources, notify=lambda _line: None)
     input_columns, target_column = resolve_columns(config, source.manifest)
     check_columns(rows, [*input_columns, target_column], f"dataset {config.dataset}", "set --input-column/--target-column")
+    # A row without an answer teaches nothing (push-subset drops them the same way, with the same line).
+    n_rows = len(rows)
+    rows, n_dropped = drop_rows_without_target(rows, target_column)
+    if n_dropped:
+        print(f"dropped {n_dropped} of {n_rows} rows whose target column {target_column!r} is null or empty", file=sys.stderr)
     if config.max_train_samples is not None:
         rows = rows.select(range(min(config.max_train_samples, len(rows))))
     tokenizer = load_tokenizer(config.base_model, token=token)
@@ -584,6 +589,7 @@ def train(config: TrainConfig, *, token: str | None = None) -> TrainResult:
             )  # fmt: skip
             # The folder remembers its data was private: push-adapter keeps a later push of it private.
             summary["dataset"]["private_sources"] = private_sources
+            summary["dataset"]["dropped_rows"] = n_dropped  # rows without a target, never trained on
             (staging / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
             from ltd_hub.adapters import render_model_card
 

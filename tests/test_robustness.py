@@ -288,6 +288,22 @@ def test_push_subset_says_how_many_rows_it_dropped_and_pushes_none_of_them(tmp_p
     assert len(table) == 28 and table["targets"].str.strip().astype(bool).all()
 
 
+def test_train_drops_rows_without_a_target_and_says_so(tiny_model_id, tmp_path, capsys):
+    from ltd_hub import TrainConfig, train
+
+    rows = _rows(12)
+    rows[4]["targets"] = ""
+    rows[9]["targets"] = None
+    data = _jsonl(tmp_path / "train.jsonl", rows)
+    result = train(TrainConfig(dataset=str(data), base_model=tiny_model_id, output_dir=str(tmp_path / "adapter"), max_steps=1,
+                               per_device_train_batch_size=4, max_length=128, bf16=False))  # fmt: skip
+    err = capsys.readouterr().err
+    assert "dropped 2 of 12 rows whose target column 'targets' is null or empty" in err, err
+    assert result.skipped_rows == 0 and result.train_rows == 10
+    summary = json.loads((tmp_path / "adapter" / "training_summary.json").read_text(encoding="utf-8"))
+    assert (summary["dataset"]["train_rows"], summary["dataset"]["dropped_rows"]) == (10, 2)
+
+
 def test_every_target_empty_is_one_error_line(tmp_path, capsys):
     rows = [{**r, "targets": ""} for r in _rows(10)]
     code, _, err = _cli(capsys, "push-subset", _jsonl(tmp_path / "p.jsonl", rows), "--encoder", "lexical", "--size", "2", "--dry-run")
