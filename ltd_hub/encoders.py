@@ -111,9 +111,11 @@ def _resolve_hub_model(model_id: str, revision: str | None, token: str | None) -
         if isinstance(exc.__cause__, RevisionNotFoundError):
             raise UsageError(f"encoder model {model_id} has no revision {revision!r}; check the manifest or --encoder") from None
         if isinstance(exc.__cause__, RepositoryNotFoundError):
-            raise UsageError(
-                f"encoder model {model_id} not found on the Hub ({os.environ.get('HF_ENDPOINT', 'huggingface.co')}); check --encoder"
-            ) from None
+            from ltd_hub.redact import safe_url
+
+            # Named so the user sees which Hub was asked; never with HF_ENDPOINT's user:password@.
+            where = safe_url(os.environ.get("HF_ENDPOINT", "huggingface.co"))
+            raise UsageError(f"encoder model {model_id} not found on the Hub ({where}); check --encoder") from None
         raise
 
 

@@ -403,4 +403,6 @@ def quickstart(config: QuickstartConfig | None = None, *, log: Log | None = None
 def _endpoint() -> str:
     from huggingface_hub import constants
 
-    return constants.ENDPOINT
+    from ltd_hub.redact import safe_url
+
+    return safe_url(constants.ENDPOINT)  # it is printed: never with HF_ENDPOINT's user:password@

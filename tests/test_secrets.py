@@ -268,3 +268,20 @@ def test_endpoint_credentials_are_not_echoed(monkeypatch, capfd):
     from ltd_hub import hub
 
     assert "pa55w0rd" not in hub._commit_url(f"{TEST_USER}/x", "dataset", "0" * 40)
+
+
+def test_endpoint_credentials_stay_out_of_api_messages(monkeypatch):
+    """Library errors that name the Hub (an unknown encoder, the quick start's base model) show its host only."""
+    from huggingface_hub import constants
+
+    from ltd_hub import quickstart
+    from ltd_hub.encoders import get_encoder
+    from ltd_hub.errors import UsageError
+
+    monkeypatch.setenv("HF_ENDPOINT", f"http://erin:hunter22@{constants.ENDPOINT.split('://', 1)[1]}")
+    with pytest.raises(UsageError, match="not found on the Hub") as missing:
+        get_encoder(f"sentence-transformers:{TEST_USER}/no-such-encoder").resolve()
+    assert "hunter22" not in str(missing.value) and "erin" not in str(missing.value)
+    assert constants.ENDPOINT.split("://", 1)[1] in str(missing.value)
+    monkeypatch.setattr(constants, "ENDPOINT", "http://erin:hunter22@hub.example")
+    assert quickstart._endpoint() == "http://***@hub.example"
