@@ -581,7 +581,9 @@ def load_instruction_data(
     else:
         raise UsageError(f"dataset {source!r} not found: no such file or folder (and not a NAMESPACE/NAME repo id)")
     if not files:
-        raise UsageError(f"no data files ({', '.join(_DATA_SUFFIXES)}) in {source}; point --dataset at a file or a pushed subset")
+        # A repo an interrupted push left empty says so, with how to clean it up.
+        hint = hub.empty_repo_hint(repo_id, "dataset", token) if repo_id else ""
+        raise UsageError(f"no data files ({', '.join(_DATA_SUFFIXES)}) in {source}{hint}; point --dataset at a file or a pushed subset")
     for path in files:
         if _suffix(path) not in _BUILDERS:
             raise UsageError(f"unsupported file type: {path}; use JSONL, JSON, Parquet or CSV (optionally .gz)")

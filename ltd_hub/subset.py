@@ -940,8 +940,10 @@ def load_manifest(
     except Exception as exc:
         cause = exc.__cause__
         if isinstance(cause, EntryNotFoundError):
+            # A repo an interrupted push left empty says so, with how to clean it up.
+            hint = hub.empty_repo_hint(os.fspath(repo_id_or_dir), "dataset", token)
             raise UsageError(
-                f"dataset {repo_id_or_dir} has no {MANIFEST_FILENAME}; it was not made by ltd-hub push-subset"
+                f"dataset {repo_id_or_dir} has no {MANIFEST_FILENAME}{hint or '; it was not made by ltd-hub push-subset'}"
             ) from None
         if isinstance(cause, (RepositoryNotFoundError, HFValidationError)):
             raise UsageError(f"{repo_id_or_dir} is neither a local folder nor a Hub dataset; check the path or repo id") from None

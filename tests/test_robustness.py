@@ -304,6 +304,23 @@ def test_train_drops_rows_without_a_target_and_says_so(tiny_model_id, tmp_path, 
     assert (summary["dataset"]["train_rows"], summary["dataset"]["dropped_rows"]) == (10, 2)
 
 
+def test_reading_a_dataset_repo_an_interrupted_push_left_empty_says_how_to_clean_it(capsys):
+    """train --dataset and rebuild-subset on a repo holding only .gitattributes (item 11): the fix in one line."""
+    from huggingface_hub import HfApi
+
+    repo_id = f"{TEST_USER}/robust-empty-{uuid.uuid4().hex[:8]}"
+    HfApi().create_repo(repo_id, repo_type="dataset")
+    fix = f"hf repos delete {repo_id} --repo-type dataset"
+    from ltd_hub.sources import load_instruction_data
+
+    with pytest.raises(UsageError, match="no data files") as no_data:
+        load_instruction_data(repo_id)
+    assert fix in str(no_data.value)
+    code, _, err = _cli(capsys, "rebuild-subset", repo_id)
+    line = one_error_line(err)
+    assert code == 2 and fix in line and "not made by" not in line, line
+
+
 def test_every_target_empty_is_one_error_line(tmp_path, capsys):
     rows = [{**r, "targets": ""} for r in _rows(10)]
     code, _, err = _cli(capsys, "push-subset", _jsonl(tmp_path / "p.jsonl", rows), "--encoder", "lexical", "--size", "2", "--dry-run")
