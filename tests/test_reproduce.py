@@ -101,7 +101,7 @@ def test_cpu_config_is_issue_12_item_5():
             assert len(arm_runs) >= 3, arm
             assert len({r.train_seed for r in arm_runs}) == 3, arm
     assert {r.selection_seed for r in by_arm["random 0.5%"]} == {0, 1, 2}
-    assert by_arm["quantile 0.5%, by source"][0].selection["group_by"] == "source"
+    assert by_arm["centroid 0.5%, by source"][0].selection["group_by"] == "source"
     epochs, steps = by_arm["random 2.5%, equal epochs"], by_arm["random 2.5%, equal steps"]
     assert {r.schedule for r in epochs} == {"epochs"} and {r.schedule for r in steps} == {"steps"}
     n_task = 503_576
