@@ -209,6 +209,32 @@ def _ratio_text(train_rows: int, n_task_rows: Any) -> str:
         return "unknown"
 
 
+def training_seen(summary: dict[str, Any]) -> dict[str, Any] | None:
+    """What the training actually saw: steps, rows per step, rows seen and epochs (None when unknown).
+
+    Rows seen count repeats (``steps`` x the effective batch); ``epochs`` is rows seen over the
+    training rows, so a short run on a large file reads as, e.g., 0.12 epochs and ``partial``.
+
+    Example:
+        >>> training_seen({"dataset": {"train_rows": 2000}, "training": {"steps": 30, "world_size": 1},
+        ...                "hyperparameters": {"per_device_train_batch_size": 8, "gradient_accumulation_steps": 1}})
+        {'steps': 30, 'batch': 8, 'rows_seen': 240, 'epochs': '0.12', 'partial': True}
+    """
+    hyper, training = summary.get("hyperparameters") or {}, summary.get("training") or {}
+    rows = (summary.get("dataset") or {}).get("train_rows")
+    try:
+        steps = int(training["steps"])
+        batch = int(hyper["per_device_train_batch_size"]) * int(hyper.get("gradient_accumulation_steps") or 1)
+        batch *= int(training.get("world_size") or 1)
+        rows = int(rows)
+    except (KeyError, TypeError, ValueError):
+        return None
+    if rows <= 0:
+        return None
+    rows_seen = steps * batch
+    return {"steps": steps, "batch": batch, "rows_seen": rows_seen, "epochs": f"{rows_seen / rows:.3g}", "partial": rows_seen < rows}
+
+
 def render_model_card(
     summary: dict[str, Any],
     *,
@@ -249,6 +275,8 @@ def render_model_card(
     card_data: dict[str, Any] = {"library_name": "peft"}
     if base_model:
         card_data["base_model"] = base_model
+        # Without it the Hub guesses the relation from the files; an adapter says so outright.
+        card_data["base_model_relation"] = "adapter"
     if dataset.get("repo_id"):
         card_data["datasets"] = [dataset["repo_id"]]
     card_data["pipeline_tag"] = "text-generation"
@@ -262,6 +290,7 @@ def render_model_card(
         card_data["model-index"] = eval_results_to_model_index(model_name, all_results)
 
     train_rows = dataset.get("train_rows", 0)
+    seen = training_seen(summary)
     phrase = f"{_ratio_text(train_rows, selection.get('n_task_rows'))} coreset" if selection.get("n_task_rows") else "coreset"
     if strategy in ("random",):
         phrase = phrase.replace("coreset", "uniform random subset")
@@ -275,6 +304,7 @@ def render_model_card(
         selection=selection,
         selection_phrase=f"{phrase} of its task data chosen by `{strategy}` selection" if strategy else phrase,
         ratio_text=_ratio_text(train_rows, selection.get("n_task_rows")),
+        seen=seen,
         formatting=summary.get("formatting") or {},
         hyperparameters=summary.get("hyperparameters") or {},
         training=summary.get("training") or {},

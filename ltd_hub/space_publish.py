@@ -1,8 +1,10 @@
 """Build and publish the comparison Space: app, pinned requirements, config and README, one commit.
 
-The Space is the self-contained Gradio app in ``space/app.py`` plus a ``space_config.json``
-written here (base model, adapters by role, links, held-out examples) and a README whose front
-matter Spaces accepts and whose ``models``/``datasets`` make the Hub link the Space to them.
+The Space is the self-contained Gradio app in ``space/app.py``, the formatting-and-scoring module
+``space/ltd_scoring.py`` that ``ltd-hub evaluate`` scores with (so the Space's choice probabilities
+are those scores), a ``space_config.json`` written here (base model, adapters by role with what
+each was trained on and how it formats prompts, links, held-out examples) and a README whose
+front matter Spaces accepts and whose ``models``/``datasets`` make the Hub link the Space to them.
 """
 
 from __future__ import annotations
@@ -21,11 +23,12 @@ from ltd_hub.errors import HubError, UsageError
 
 SPACE_PACKAGE = "ltd_hub.space"
 APP_FILE = "app.py"
+SCORING_FILE = "ltd_scoring.py"
 CONFIG_FILE = "space_config.json"
 ROLE_FLAGS = {"full": "--full", "subset": "--subset", "random": "--random"}
 ROLE_TITLES = {"full": "Full task data", "subset": "0.5% coreset", "random": "0.5% random", "base": "Base model"}
 DEFAULT_TITLE = "Full data vs 0.5% data"
-DEFAULT_SHORT_DESCRIPTION = "LoRA on all task data vs on a 0.5% coreset, side by side"
+DEFAULT_SHORT_DESCRIPTION = "LoRA adapters on full data vs a 0.5% coreset, side by side"
 MAX_SHORT_DESCRIPTION = 60
 SPACE_TAGS = ["ltd-hub", "lora", "peft", "instruction-tuning", "data-selection", "coreset"]
 EXAMPLE_FILE_SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".json.gz", ".parquet")
@@ -47,6 +50,10 @@ class SpaceSpec:
         title: the Space title.
         short_description: at most 60 characters (a Spaces limit).
         license: the Space license.
+        role_titles: role -> column title saying what the data really is (from the training summaries).
+        role_details: role -> what the adapter's training saw (rows, steps, rows seen, epochs).
+        formatting: role -> the prompt formatting the adapter was trained with.
+        hardware: the README's ``suggested_hardware`` (e.g. ``zero-a10g``), if any.
 
     Example:
         >>> spec = plan_space("me/ltd-demo", full="me/full", subset="me/subset")  # doctest: +SKIP
@@ -64,6 +71,10 @@ class SpaceSpec:
     license: str = "apache-2.0"
     dropped_training_rows: int = 0
     private_repos: list[str] = field(default_factory=list)
+    role_titles: dict[str, str] = field(default_factory=dict)
+    role_details: dict[str, str] = field(default_factory=dict)
+    formatting: dict[str, dict[str, Any]] = field(default_factory=dict)
+    hardware: str | None = None
 
 
 # ----- adapters ---------------------------------------------------------------------------------
@@ -76,6 +87,58 @@ class AdapterFacts:
     datasets: list[str]
     license: str | None
     private: bool = False
+    summary: dict[str, Any] | None = None
+
+
+def describe_training(role: str, summary: dict[str, Any] | None) -> tuple[str | None, str | None]:
+    """A column title that says what the adapter's data really is, and what its training saw.
+
+    The "full" role of a demonstration is often a random slice standing in for the full data:
+    its title then says so ("Random 2,000 rows (full-data stand-in)") instead of "Full task data".
+
+    Args:
+        role: ``full``, ``subset`` or ``random``.
+        summary: the adapter's ``training_summary.json`` (None: nothing is known, defaults apply).
+
+    Returns:
+        (title or None for the default, detail or None).
+
+    Example:
+        >>> describe_training("full", {"dataset": {"train_rows": 2000, "repo_id": "me/full",
+        ...     "selection": {"strategy": "random", "n_task_rows": 20000}},
+        ...     "training": {"steps": 30}, "hyperparameters": {"per_device_train_batch_size": 8}})[0]
+        'Random 2,000 rows (full-data stand-in)'
+    """
+    from ltd_hub.adapters import training_seen
+
+    if not summary:
+        return None, None
+    dataset = summary.get("dataset") or {}
+    selection = dataset.get("selection") or {}
+    rows, strategy, n_task = dataset.get("train_rows"), selection.get("strategy"), selection.get("n_task_rows")
+    if not isinstance(rows, int) or rows <= 0:
+        return None, None
+    share = f"{100 * rows / n_task:.3g}%" if isinstance(n_task, int) and n_task > 0 else None
+    if role == "full":
+        if strategy == "random":
+            title = f"Random {rows:,} rows (full-data stand-in)"
+        elif strategy:
+            title = f"{rows:,} rows by `{strategy}` (full-data stand-in)"
+        else:
+            title = f"Full task data ({rows:,} rows)"
+    elif strategy == "random":
+        title = f"{share + ' ' if share else ''}random ({rows:,} rows)"
+        title = title[0].upper() + title[1:]
+    else:
+        title = f"{share + ' ' if share else ''}coreset ({rows:,} rows)"
+    where = f" of `{dataset['repo_id']}`" if dataset.get("repo_id") else ""
+    parts = [f"{rows:,} rows{where}" + (f", a {share} `{strategy}` selection from {n_task:,} task rows" if strategy and share else "")]
+    seen = training_seen(summary)
+    if seen:
+        parts.append(
+            f"training saw {seen['steps']} steps x {seen['batch']} rows = {seen['rows_seen']:,} rows ({seen['epochs']} epochs)"
+        )
+    return title, "; ".join(parts)
 
 
 def _endpoint() -> str:
@@ -127,12 +190,15 @@ def inspect_adapter(repo_id: str, flag: str, token: str | None = None) -> Adapte
     base = card_base or adapter_config.get("base_model_name_or_path")
     named = meta.get("datasets") or []
     datasets = [named] if isinstance(named, str) else [str(d) for d in named]
+    from ltd_hub.adapters import read_training_summary
+
     return AdapterFacts(
         repo_id,
         base if base and _REPO_ID.match(str(base)) else None,
         datasets,
         meta.get("license"),
         private=private,
+        summary=read_training_summary(repo_id, token=token),
     )
 
 
@@ -322,6 +388,7 @@ def plan_space(
     title: str | None = None,
     short_description: str | None = None,
     license: str | None = None,
+    hardware: str | None = None,
     token: str | None = None,
 ) -> SpaceSpec:
     """Validate every input against the Hub and collect what the Space needs.
@@ -343,6 +410,7 @@ def plan_space(
         title: Space title.
         short_description: at most 60 characters.
         license: Space license (default: the full adapter's, else apache-2.0).
+        hardware: the README's ``suggested_hardware`` (e.g. ``zero-a10g`` for ZeroGPU).
         token: Hub token.
 
     Returns:
@@ -359,11 +427,18 @@ def plan_space(
         )
     if num_examples < 0:
         raise UsageError("--num-examples must be 0 or more")
+    if hardware is not None:
+        from huggingface_hub import SpaceHardware
+
+        flavors = [h.value for h in SpaceHardware]
+        if hardware not in flavors:
+            raise UsageError(f"--hardware {hardware!r} is not a Spaces hardware flavor; use one of {', '.join(flavors)}")
     roles = {"full": full, "subset": subset, **({"random": random_adapter} if random_adapter else {})}
     if len(set(roles.values())) != len(roles):
         raise UsageError("the same adapter repo is given for two roles; --full, --subset and --random must differ")
     facts = {role: inspect_adapter(ref, ROLE_FLAGS[role], token) for role, ref in roles.items()}
     base = _resolve_base(facts, base_model, token)
+    described = {role: describe_training(role, f.summary) for role, f in facts.items()}
     subset_dataset = subset_dataset or next(iter(facts["subset"].datasets), None)
     full_data = full_data or next(iter(facts["full"].datasets), None)
     trained_on = {d for f in facts.values() for d in f.datasets} | {d for d in (subset_dataset, full_data) if d}
@@ -391,6 +466,10 @@ def plan_space(
         license=license or facts["full"].license or "apache-2.0",
         dropped_training_rows=dropped,
         private_repos=sorted(f.repo_id for f in facts.values() if f.private),
+        role_titles={r: t for r, (t, _) in described.items() if t},
+        role_details={r: d for r, (_, d) in described.items() if d},
+        formatting={r: dict(f.summary["formatting"]) for r, f in facts.items() if f.summary and f.summary.get("formatting")},
+        hardware=hardware,
     )
 
 
@@ -425,6 +504,9 @@ def space_config(spec: SpaceSpec) -> dict[str, Any]:
         "adapters": spec.adapters,
         "subset_dataset": spec.subset_dataset,
         "full_data": spec.full_data,
+        "role_titles": spec.role_titles,
+        "role_details": spec.role_details,
+        "formatting": spec.formatting,
         "examples": spec.examples,
     }
 
@@ -451,6 +533,7 @@ def card_metadata(spec: SpaceSpec) -> dict[str, Any]:
         tags=SPACE_TAGS,
         # Spaces download these at build time, so the first visitor does not wait for them.
         preload_from_hub=list(models),
+        **({"suggested_hardware": spec.hardware} if spec.hardware else {}),
     )
     return data.to_dict()
 
@@ -460,11 +543,11 @@ def _public_name(source: str) -> str:
 
 
 def build_space_files(spec: SpaceSpec) -> dict[str, bytes]:
-    """Render the Space repo's files: app.py, requirements.txt, space_config.json, README.md.
+    """Render the Space repo's files: app.py, ltd_scoring.py, requirements.txt, space_config.json, README.md.
 
     Example:
         >>> sorted(build_space_files(spec))  # doctest: +SKIP
-        ['README.md', 'app.py', 'requirements.txt', 'space_config.json']
+        ['README.md', 'app.py', 'ltd_scoring.py', 'requirements.txt', 'space_config.json']
     """
     import jinja2
     import yaml
@@ -481,7 +564,8 @@ def build_space_files(spec: SpaceSpec) -> dict[str, bytes]:
         title=spec.title,
         base_model=spec.base_model,
         adapters=spec.adapters,
-        role_titles=ROLE_TITLES,
+        role_titles={**ROLE_TITLES, **spec.role_titles},
+        role_details=spec.role_details,
         subset_dataset=spec.subset_dataset,
         full_data=spec.full_data,
         full_data_link=full_data_link,
@@ -491,6 +575,7 @@ def build_space_files(spec: SpaceSpec) -> dict[str, bytes]:
     )
     return {
         APP_FILE: _space_file(APP_FILE),
+        SCORING_FILE: _space_file(SCORING_FILE),
         "requirements.txt": pinned_requirements().encode("utf-8"),
         CONFIG_FILE: (json.dumps(space_config(spec), indent=2, ensure_ascii=False) + "\n").encode("utf-8"),
         "README.md": readme.encode("utf-8"),

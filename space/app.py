@@ -1,8 +1,12 @@
 """Full task data vs a 0.5% coreset: LoRA adapters of one base model, side by side.
 
 This is the Hugging Face Space that ``ltd-hub push-space`` publishes. It runs as ``python app.py``
-on Spaces and anywhere else, and imports only gradio, transformers, peft, huggingface_hub and
-torch (plus pandas, which gradio ships with), so the Space needs no ltd-hub install.
+on Spaces and anywhere else, and imports only gradio, transformers, peft, huggingface_hub, torch
+and matplotlib (plus pandas, which gradio ships with), so the Space needs no ltd-hub install.
+Prompts are formatted and answer choices scored by ``ltd_scoring.py`` beside this file: the same
+module ``ltd-hub evaluate`` scores with, so a column's probabilities are the softmax of the very
+scores the evaluation ranks. With the ``spaces`` package (ZeroGPU hardware on Hugging Face),
+generation and scoring run under ``@spaces.GPU``; without it everything runs as it is, on CPU or GPU.
 
 Configuration comes from ``space_config.json`` next to this file (written at push time) and is
 overridden by the environment: ``LTD_BASE_MODEL``, ``LTD_FULL_ADAPTER``, ``LTD_SUBSET_ADAPTER``,
@@ -42,6 +46,22 @@ from transformers import (  # noqa: E402
     TextIteratorStreamer,
 )
 
+try:  # imported as a package module (by ltd-hub and its tests) or run as `python app.py` beside ltd_scoring.py (the Space)
+    from . import ltd_scoring  # noqa: E402
+except ImportError:
+    import ltd_scoring  # noqa: E402
+
+try:  # ZeroGPU Spaces: a GPU is attached only inside functions decorated with @spaces.GPU
+    import spaces  # noqa: E402
+except ImportError:
+    spaces = None
+
+
+def on_gpu(function):
+    """``spaces.GPU(function)`` when the ``spaces`` package is there (ZeroGPU), else ``function`` unchanged."""
+    return spaces.GPU(function) if spaces is not None else function
+
+
 #: Adapter roles in display order; "base" is the plain base model (adapters disabled).
 ADAPTER_ROLES = ("full", "subset", "random")
 ROLE_TITLES = {
@@ -66,6 +86,11 @@ class SpaceConfig:
         subset_dataset: Hub id of the subset the 0.5% adapter was trained on (linked).
         full_data: Hub dataset id, URL or description of the full task data (linked or shown).
         title: page title.
+        role_titles: role -> column title (default :data:`ROLE_TITLES`); say what the data really is,
+            e.g. "Random 2,000 rows (full-data stand-in)".
+        role_details: role -> what the adapter's training saw (rows, steps, epochs), shown under the title.
+        formatting: role -> ``{"use_chat_template", "system_prompt"}`` as the adapter was trained
+            (default: read from its ``training_summary.json``, else the chat template without system prompt).
         max_prompt_tokens: longer prompts keep their last tokens and show a notice.
         max_new_tokens: default of the generation slider.
         dtype: ``auto`` (bf16 on CUDA, fp32 on CPU), ``float32``, ``bfloat16`` or ``float16``.
@@ -82,6 +107,9 @@ class SpaceConfig:
     subset_dataset: str | None = None
     full_data: str | None = None
     title: str = "Full data vs 0.5% data: LoRA adapters side by side"
+    role_titles: dict[str, str] = field(default_factory=dict)
+    role_details: dict[str, str] = field(default_factory=dict)
+    formatting: dict[str, dict[str, Any]] = field(default_factory=dict)
     max_prompt_tokens: int = 512
     max_new_tokens: int = 48
     dtype: str = "auto"
@@ -90,6 +118,10 @@ class SpaceConfig:
     def roles(self) -> list[str]:
         """Configured adapter roles in display order."""
         return [role for role in ADAPTER_ROLES if self.adapters.get(role)]
+
+    def title_of(self, role: str) -> str:
+        """The column title of ``role``: the configured one, else the default."""
+        return self.role_titles.get(role) or ROLE_TITLES[role]
 
 
 def load_config(path: str | os.PathLike | None = None, environ: Mapping[str, str] | None = None) -> SpaceConfig:
@@ -206,8 +238,8 @@ class ModelBank:
 
     Example:
         >>> bank = ModelBank(load_config())           # doctest: +SKIP
-        >>> ids, _ = bank.encode_prompt("Is the sky blue? yes or no")  # doctest: +SKIP
-        >>> bank.choice_probabilities("subset", ids, ["yes", "no"])   # doctest: +SKIP
+        >>> ids, _ = bank.encode_prompt("Is the sky blue? yes or no", "subset")  # doctest: +SKIP
+        >>> bank.choice_probabilities("subset", "Is the sky blue? yes or no", ["yes", "no"])   # doctest: +SKIP
         [0.71, 0.29]
     """
 
@@ -217,6 +249,7 @@ class ModelBank:
         self.loaded: list[str] = []
         self.model = None
         self.tokenizer = None
+        self.formatters: dict[str, Any] = {}
         self._lock = threading.Lock()
         self._current_stop: threading.Event | None = None
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -234,7 +267,7 @@ class ModelBank:
             ref = self.config.adapters[role]
             problem = adapter_problem(ref)
             if problem:
-                self.problems[role] = f"{ROLE_TITLES[role]} adapter `{ref}` {problem}."
+                self.problems[role] = f"{self.config.title_of(role)} adapter `{ref}` {problem}."
             else:
                 usable[role] = ref
         base = self.config.base_model
@@ -258,6 +291,7 @@ class ModelBank:
             self.problems["base"] = f"Base model `{base}` could not be loaded ({type(exc).__name__}: {exc})."
             return
         model.to(self.device).eval()
+        self.formatters["base"] = self._formatter({})
         for role, ref in usable.items():
             try:
                 if isinstance(model, PeftModel):
@@ -265,13 +299,28 @@ class ModelBank:
                 else:
                     model = PeftModel.from_pretrained(model, ref, adapter_name=role)
                 self.loaded.append(role)
+                self.formatters[role] = self._formatter(self.config.formatting.get(role) or _training_formatting(ref))
+                if len(self.loaded) == 1:
+                    # The base column is prompted as the adapters were, so it differs by weights only.
+                    self.formatters["base"] = self.formatters[role]
             except Exception as exc:  # noqa: BLE001 - e.g. an adapter made for another base model
                 self.problems[role] = (
-                    f"{ROLE_TITLES[role]} adapter `{ref}` could not be loaded on `{base}` "
+                    f"{self.config.title_of(role)} adapter `{ref}` could not be loaded on `{base}` "
                     f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]})."
                 )
         model.eval()
         self.model = model
+
+    def _formatter(self, formatting: Mapping[str, Any]):
+        return ltd_scoring.PromptFormatter(
+            self.tokenizer,
+            use_chat_template=formatting.get("use_chat_template", True),
+            system_prompt=formatting.get("system_prompt"),
+        )
+
+    def formatter(self, role: str):
+        """The :class:`ltd_scoring.PromptFormatter` ``role`` was trained with (the base column: the first adapter's)."""
+        return self.formatters.get(role) or self.formatters["base"]
 
     @property
     def ready(self) -> bool:
@@ -302,21 +351,22 @@ class ModelBank:
             pass
 
     # ----- prompts -----------------------------------------------------------------------
-    def encode_prompt(self, prompt: str) -> tuple[list[int], str | None]:
-        """Token ids of ``prompt`` in the chat format, and a notice if it had to be truncated."""
+    def prepare_prompt(self, prompt: str) -> tuple[str, str | None]:
+        """The prompt text the models see, and a notice if it had to be cut to ``max_prompt_tokens``."""
         ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
-        notice = None
         limit = int(self.config.max_prompt_tokens)
-        if len(ids) > limit:
-            # The question and the answer options of an instruction usually come last: keep the end.
-            notice = f"The prompt was {len(ids)} tokens long; only its last {limit} tokens were used."
-            prompt = self.tokenizer.decode(ids[-limit:])
-        if getattr(self.tokenizer, "chat_template", None):
-            text = self.tokenizer.apply_chat_template(
-                [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
-            )
-            return self.tokenizer(text, add_special_tokens=False)["input_ids"], notice
-        return self.tokenizer(prompt)["input_ids"], notice
+        if len(ids) <= limit:
+            return prompt, None
+        # The question and the answer options of an instruction usually come last: keep the end.
+        notice = f"The prompt was {len(ids)} tokens long; only its last {limit} tokens were used."
+        return self.tokenizer.decode(ids[-limit:]), notice
+
+    def encode_prompt(self, prompt: str, role: str = "base") -> tuple[list[int], str | None]:
+        """Token ids of ``prompt`` formatted as ``role`` was trained (chat template, system prompt), and a truncation notice."""
+        text, notice = self.prepare_prompt(prompt)
+        formatter = self.formatter(role)
+        ids = self.tokenizer(formatter.prompt_text(text), add_special_tokens=not formatter.chat)["input_ids"]
+        return ids, notice
 
     # ----- generation --------------------------------------------------------------------
     def stream(
@@ -401,30 +451,32 @@ class ModelBank:
         if self._current_stop is not None:
             self._current_stop.set()
 
-    def choice_probabilities(self, role: str, prompt_ids: list[int], choices: list[str]) -> list[float]:
-        """Each choice's probability under ``role``: softmax over the choices' summed log-likelihoods.
+    def choice_probabilities(self, role: str, prompt: str, choices: list[str]) -> list[float]:
+        """Each choice's probability under ``role``: the softmax of the scores ``ltd-hub evaluate`` ranks.
 
-        This is rank classification, the way the adapters are evaluated: score every answer
-        choice as the model's continuation of the prompt and normalise over the choices.
+        Rank classification as in the evaluation, by the same module (``ltd_scoring``): every
+        answer choice is formatted as training formats an answer (chat template, end-of-turn
+        token) and scored by its summed log-probability after the prompt; the softmax over the
+        choices makes them probabilities. ``prompt`` is the text from :meth:`prepare_prompt`.
         """
-        choice_ids = [self.tokenizer(choice, add_special_tokens=False)["input_ids"] for choice in choices]
-        sequences = [prompt_ids + ids for ids in choice_ids]
-        width = max(len(seq) for seq in sequences)
-        pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        input_ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
-        attention = torch.zeros_like(input_ids)
-        for row, seq in enumerate(sequences):
-            input_ids[row, : len(seq)] = torch.tensor(seq)
-            attention[row, : len(seq)] = 1
-        with self._activated(role), torch.inference_mode():
-            logits = self.model(input_ids=input_ids.to(self.device), attention_mask=attention.to(self.device)).logits
-        logprobs = torch.log_softmax(logits[:, :-1].float(), dim=-1).cpu()
-        token_logprobs = logprobs.gather(-1, input_ids[:, 1:].unsqueeze(-1)).squeeze(-1)
-        scores = []
-        start = len(prompt_ids) - 1  # logits at position t predict token t + 1
-        for row, ids in enumerate(choice_ids):
-            scores.append(token_logprobs[row, start : start + len(ids)].sum())
-        return torch.softmax(torch.stack(scores), dim=0).tolist()
+        row = {"inputs": prompt, "choices": list(choices)}
+        with self._activated(role):
+            scores = ltd_scoring.score_choices(self.model, self.formatter(role), [row], batch_size=max(len(choices), 1), progress=False)
+        return ltd_scoring.choice_probabilities(scores[0])
+
+
+def _training_formatting(ref: str) -> dict[str, Any]:
+    """The ``formatting`` an adapter's ``training_summary.json`` records ({} when it has none)."""
+    try:
+        if _is_local(ref):
+            path = Path(ref, "training_summary.json")
+        else:
+            from huggingface_hub import hf_hub_download
+
+            path = Path(hf_hub_download(ref, "training_summary.json", repo_type="model"))
+        return json.loads(path.read_text(encoding="utf-8")).get("formatting") or {}
+    except Exception:  # noqa: BLE001 - an adapter made elsewhere: the chat template without a system prompt
+        return {}
 
 
 # ----- scores from the model cards ---------------------------------------------------------
@@ -451,14 +503,39 @@ class CardScores:
     problems: dict[str, str]
 
 
-SCORE_COLUMNS = ["Model", "Adapter", "Dataset", "Split", "Metric", "Value"]
+SCORE_COLUMNS = ["Model", "Adapter", "Dataset", "Split", "Metric", "Value", "CI low", "CI high"]
+#: A model-index entry without a split: the eval sets ltd-hub records are held-out files.
+DEFAULT_SPLIT = "held-out"
 
 
-def read_card_scores(adapters: Mapping[str, str]) -> CardScores:
+def _eval_intervals(ref: str) -> dict[str, tuple[float, float, str | None]]:
+    """Eval set name -> (95% CI low, high, split) from the adapter's ``eval_results.json`` ({} if none)."""
+    try:
+        if _is_local(ref):
+            path = Path(ref, "eval_results.json")
+        else:
+            from huggingface_hub import hf_hub_download
+
+            path = Path(hf_hub_download(ref, "eval_results.json", repo_type="model"))
+        records = json.loads(path.read_text(encoding="utf-8"))
+        return {
+            str(r["name"]): (float(r["ci_low"]), float(r["ci_high"]), r.get("split"))
+            for r in records
+            if isinstance(r, dict) and r.get("ci_low") is not None and r.get("ci_high") is not None
+        }
+    except Exception:  # noqa: BLE001 - results recorded elsewhere have no intervals: no error bar
+        return {}
+
+
+def read_card_scores(adapters: Mapping[str, str], titles: Mapping[str, str] | None = None) -> CardScores:
     """Collect every ``model-index`` result of the adapters' cards into one table.
+
+    Accuracy rows get their 95% bootstrap interval from the adapter's ``eval_results.json`` when
+    ltd-hub recorded one; a result without a split is a held-out set.
 
     Args:
         adapters: role -> adapter Hub id or local folder.
+        titles: role -> the "Model" column's text (default :data:`ROLE_TITLES`).
 
     Returns:
         The table (one row per result), the ``datasets`` each card names, and cards that could
@@ -466,8 +543,9 @@ def read_card_scores(adapters: Mapping[str, str]) -> CardScores:
 
     Example:
         >>> read_card_scores({"full": "me/full"}).table.columns.tolist()   # doctest: +SKIP
-        ['Model', 'Adapter', 'Dataset', 'Split', 'Metric', 'Value']
+        ['Model', 'Adapter', 'Dataset', 'Split', 'Metric', 'Value', 'CI low', 'CI high']
     """
+    titles = {**ROLE_TITLES, **(titles or {})}
     rows, datasets, problems = [], {}, {}
     for role, ref in adapters.items():
         try:
@@ -478,38 +556,81 @@ def read_card_scores(adapters: Mapping[str, str]) -> CardScores:
             continue
         named = card.data.datasets or []
         datasets[role] = [named] if isinstance(named, str) else list(named)
+        intervals = _eval_intervals(ref) if card.data.eval_results else {}
         for result in card.data.eval_results or []:
             value = result.metric_value
+            low, high, split = intervals.get(result.dataset_name, (None, None, None))
+            if result.metric_type != "accuracy":
+                low = high = None  # the recorded interval is the accuracy's
             rows.append(
                 {
-                    "Model": ROLE_TITLES[role],
+                    "Model": titles[role],
                     "Adapter": _link(ref),
                     "Dataset": result.dataset_name or result.dataset_type,
-                    "Split": result.dataset_split or "",
+                    "Split": result.dataset_split or split or DEFAULT_SPLIT,
                     "Metric": result.metric_name or result.metric_type,
                     "Value": round(float(value), 4) if isinstance(value, (int, float)) else value,
+                    "CI low": None if low is None else round(low, 4),
+                    "CI high": None if high is None else round(high, 4),
                 }
             )
     return CardScores(pd.DataFrame(rows, columns=SCORE_COLUMNS), datasets, problems)
 
 
 def score_chart_frame(table: pd.DataFrame) -> pd.DataFrame:
-    """Numeric results as bars, one per dataset and model (side by side, not stacked)."""
+    """Numeric results as bars, one per dataset and model (side by side, not stacked), with their intervals."""
     numeric = table[pd.to_numeric(table["Value"], errors="coerce").notna()].copy()
     numeric["Value"] = numeric["Value"].astype(float)
     numeric["Result"] = numeric["Dataset"].astype(str) + " · " + numeric["Model"]
-    return numeric[["Result", "Value", "Model"]]
+    return numeric[["Result", "Value", "Model", "Dataset", "Metric", "CI low", "CI high"]]
+
+
+def score_chart(table: pd.DataFrame):
+    """The scores as grouped bars: y from 0 to 1, 95% bootstrap intervals as error bars, legend in bar order.
+
+    Returns a matplotlib figure (None when no result is numeric). Bars are grouped by eval set;
+    within a group the models keep the table's order, and the legend lists them in that same order.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display on a Space
+    import matplotlib.pyplot as plt
+
+    frame = score_chart_frame(table)
+    if frame.empty:
+        return None
+    several_metrics = frame["Metric"].nunique() > 1
+    frame = frame.assign(Group=frame["Dataset"].astype(str) + ("\n" + frame["Metric"].astype(str) if several_metrics else ""))
+    groups = list(dict.fromkeys(frame["Group"]))
+    models = list(dict.fromkeys(frame["Model"]))
+    width = 0.8 / len(models)
+    figure, axis = plt.subplots(figsize=(max(5.0, 1.3 * len(groups) * len(models) + 1.5), 3.6), layout="constrained")
+    for k, model in enumerate(models):
+        part = frame[frame["Model"] == model]
+        xs = [groups.index(g) - 0.4 + width * (k + 0.5) for g in part["Group"]]
+        values = part["Value"].tolist()
+        # No recorded interval: no error bar at all (NaN), rather than a zero-width one that looks exact.
+        lows = [v - lo if pd.notna(lo) else float("nan") for v, lo in zip(values, part["CI low"])]
+        highs = [hi - v if pd.notna(hi) else float("nan") for v, hi in zip(values, part["CI high"])]
+        axis.bar(xs, values, width * 0.92, label=model, yerr=[lows, highs], capsize=3, error_kw={"elinewidth": 1})
+    axis.set_xticks(range(len(groups)), groups)
+    axis.set_ylim(0, 1)
+    axis.set_ylabel("score")
+    axis.grid(axis="y", alpha=0.3)
+    # Above the plot, one entry per model in bar order (left to right), never over a bar.
+    axis.legend(loc="lower left", bbox_to_anchor=(0, 1.02), ncols=min(len(models), 3), frameon=False)
+    return figure
 
 
 def links_markdown(config: SpaceConfig, scores: CardScores) -> str:
     """The adapters, the base model, the subset dataset and the full data, as links."""
-    lines = ["**Adapters**: " + " · ".join(f"{ROLE_TITLES[role]} {_link(config.adapters[role])}" for role in config.roles)]
+    lines = ["**Adapters**: " + " · ".join(f"{config.title_of(role)} {_link(config.adapters[role])}" for role in config.roles)]
     if config.base_model:
         lines.append(f"**Base model**: {_link(config.base_model)}")
     data = []
     full = config.full_data or next(iter(scores.datasets.get("full", [])), None)
     if full:
-        data.append(f"full task data {_link(full, 'dataset')}")
+        data.append(f"{config.title_of('full')} {_link(full, 'dataset')}")
     subset = config.subset_dataset or next(iter(scores.datasets.get("subset", [])), None)
     if subset:
         data.append(f"0.5% subset {_link(subset, 'dataset')}")
@@ -544,11 +665,26 @@ def probability_frame(choices: list[str], probabilities: list[float], gold: str 
 def _problems_markdown(bank: ModelBank, scores: CardScores) -> str:
     lines = [f"⚠️ {message}" for message in bank.problems.values()]
     lines += [
-        f"⚠️ {ROLE_TITLES[role]}: {message}; its scores are not shown."
+        f"⚠️ {bank.config.title_of(role)}: {message}; its scores are not shown."
         for role, message in scores.problems.items()
         if role not in bank.problems
     ]
     return "\n\n".join(lines)
+
+
+def intro_markdown(config: SpaceConfig) -> str:
+    """What the columns are: each adapter's data as configured (never a claim the config does not make)."""
+    lines = [
+        "The same base model with LoRA adapters trained on different data (the 0.5% coreset method: embed, "
+        "k-means, k-center greedy inside clusters; Chen et al. 2023, *Maybe Only 0.5% Data is Needed*). "
+        "Type a prompt or pick a held-out example; give answer choices to see each model's probability "
+        "over them, scored exactly as `ltd-hub evaluate` scores them.",
+        "",
+    ]
+    for role in config.roles:
+        detail = config.role_details.get(role)
+        lines.append(f"- **{config.title_of(role)}**" + (f": {detail}" if detail else ""))
+    return "\n".join(lines)
 
 
 def build_demo(config: SpaceConfig | None = None, bank: ModelBank | None = None) -> gr.Blocks:
@@ -568,17 +704,12 @@ def build_demo(config: SpaceConfig | None = None, bank: ModelBank | None = None)
     """
     config = config or load_config()
     bank = bank or ModelBank(config)
-    scores = read_card_scores({role: config.adapters[role] for role in config.roles})
+    scores = read_card_scores({role: config.adapters[role] for role in config.roles}, {r: config.title_of(r) for r in config.roles})
     columns = [*config.roles, "base"]
 
     with gr.Blocks(title=config.title, analytics_enabled=False) as demo:
         gr.Markdown(f"# {config.title}")
-        gr.Markdown(
-            "The same base model with LoRA adapters trained on **all** the task data and on a "
-            "**0.5% coreset** of it (embed, k-means, k-center greedy inside clusters; "
-            "Chen et al. 2023, *Maybe Only 0.5% Data is Needed*). Type a prompt or pick a "
-            "held-out example; give answer choices to see each model's probability over them."
-        )
+        gr.Markdown(intro_markdown(config), elem_id="intro")
         gr.Markdown(_problems_markdown(bank, scores), elem_id="problems")
         with gr.Row():
             prompt = gr.Textbox(label="Prompt", lines=5, scale=3, elem_id="prompt")
@@ -600,7 +731,7 @@ def build_demo(config: SpaceConfig | None = None, bank: ModelBank | None = None)
             for role in columns:
                 with gr.Column(visible=role != "base", elem_id=f"column-{role}") as column:
                     column_blocks[role] = column
-                    title = ROLE_TITLES[role]
+                    title = config.title_of(role)
                     if role != "base":
                         title += f" · `{config.adapters[role]}`"
                     gr.Markdown(f"### {title}")
@@ -622,10 +753,13 @@ def build_demo(config: SpaceConfig | None = None, bank: ModelBank | None = None)
                             y="probability",
                             color="answer",
                             color_map={"gold": "#16a34a", "other": "#94a3b8"},
+                            colors_in_legend=["gold", "other"],
                             y_lim=[0, 1],
                             label="P(choice)",
                             show_label=True,
-                            height=220,
+                            # The key in words too: a narrow column can squeeze the chart's own legend.
+                            caption="green: the gold answer · grey: the other choices",
+                            height=260,
                             visible=bank.available(role),
                             elem_id=f"probs-{role}",
                         )
@@ -642,22 +776,13 @@ def build_demo(config: SpaceConfig | None = None, bank: ModelBank | None = None)
         with gr.Accordion("Scores from the adapters' model cards", open=True):
             gr.Dataframe(
                 value=scores.table,
-                datatype=["str", "markdown", "str", "str", "str", "number"],
+                datatype=["str", "markdown", "str", "str", "str", "number", "number", "number"],
                 interactive=False,
                 elem_id="scores",
             )
-            chart = score_chart_frame(scores.table)
-            if len(chart):
-                gr.BarPlot(
-                    value=chart,
-                    x="Result",
-                    y="Value",
-                    color="Model",
-                    x_label_angle=-30,
-                    label="Eval results (model-index)",
-                    show_label=True,
-                    elem_id="scores-chart",
-                )
+            chart = score_chart(scores.table)
+            if chart is not None:
+                gr.Plot(value=chart, label="Eval results (model-index; bars: 95% bootstrap intervals)", elem_id="scores-chart")
             gr.Markdown(links_markdown(config, scores), elem_id="links")
 
         def compare(prompt_text, choices_text, gold_text, new_tokens, temp, with_base):
@@ -668,7 +793,7 @@ def build_demo(config: SpaceConfig | None = None, bank: ModelBank | None = None)
             options = parse_choices(choices_text)
             if len(options) == 1:
                 raise gr.Error("Give at least two answer choices (one per line), or none.")
-            prompt_ids, truncated = bank.encode_prompt(prompt_text)
+            prompt_used, truncated = bank.prepare_prompt(prompt_text)
             notes = [truncated] if truncated else []
             if truncated:
                 gr.Warning(truncated)
@@ -691,17 +816,18 @@ def build_demo(config: SpaceConfig | None = None, bank: ModelBank | None = None)
                 if not bank.available(role):
                     continue
                 stats = GenerationStats()
+                prompt_ids, _ = bank.encode_prompt(prompt_used, role)
                 for text in bank.stream(role, prompt_ids, int(new_tokens), float(temp), stats):
                     texts[role] = text
                     yield frame()
                 stats_md[role] = stats.summary()
                 if options:
-                    probs[role] = probability_frame(options, bank.choice_probabilities(role, prompt_ids, options), gold_text)
+                    probs[role] = probability_frame(options, bank.choice_probabilities(role, prompt_used, options), gold_text)
                 yield frame()
 
         # The button and Enter in the prompt run the same generation; only the button is a public API.
         compare_wiring = {
-            "fn": compare,
+            "fn": on_gpu(compare),
             "inputs": [prompt, choices, gold, max_new_tokens, temperature, include_base],
             "outputs": [*answers, *timings, *plots, notice],
             "concurrency_limit": 1,

@@ -248,31 +248,43 @@ def test_base_column_is_left_empty_unless_asked(client, space_repos):
 
 
 def test_choice_probabilities_sum_to_one_and_match_each_adapter(client, running_app, space_repos):
+    """The Space's P(choice) is the softmax of what `ltd-hub evaluate` scores: evaluation.score_choices
+    on the same row, formatted as training formats it (chat template, end-of-turn token)."""
     import torch
     from peft import AutoPeftModelForCausalLM
+    from transformers import AutoTokenizer
+
+    from ltd_hub.evaluation import score_choices
+    from ltd_hub.training import PromptFormatter
 
     row = space_repos["rows"][-1]
     out = _columns(_compare(client, row["inputs"], row["answer_choices"], row["targets"], include_base=True, tokens=2))
-    bank = running_app[1]
-    prompt_ids, _ = bank.encode_prompt(row["inputs"])
+    tokenizer = AutoTokenizer.from_pretrained(space_repos["base"])
     for role in ("full", "subset"):
         probabilities = _probabilities(out["plots"][role])
         assert list(probabilities) == NLI_CHOICES
         assert sum(probabilities.values()) == pytest.approx(1.0, abs=1e-4)
-        # The column uses its own adapter: an independently loaded copy gives the same numbers.
+        # The column uses its own adapter: an independently loaded copy, scored by `evaluate`'s scorer.
         model = AutoPeftModelForCausalLM.from_pretrained(space_repos[role]).eval()
-        scores = []
-        for choice in NLI_CHOICES:
-            ids = prompt_ids + bank.tokenizer(choice, add_special_tokens=False)["input_ids"]
-            with torch.no_grad():
-                logprobs = torch.log_softmax(model(input_ids=torch.tensor([ids])).logits[0, :-1].float(), -1)
-            scores.append(sum(logprobs[t - 1, ids[t]].item() for t in range(len(prompt_ids), len(ids))))
+        scores = score_choices(model, PromptFormatter(tokenizer), [{"inputs": row["inputs"], "choices": NLI_CHOICES}], progress=False)[0]
         expected = torch.softmax(torch.tensor(scores), 0).tolist()
         assert [probabilities[c] for c in NLI_CHOICES] == pytest.approx(expected, abs=1e-4)
     gold_rows = [r for r in out["plots"]["full"]["data"] if r[out["plots"]["full"]["columns"].index("answer")] == "gold"]
     assert [r[0] for r in gold_rows] == [row["targets"]]
     assert _probabilities(out["plots"]["full"]) != _probabilities(out["plots"]["subset"])
     assert out["plots"]["random"] is None
+
+
+def test_space_formats_like_training(running_app):
+    """The module shipped into the Space tokenises a prompt and an answer exactly as training does."""
+    from ltd_hub.space import ltd_scoring
+    from ltd_hub.training import PromptFormatter
+
+    tokenizer = running_app[1].tokenizer
+    prompts, answers = ["Is the sky blue? yes or no", "Premise: a.\nHypothesis: b."], ["yes", "maybe so"]
+    for options in ({}, {"use_chat_template": False}, {"system_prompt": "Answer with one word."}):
+        space = ltd_scoring.PromptFormatter(tokenizer, **options).encode_batch(prompts, answers)
+        assert space == PromptFormatter(tokenizer, **options).encode_batch(prompts, answers)
 
 
 def test_empty_prompt_is_an_error(client):
@@ -315,6 +327,31 @@ def test_scores_come_from_the_model_cards(running_app, space_repos):
     assert f"/datasets/{space_repos['dataset']})" in links and f"/{space_repos['full']})" in links
     assert f"/datasets/{space_repos['full_data']})" in links
     assert len(app.score_chart_frame(table)) == 4
+    assert set(table["Split"]) == {"validation"}
+    axis = app.score_chart(table).axes[0]
+    assert axis.get_ylim() == (0.0, 1.0)
+    # The legend lists the models in the order of their bars (left to right in each group).
+    assert [t.get_text() for t in axis.get_legend().get_texts()] == ["Full task data", "0.5% coreset"]
+
+
+def test_score_chart_draws_bootstrap_intervals_and_fills_the_split():
+    import pandas as pd
+    from matplotlib.container import ErrorbarContainer
+
+    app = _space_app()
+    table = pd.DataFrame(
+        [
+            ["Random 2,000 rows", "a", "rte", app.DEFAULT_SPLIT, "Accuracy", 0.61, 0.55, 0.67],
+            ["0.5% coreset", "b", "rte", app.DEFAULT_SPLIT, "Accuracy", 0.58, 0.52, 0.64],
+        ],
+        columns=app.SCORE_COLUMNS,
+    )
+    axis = app.score_chart(table).axes[0]
+    bars = [c for c in axis.containers if isinstance(c, ErrorbarContainer)]
+    assert len(bars) == 2  # one error bar per model
+    segments = bars[0].lines[2][0].get_segments()
+    assert [round(float(y), 2) for y in (segments[0][0][1], segments[0][1][1])] == [0.55, 0.67]
+    assert axis.get_ylim() == (0.0, 1.0)
 
 
 def test_adapter_problems_name_the_repo_and_the_reason(space_repos, tmp_path):
@@ -372,6 +409,7 @@ def pushed_space(space_repos, tmp_path_factory) -> dict:
             "--subset", space_repos["subset"],
             "--examples", str(space_repos["eval_file"]),
             "--num-examples", "5",
+            "--hardware", "zero-a10g",
             "--local-dir", str(local),
         ]
     )  # fmt: skip
@@ -394,13 +432,14 @@ def test_push_space_makes_a_gradio_space_spaces_accepts(pushed_space, space_repo
     info = HfApi().space_info(repo_id)
     assert info.sdk == "gradio"
     folder = Path(snapshot_download(repo_id, repo_type="space"))
-    assert {"app.py", "requirements.txt", "space_config.json", "README.md"} <= {p.name for p in folder.iterdir()}
+    assert {"app.py", "ltd_scoring.py", "requirements.txt", "space_config.json", "README.md"} <= {p.name for p in folder.iterdir()}
     meta = _front_matter((folder / "README.md").read_text(encoding="utf-8"))
     assert meta["sdk"] == "gradio" and meta["sdk_version"] == gradio.__version__ and meta["app_file"] == "app.py"
     assert 0 < len(meta["short_description"]) <= 60
     assert meta["models"] == [space_repos["base"], space_repos["full"], space_repos["subset"]]
     assert meta["datasets"] == [space_repos["dataset"], space_repos["full_data"]]
     assert {"title", "emoji", "colorFrom", "colorTo", "license", "tags", "preload_from_hub"} <= set(meta)
+    assert meta["suggested_hardware"] == "zero-a10g"  # push-space --hardware
     readme = (folder / "README.md").read_text(encoding="utf-8")
     assert "<!-- ltd-hub:start -->" in readme and "toy_eval.jsonl.gz" in readme
     assert str(space_repos["eval_file"].parent) not in readme  # no local folder leaks into the Space
@@ -410,11 +449,17 @@ def test_push_space_makes_a_gradio_space_spaces_accepts(pushed_space, space_repo
     app_source = (folder / "app.py").read_text(encoding="utf-8")
     assert app_source == (Path(_space_app().__file__)).read_text(encoding="utf-8")
     assert "ltd_hub" not in app_source.replace("ltd-hub", "")
+    # The scoring module is the one `ltd-hub evaluate` imports, byte for byte, and imports no ltd_hub either.
+    from ltd_hub.space import ltd_scoring
+
+    scoring_source = (folder / "ltd_scoring.py").read_text(encoding="utf-8")
+    assert scoring_source == Path(ltd_scoring.__file__).read_text(encoding="utf-8")
+    assert "import ltd_hub" not in scoring_source and "from ltd_hub" not in scoring_source
     for path in folder.iterdir():
         if path.is_file():
             assert TEST_TOKEN not in path.read_text(encoding="utf-8", errors="replace")
     assert sorted(p.name for p in pushed_space["local"].iterdir()) == sorted(
-        ["app.py", "requirements.txt", "space_config.json", "README.md"]
+        ["app.py", "ltd_scoring.py", "requirements.txt", "space_config.json", "README.md"]
     )
 
 
@@ -445,6 +490,7 @@ def test_push_space_again_makes_no_new_commit(pushed_space, space_repos, capsys)
             "--subset", space_repos["subset"],
             "--examples", str(space_repos["eval_file"]),
             "--num-examples", "5",
+            "--hardware", "zero-a10g",
         ]
     )  # fmt: skip
     captured = capsys.readouterr()
@@ -471,7 +517,7 @@ def test_push_space_says_private_adapters_need_a_token_secret(space_repos, tmp_p
 @pytest.mark.parametrize(
     "case",
     ["missing-adapter", "not-an-adapter", "missing-examples", "examples-without-columns", "examples-are-training-data",
-     "long-description", "same-adapter-twice", "read-only-token", "base-model-mismatch"],
+     "long-description", "same-adapter-twice", "read-only-token", "base-model-mismatch", "unknown-hardware"],
 )  # fmt: skip
 def test_push_space_bad_input_pushes_nothing(case, space_repos, tmp_path, capsys):
     from huggingface_hub import HfApi
@@ -488,6 +534,7 @@ def test_push_space_bad_input_pushes_nothing(case, space_repos, tmp_path, capsys
         "same-adapter-twice": "must differ",
         "read-only-token": "read-only",
         "base-model-mismatch": "was trained on",
+        "unknown-hardware": "is not a Spaces hardware flavor",
     }[case]
     if case == "missing-adapter":
         args[args.index("--full") + 1] = f"{TEST_USER}/no-such-adapter"
@@ -501,6 +548,8 @@ def test_push_space_bad_input_pushes_nothing(case, space_repos, tmp_path, capsys
         args += ["--examples", space_repos["dataset"]]
     elif case == "long-description":
         args += ["--short-description", "x" * 61]
+    elif case == "unknown-hardware":
+        args += ["--hardware", "zero-gpu"]
     elif case == "same-adapter-twice":
         args[args.index("--subset") + 1] = space_repos["full"]
     elif case == "read-only-token":

@@ -37,6 +37,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--title", help="Space title")
     parser.add_argument("--short-description", help="at most 60 characters")
     parser.add_argument("--license", help="Space license (default: the full adapter's, else apache-2.0)")
+    parser.add_argument(
+        "--hardware", metavar="FLAVOR",
+        help="suggested_hardware in the README front matter, e.g. zero-a10g (ZeroGPU: the app then runs its models "
+        "under @spaces.GPU) or t4-small; the Space runs on CPU without it",
+    )  # fmt: skip
     visibility = parser.add_mutually_exclusive_group()
     visibility.add_argument(
         "--private", action="store_true", default=None,
@@ -68,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
         title=args.title,
         short_description=args.short_description,
         license=args.license,
+        hardware=args.hardware,
         private=args.private,
         token=args.token,
         local_dir=args.local_dir,
