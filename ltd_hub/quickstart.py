@@ -1,7 +1,7 @@
 """The README's quick start: the whole ltd-hub loop in one call, at CPU scale.
 
-From the first rows of an instruction pool it pushes a 0.5% coreset and a random "full data"
-stand-in as dataset repos, trains a LoRA adapter on each, evaluates both (results go into their
+From the first rows of an instruction pool it pushes a 0.5% coreset and a random slice that
+stands in for the full data (it is not the full pool, and every label says so) as dataset repos, trains a LoRA adapter on each, evaluates both (results go into their
 model cards), and publishes the comparison Space. Re-running is cheap and idempotent: embeddings
 come from the cache, trained adapters are reused while their recipe and data are unchanged, eval
 results already recorded for the same weights are kept, and a push of unchanged files makes no
@@ -282,17 +282,55 @@ def recorded_accuracy(adapter_repo: str, weights_sha: str, eval_sets: Sequence[A
 # --------------------------------------------------------------------------- the whole loop
 
 
-def quickstart(config: QuickstartConfig | None = None, *, log: Log | None = None) -> QuickstartResult:
+STEPS = 8  # check, coreset, stand-in, two trainings, two evaluations, Space
+STEPS_WITH_DEMO = 9  # ... and the local run of the Space
+
+
+class _Steps:
+    """Numbers the quick start's steps: ``[3/9] ...``, each number once."""
+
+    def __init__(self, say: Log, total: int):
+        self.say, self.total, self.n = say, total, 0
+
+    def __call__(self, text: str) -> None:
+        self.n += 1
+        self.say(f"[{self.n}/{self.total}] {text}")
+
+
+def stand_in_label(full_rows: int, pool_rows: int) -> str:
+    """What the "full data" arm of the quick start really is, for every label that names it.
+
+    Example:
+        >>> stand_in_label(2000, 20000)
+        'random 2,000 rows (stand-in for the full 20,000-row pool)'
+    """
+    return f"random {full_rows:,} rows (stand-in for the full {pool_rows:,}-row pool)"
+
+
+def _seen_line(folder: Path) -> str:
+    """", trained on N rows: S steps x B rows = R rows seen (E epochs)" from the adapter's training summary."""
+    from ltd_hub.adapters import read_training_summary, training_seen
+
+    summary = read_training_summary(folder) or {}
+    seen = training_seen(summary)
+    if not seen:
+        return ""
+    rows = (summary.get("dataset") or {}).get("train_rows")
+    return f"; {rows:,} rows, {seen['steps']} steps x {seen['batch']} = {seen['rows_seen']:,} rows seen ({seen['epochs']} epochs)"
+
+
+def quickstart(config: QuickstartConfig | None = None, *, log: Log | None = None, with_demo: bool = False) -> QuickstartResult:
     """Run the quick start against the Hub that ``HF_ENDPOINT`` names (or huggingface.co).
 
     Steps: check every input and all five push targets; slice the pool; push the 0.5% coreset
-    (k-center in k-means clusters) and a random ``full_rows`` stand-in for the full data; train a
+    (selected inside k-means clusters) and a random ``full_rows`` stand-in for the full data; train a
     LoRA adapter on each and push it; evaluate both with the results recorded in their cards;
     push the comparison Space with held-out examples.
 
     Args:
         config: the settings (default :class:`QuickstartConfig()`).
         log: called with short progress lines (and the URLs as they are created).
+        with_demo: a local run of the Space follows (the step count includes it).
 
     Returns:
         A :class:`QuickstartResult`.
@@ -317,7 +355,9 @@ def quickstart(config: QuickstartConfig | None = None, *, log: Log | None = None
     config.validate()
     workdir = config.work_path()
 
-    say("[1/6] checking the Hub, the base model and the eval data")
+    total = STEPS_WITH_DEMO if with_demo else STEPS
+    step = _Steps(say, total)
+    step("checking the Hub, the base model and the eval data")
     targets = {}
     for role, (suffix, repo_type) in REPOS.items():
         name = f"{REPO_PREFIX}-{suffix}"
@@ -340,27 +380,39 @@ def quickstart(config: QuickstartConfig | None = None, *, log: Log | None = None
         raise UsageError(f"--pool {config.pool} has only {n_rows} rows; 0.5% of them is no row, use a larger pool")
     if config.full_rows > n_rows:
         raise UsageError(f"--full-rows {config.full_rows} is more than the {n_rows} rows of --pool {config.pool}; lower it")
-    say(f"[2/6] selecting from the first {n_rows} rows of {Path(config.pool).name} (written to {pool_file})")
+    step(f"selecting a 0.5% coreset of the first {n_rows:,} rows of {Path(config.pool).name} (encode, k-means, select inside the clusters)")
     selection = {"encoder": config.encoder, "progress": config.progress}
     coreset = push_subset(pool_file, targets["coreset"].repo_id, ratio=CORESET_RATIO, log=say, **selection)
     say(f"      0.5% coreset: {coreset.result.stats['n_selected']} rows -> {targets['coreset'].repo_id}")
     record("coreset", coreset.push)
-    full = push_subset(pool_file, targets["full"].repo_id, strategy="random", size=config.full_rows, log=say, **selection)
-    say(f"      full-data stand-in: {config.full_rows} random rows -> {targets['full'].repo_id}")
+    label = stand_in_label(config.full_rows, n_rows)
+    step(f"drawing {label}")
+    full = push_subset(
+        pool_file,
+        targets["full"].repo_id,
+        strategy="random",
+        size=config.full_rows,
+        log=say,
+        pretty_name=f"{targets['full'].repo_id.split('/')[-1]}: {label}",
+        **selection,
+    )
+    say(f"      {label} -> {targets['full'].repo_id}")
     record("full", full.push)
 
     weights: dict[str, str] = {}
-    for step, (role, data) in enumerate((("coreset", coreset.push), ("full", full.push))):
+    names = {"coreset": "the 0.5% coreset", "full": label}
+    for role, data in (("coreset", coreset.push), ("full", full.push)):
         lora = f"{role}_lora"
         folder = workdir / "adapters" / role
         train_config = _train_config(config, data.repo_id, data.revision, folder)
         if reusable_adapter(folder, train_config):
-            say(f"[3/6] reusing the {role} adapter trained earlier in {folder}")
+            step(f"reusing the adapter on {names[role]} trained earlier in {folder}")
             result.reused.append(lora)
         else:
-            say(f"[3/6] training a LoRA adapter on {data.repo_id} ({config.max_steps} steps, base {config.base_model})")
+            step(f"training a LoRA adapter on {names[role]} ({config.max_steps} steps, base {config.base_model})")
             trained = train(train_config)
-            say(f"      {trained.steps} steps, loss {trained.train_loss:.3f}, {trained.seconds:.0f}s -> {folder}")
+            seen = _seen_line(folder)
+            say(f"      loss {trained.train_loss:.3f}, {trained.seconds:.0f}s, {trained.tokens_per_second:.0f} tokens/s{seen} -> {folder}")
         record(lora, push_adapter(folder, targets[lora].repo_id))
         weights[role] = weights_sha256(folder)
 
@@ -368,10 +420,13 @@ def quickstart(config: QuickstartConfig | None = None, *, log: Log | None = None
         repo = targets[f"{role}_lora"].repo_id
         accuracy = recorded_accuracy(repo, weights[role], eval_sets, config)
         if accuracy is not None:
-            say(f"[4/6] {repo}: eval results for these weights are already in its card")
+            step(f"evaluating the adapter on {names[role]}: results for these weights are already in {repo}'s card")
             result.reused.append(f"{role}_eval")
         else:
-            say(f"[4/6] evaluating {repo} on {', '.join(s.name for s in eval_sets)} ({config.max_examples} examples per template)")
+            step(
+                f"evaluating the adapter on {names[role]} ({repo}) on {', '.join(s.name for s in eval_sets)} "
+                f"({config.max_examples} examples per template)"
+            )
             report = evaluate_adapter(
                 repo,
                 list(config.eval_data),
@@ -385,7 +440,7 @@ def quickstart(config: QuickstartConfig | None = None, *, log: Log | None = None
         result.accuracy[role] = accuracy
         say(f"      average accuracy {accuracy:.3f}")
 
-    say(f"[5/6] publishing the comparison Space {targets['space'].repo_id}")
+    step(f"publishing the comparison Space {targets['space'].repo_id}")
     _, space = push_space(
         targets["space"].repo_id,
         full=targets["full_lora"].repo_id,
@@ -393,7 +448,8 @@ def quickstart(config: QuickstartConfig | None = None, *, log: Log | None = None
         base_model=config.base_model,
         examples=list(config.eval_data),
         num_examples=config.num_examples,
-        short_description="Quick start: 0.5% coreset vs a random full-data stand-in",
+        title=f"Quick start: 0.5% coreset vs {label}",
+        short_description=f"Quick start: 0.5% coreset vs {config.full_rows:,} random rows"[:60],
     )
     record("space", space)
     result.seconds = time.perf_counter() - started

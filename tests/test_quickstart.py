@@ -13,6 +13,7 @@ from ltd_hub import hub
 from ltd_hub.cards import split_card
 from ltd_hub.cli import main
 from ltd_hub.quickstart import REPO_PREFIX, REPOS, slice_pool
+from ltd_hub.selection import DEFAULT_STRATEGY
 
 REPO_TYPES = {f"{TEST_USER}/{REPO_PREFIX}-{suffix}": repo_type for suffix, repo_type in REPOS.values()}
 
@@ -89,8 +90,13 @@ def _meta(repo_id: str, repo_type: str) -> dict:
 def test_quickstart_publishes_everything_and_a_rerun_commits_nothing(ltd_nli, tmp_path, tiny_model_id, capsys):
     args = _tiny_args(ltd_nli, tmp_path / "work", tiny_model_id)
     assert main(args) == 0, capsys.readouterr().err
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out = captured.out
     assert "comparison Space" in out and "average accuracy" in out
+    # Every step has its own number: [1/8] ... [8/8], each once (--no-demo: no local Space step).
+    steps = [line.split("]")[0] + "]" for line in captured.err.splitlines() if line.startswith("[")]
+    assert steps == [f"[{n}/8]" for n in range(1, 9)]
+    assert "FutureWarning" not in captured.err
 
     heads = _heads()
     assert all(heads.values())
@@ -100,7 +106,7 @@ def test_quickstart_publishes_everything_and_a_rerun_commits_nothing(ltd_nli, tm
         manifest = hub.download(f"{TEST_USER}/{REPO_PREFIX}-{suffix}", "selection_manifest.json", repo_type="dataset")
         selection = yaml.safe_load(Path(manifest).read_text())["selection"]
         assert selection["n_selected"] == {"coreset": 2, "full": 60}[suffix]
-        assert selection["strategy"] == {"coreset": "kcenter", "full": "random"}[suffix]
+        assert selection["strategy"] == {"coreset": DEFAULT_STRATEGY, "full": "random"}[suffix]
     for suffix in ("coreset", "full"):
         repo = f"{TEST_USER}/{REPO_PREFIX}-{suffix}-lora"
         meta = _meta(repo, "model")
@@ -110,9 +116,25 @@ def test_quickstart_publishes_everything_and_a_rerun_commits_nothing(ltd_nli, tm
     space = _meta(f"{TEST_USER}/{REPO_PREFIX}-space", "space")
     assert space["sdk"] == "gradio" and f"{TEST_USER}/{REPO_PREFIX}-coreset-lora" in space["models"]
 
+    # Honest labels: the "full data" arm is a random slice and says so everywhere; what training saw is stated.
+    stand_in = "random 60 rows (stand-in for the full 400-row pool)"
+    full_card = hub.read_card_text(f"{TEST_USER}/{REPO_PREFIX}-full", "dataset")
+    assert stand_in in full_card and "A **15% random subset**" in full_card
+    assert "k-means" not in full_card and "## Clusters" not in full_card and "cluster and distance" not in full_card
+    model_card = hub.read_card_text(f"{TEST_USER}/{REPO_PREFIX}-full-lora", "model")
+    assert _meta(f"{TEST_USER}/{REPO_PREFIX}-full-lora", "model")["base_model_relation"] == "adapter"
+    assert "| Rows in the training data | 60 |" in model_card
+    assert "| What training saw | 2 steps x 8 rows = 16 rows seen, 0.267 epochs (only part of the data was seen) |" in model_card
+    config = yaml.safe_load(Path(hub.download(f"{TEST_USER}/{REPO_PREFIX}-space", "space_config.json", repo_type="space")).read_text())
+    assert config["role_titles"]["full"] == "Random 60 rows (full-data stand-in)"
+    assert "16 rows (0.267 epochs)" in config["role_details"]["full"]
+    space_readme = hub.read_card_text(f"{TEST_USER}/{REPO_PREFIX}-space", "space")
+    assert "Random 60 rows (full-data stand-in)" in space_readme and "**all**" not in space_readme
+    assert "stand-in for the full 400-row pool" in captured.err
+
     # Same command again: adapters and eval results are reused, every push is a no-op.
     assert main(args) == 0
     err = capsys.readouterr().err
-    assert "reusing the coreset adapter" in err and "already in its card" in err
+    assert "reusing the adapter on the 0.5% coreset" in err and "already in" in err
     assert "nothing (all repos unchanged)" in err
     assert _heads() == heads

@@ -12,6 +12,7 @@ import contextlib
 import os
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from ltd_hub.errors import UsageError
 
@@ -99,10 +100,27 @@ def _run_demo(space_repo: str, args: argparse.Namespace) -> int:
     return demo_args.func(demo_args)
 
 
+def _quiet_libraries() -> None:
+    """Keep library chatter (FutureWarnings, transformers' advice) off a newcomer's screen; progress bars stay."""
+    import warnings
+
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"(torch|transformers|peft|accelerate|sentence_transformers)\.")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+    except ImportError:  # pragma: no cover - transformers is a dependency
+        pass
+
+
 def run(args: argparse.Namespace) -> int:
     from ltd_hub.commands.demo import _embedded_hub
     from ltd_hub.paths import cache_dir
-    from ltd_hub.quickstart import quickstart
+    from ltd_hub.quickstart import STEPS_WITH_DEMO, quickstart, stand_in_label
 
     config = _config(args)
     config.validate()
@@ -111,26 +129,40 @@ def run(args: argparse.Namespace) -> int:
     if args.hub_root and args.hub_root.exists() and not args.hub_root.is_dir():
         raise UsageError(f"--hub-root {args.hub_root} is a file; pass a folder")
     embedded = not os.environ.get("HF_ENDPOINT")
+    endpoint = None
+    if not os.environ.get("LTD_HUB_DEBUG"):
+        _quiet_libraries()
     with contextlib.ExitStack() as stack:
         if embedded:
             root = args.hub_root or cache_dir("hub")
-            stack.enter_context(_embedded_hub(root))
+            endpoint = stack.enter_context(_embedded_hub(root))
             _seed_encoder(root, config.encoder)
-        result = quickstart(config, log=_say)
-        names = {"coreset": "0.5% coreset", "full": "full-data stand-in", "coreset_lora": "coreset adapter",
-                 "full_lora": "full-data adapter", "space": "comparison Space"}  # fmt: skip
+        result = quickstart(config, log=_say, with_demo=not args.no_demo)
+        stand_in = f"{config.full_rows:,} random rows (full-data stand-in)"
+        names = {"coreset": "0.5% coreset", "full": stand_in, "coreset_lora": "adapter on the coreset",
+                 "full_lora": "adapter on the stand-in", "space": "comparison Space"}  # fmt: skip
+        width = max(len(n) for n in names.values())
         for role, url in result.urls.items():
-            print(f"{names[role]:20s} {url}")
+            print(f"{names[role]:{width}s} {url}")
         for role, accuracy in result.accuracy.items():
-            print(f"{names[role + '_lora']:20s} average accuracy {accuracy:.3f}")
+            print(f"{names[role + '_lora']:{width}s} average accuracy {accuracy:.3f}")
         changed = ", ".join(result.new_commits) if result.new_commits else "nothing (all repos unchanged)"
         _say(f"done in {result.seconds:.0f}s; new commits: {changed}")
+        _say(f"note: the \"full data\" arm is {stand_in_label(config.full_rows, config.rows)}; --full-rows and --rows scale it")
+        # The URLs name the embedded Hub's port: `hub serve` on the same root and port brings them back.
+        serve = "ltd-hub hub serve" + (f" --root {args.hub_root}" if args.hub_root else "")
+        serve += f" --port {urlsplit(endpoint).port}" if endpoint else ""
         if args.no_demo:
             if embedded:
                 again = f"ltd-hub demo --space {result.space_repo}" + (f" --hub-root {args.hub_root}" if args.hub_root else "")
-                _say(f"the embedded Hub stops now; run the Space later with `{again}`")
+                _say(
+                    f"the embedded Hub stops now: the links above work again under `{serve}`; "
+                    f"run the Space later with `{again}`"
+                )
             return 0
-        _say(f"[6/6] running the Space locally at http://{args.host}:{args.port} (Ctrl-C to stop)")
+        if embedded:
+            _say(f"the links above work while the Space runs (the embedded Hub stops with it); afterwards under `{serve}`")
+        _say(f"[{STEPS_WITH_DEMO}/{STEPS_WITH_DEMO}] running the Space locally at http://{args.host}:{args.port} (Ctrl-C to stop)")
         try:
             return _run_demo(result.space_repo, args)
         except KeyboardInterrupt:
