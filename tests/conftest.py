@@ -7,6 +7,7 @@ so they are set here, at the top, before anything imports huggingface_hub or dat
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import tempfile
 from pathlib import Path
@@ -62,10 +63,22 @@ ARTIFACTS = REPO_ROOT / "test-artifacts"
 pytest_plugins = ["model_fixtures"]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def session_dir():
+    """The session's folder (Hub storage, HF_HOME, ltd-hub cache: ~1 GB after a full run), removed at the end.
+
+    Every fixture that uses it depends on this one, so it is torn down last, after the Hub stopped.
+    ``LTD_HUB_KEEP_TEST_DIR=1`` keeps it for a look.
+    """
+    yield SESSION_DIR
+    if os.environ.get("LTD_HUB_KEEP_TEST_DIR") != "1":
+        shutil.rmtree(SESSION_DIR, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
-def hub_root() -> Path:
+def hub_root(session_dir: Path) -> Path:
     """Storage root of the session's embedded Hub."""
-    return SESSION_DIR / "hub"
+    return session_dir / "hub"
 
 
 @pytest.fixture(scope="session", autouse=True)
