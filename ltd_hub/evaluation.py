@@ -228,8 +228,8 @@ def score_choices(
     score is the summed log-probability of the choice's tokens after the prompt's tokens.
 
     ``method="shared"`` (the default) runs each prompt once and scores all its choices from the
-    prompt's KV cache; the prefix that every prompt shares (the chat template's system turn) is run
-    once per batch. ``method="separate"`` runs every prompt + choice as its own sequence (the
+    prompt's KV cache, packed into one sequence; the prefix that every prompt shares (the chat
+    template's system turn) runs once for all rows. ``method="separate"`` runs every prompt + choice as its own sequence (the
     original scorer, kept for benchmarks and as the reference the shared one is tested against).
     Both give the same scores up to floating-point rounding.
 
@@ -271,7 +271,7 @@ def score_choices(
             if j not in same:
                 leftover[(i, j)] = (p, a)
         shared.append((i, prompt, same, [row[j][1] for j in same]))
-    # The common prefix is run once per batch; at least the last prompt token stays out of it,
+    # The common prefix runs once for all rows; at least the last prompt token stays out of it,
     # because its logits score the first answer token.
     common = list(os.path.commonprefix([prompt for _, prompt, _, _ in shared])) if shared else []
     common = common[: max(min((len(p) for _, p, _, _ in shared), default=1) - 1, 0)]
