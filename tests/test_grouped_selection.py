@@ -51,8 +51,10 @@ def write_pool(path: Path, n_examples: int = 120, seed: int = 0) -> Path:
 
 
 @pytest.fixture
-def pool(tmp_path: Path) -> Path:
-    return write_pool(tmp_path / "pool.jsonl")
+def pool(tmp_path: Path, monkeypatch) -> Path:
+    # Relative, as a user types it: the manifest records it so and a rebuild finds it from the cwd.
+    monkeypatch.chdir(tmp_path)
+    return write_pool(Path("pool.jsonl"))
 
 
 def cli(capsys, *argv) -> tuple[int, str, str]:
@@ -192,7 +194,8 @@ def test_grouped_selection_never_repeats_an_example_and_keeps_the_template_mix(p
 def test_default_strata_keep_the_label_and_source_mix_exactly(pool):
     result = _select(pool, size=40, group_by="source")
     sel = result.manifest.selection
-    assert sel["stratify_by"] == ["label", "dataset"]
+    assert sel["strategy"] == "centroid" and sel["stratify_by"] == ["label", "dataset"]  # the defaults over examples
+    assert _select(pool, size=40).manifest.selection["strategy"] == "random-in-cluster"  # ...and over rows
     pool_rows = [json.loads(line) for line in pool.read_text().splitlines()]
     # Row-weighted: the subset follows the pool's rows, not its examples (snli has 4 templates, mnli 2).
     for column in ("targets", "dataset"):
@@ -233,7 +236,8 @@ def test_quality_report_is_in_the_manifest_card_and_json(pool, tmp_path, capsys)
 def test_text_summary_prints_the_quality_table_and_the_group_hint(pool, tmp_path, capsys):
     code, stdout, err = cli(capsys, "push-subset", pool, "--dry-run", "--encoder", "lexical", "--size", "20")
     assert code == 0, err
-    assert "coverage: mean distance" in stdout and "distinct examples (by text)" in stdout
+    # Not grouped, but the detected example key counts the examples (templated copies differ in text).
+    assert "coverage: mean distance" in stdout and "distinct examples (by source)" in stdout
     hints = [line for line in err.splitlines() if "--group-by source" in line]
     assert len(hints) == 1 and "column 'source' repeats each value 3.3 times" in hints[0]
     code, _, err = cli(capsys, "push-subset", pool, "--dry-run", "--encoder", "lexical", "--size", "20", "--group-by", "source")

@@ -275,10 +275,10 @@ def test_trains_on_what_push_subset_writes_and_cards_its_selection(tmp_path, tin
     summary = json.loads((out / "training_summary.json").read_text())
     selection = summary["dataset"]["selection"]
     assert summary["dataset"]["train_rows"] == 20
-    assert selection["strategy"] == "quantile" and selection["ratio"] == 0.1 and selection["n_task_rows"] == 200
+    assert selection["strategy"] == "random-in-cluster" and selection["ratio"] == 0.1 and selection["n_task_rows"] == 200
     assert selection["encoder"] and selection["n_clusters"] >= 1
     card = (out / "README.md").read_text()
-    assert "10% of 200 rows" in card and "ltd-strategy:quantile" in card
+    assert "10% of 200 rows" in card and "ltd-strategy:random-in-cluster" in card
 
 
 def test_failed_push_keeps_the_adapter_and_push_adapter_retries(tmp_path, pool_file, tiny_model_id, monkeypatch, capsys):

@@ -46,7 +46,9 @@ class QualityReport:
     Attributes:
         subset, random: the figures.
         pool_mean_input_words, pool_p90_input_words: the filtered pool's input length.
-        examples_by: what counts as one example (``group_by`` column, or ``"text"``: exact duplicate texts).
+        examples_by: what counts as one example: the ``group_by`` column; without one, a column that
+            looks like the example key (see :func:`~ltd_hub.selection.groups.suggest_group_column`);
+            else ``"text"`` (exact duplicate texts).
         columns: the columns behind the label / source / template mixes (None where absent).
         coverage_sample, seed: the size of the pool sample for coverage, and the seed of that sample and of the random subset.
     """
