@@ -413,7 +413,7 @@ def _legacy_arms(config: ReproduceConfig) -> list[dict[str, Any]]:
 def _check_selection(options: Any, where: str, config: ReproduceConfig) -> dict[str, Any]:
     """Validate an arm's ``selection:`` against :func:`select_subset`'s signature (no data is read)."""
     from ltd_hub.encoders import get_encoder
-    from ltd_hub.selection import SELECTORS
+    from ltd_hub.selection import SELECTORS, default_strategy
     from ltd_hub.subset import select_subset
 
     if not isinstance(options, dict):
@@ -427,7 +427,8 @@ def _check_selection(options: Any, where: str, config: ReproduceConfig) -> dict[
             valid = [p for p in params if p not in _RESERVED_SELECTION]
             raise UsageError(f"unknown selection option {key!r} in {where}; select_subset takes: {', '.join(valid)}")
     options = {"encoder": config.encoder, **options}
-    strategy = options.get("strategy", "kcenter")
+    # An arm without a strategy gets push-subset's default (over examples or rows), recorded explicitly.
+    strategy = options.get("strategy") or default_strategy(grouped=options.get("group_by") is not None)
     if strategy not in SELECTORS:
         raise UsageError(f"unknown strategy {strategy!r} in {where}; valid: {', '.join(SELECTORS)}")
     options["strategy"] = strategy
