@@ -272,8 +272,14 @@ def _as_choices(value: Any) -> list[str]:
 def read_examples(source: str, token: str | None = None) -> list[dict[str, Any]]:
     """Read the rows of eval data (the ltd-nli format: ``inputs``, ``targets``, ``answer_choices``).
 
+    Classification data is read by the evaluation's own reader (:func:`ltd_hub.evaluation.load_eval_sets`),
+    so a bundled example is the very row ``evaluate`` scores: same prompt (SuperNI task files: definition +
+    input, as training builds it), same choices (SuperNI: the task's label set). Data without
+    ``answer_choices`` gives prompt-only examples.
+
     Args:
-        source: a local file (.jsonl[.gz], .json[.gz], .parquet), a folder of them, or a Hub dataset id.
+        source: a local file (.jsonl[.gz], .json[.gz], .parquet), a folder of them, a SuperNI task
+            file, or a Hub dataset id.
         token: Hub token for a dataset id.
 
     Returns:
@@ -283,6 +289,33 @@ def read_examples(source: str, token: str | None = None) -> list[dict[str, Any]]
         >>> read_examples("../shared/data/ltd-nli/eval/rte.jsonl.gz")[0]["choices"]  # doctest: +SKIP
         ['True', 'False']
     """
+    import datasets
+
+    from ltd_hub.evaluation import load_eval_sets
+
+    quiet = datasets.are_progress_bars_disabled()
+    datasets.disable_progress_bars()  # a bad file must stay one error line, not progress bars and a line
+    try:
+        sets = load_eval_sets([source], token=token, log=lambda _message: None)
+    except UsageError as exc:
+        if "answer_choices" not in str(exc):
+            raise UsageError(f"--examples {source}: {str(exc).removeprefix('eval data: ')}") from None
+        sets = None  # generation data: prompt-only examples, read below
+    finally:
+        if not quiet:
+            datasets.enable_progress_bars()
+    if sets is not None:
+        return [
+            {
+                "prompt": row["inputs"],
+                "gold": row["target"],
+                "choices": list(row["choices"]),
+                "dataset": eval_set.dataset_type,
+                "template": "" if row["template"] == "default" else row["template"],
+            }
+            for eval_set in sets
+            for row in eval_set.rows
+        ]
     rows: list[dict[str, Any]] = []
     for path in _example_files(source, token):
         frame = _read_rows(path)
