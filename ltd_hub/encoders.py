@@ -601,6 +601,7 @@ def encode_cached(
     *,
     use_cache: bool = True,
     progress: bool = True,
+    mmap: bool = False,
 ) -> tuple[np.ndarray, EncodeStats]:
     """Encode ``texts``, reusing (or resuming) the on-disk cache entry for the same key.
 
@@ -615,6 +616,8 @@ def encode_cached(
             the texts themselves is added, so a changed file can never hit a stale entry.
         use_cache: False re-encodes and overwrites the entry.
         progress: show a tqdm bar.
+        mmap: return the entry's file memory-mapped (read-only) instead of a copy in memory, so
+            the bounded selection engine never holds all the vectors (the values are the same).
 
     Returns:
         ``(embeddings, stats)``: float32 array of shape ``(len(texts), dim)``, L2-normalised.
@@ -651,7 +654,7 @@ def encode_cached(
             stats = EncodeStats(
                 len(texts), X.shape[1], meta["n_truncated"], meta.get("max_tokens"), time.perf_counter() - start, True, key
             )
-            return np.asarray(X), stats
+            return (X if mmap else np.asarray(X)), stats
     else:
         shutil.rmtree(folder, ignore_errors=True)
     dim = encoder.prepare(texts)
@@ -685,7 +688,7 @@ def encode_cached(
         finally:
             encoder.on_batch = None
             bar.close()
-        X = np.array(out)
+        X = None if mmap else np.array(out)
         del out
         out = None
         os.replace(partial, final)
@@ -705,4 +708,6 @@ def encode_cached(
         shutil.rmtree(folder, ignore_errors=True)  # nothing half-written stays behind
         raise _cache_write_error(exc, folder.parent) from None  # the entry below it is a hash nobody types
     stats = EncodeStats(len(texts), dim, state["n_truncated"], encoder.max_tokens, time.perf_counter() - start, False, key)
+    if X is None:
+        X = np.load(final, mmap_mode="r")
     return X, stats

@@ -66,6 +66,7 @@ _FIELD_TYPES: dict[str, tuple[type | None, ...]] = {
     "encoder": (dict,), "encoder.name": (str,), "encoder.revision": (str, None), "encoder.params": (dict, None),
     "selection": (dict,), "selection.strategy": (str,), "selection.ratio": (float, int, None), "selection.size": (int, None),
     "selection.seed": (int,), "selection.n_clusters": (int, None), "selection.n_clusters_auto": (bool, None),
+    "selection.kmeans_sample": (int, None), "selection.engine": (str, None),
     "selected": (list,), "versions": (dict,), "format_version": (int,),
 }
 _FIELD_REQUIRED = ("source.kind", "source.id", "encoder.name", "encoder.revision", "selection.strategy", "selection.seed")

@@ -62,6 +62,21 @@ def add_selection_arguments(parser) -> None:
     enc.add_argument("--text-fields", help="comma-separated columns to embed (default the prompt columns and the target)")
     enc.add_argument("--no-target", action="store_true", help="embed the prompt only, not the target")
     enc.add_argument("--no-cache", action="store_true", help="re-encode even when cached embeddings exist")
+    eng = add_engine_arguments(parser)
+    eng.add_argument("--kmeans-sample", type=int, metavar="ROWS",
+                     help="fit k-means on a seeded sample of ROWS rows per cluster (e.g. 256) and assign the rows in "
+                          "chunks: bounded memory on large pools; recorded (default: every row)")  # fmt: skip
+
+
+def add_engine_arguments(parser):
+    """``--engine`` and ``--ray-address``, shared by push-subset and rebuild-subset; returns the group."""
+    eng = parser.add_argument_group("engine")
+    eng.add_argument("--engine", choices=["local", "ray"], default="local",
+                     help="local (default: this process, embeddings memory-mapped) or ray (encoding, assignment and "
+                          "per-cluster picking on a Ray cluster; same ids; needs pip install 'ltd-hub[ray]')")  # fmt: skip
+    eng.add_argument("--ray-address", metavar="ADDRESS",
+                     help="Ray cluster for --engine ray (default RAY_ADDRESS, else a local Ray)")  # fmt: skip
+    return eng
 
 
 def selection_kwargs(args) -> dict:
@@ -92,6 +107,9 @@ def selection_kwargs(args) -> dict:
         "encoder_dtype": args.encoder_dtype,
         "device": args.device,
         "use_cache": not args.no_cache,
+        "engine": args.engine,
+        "kmeans_sample": args.kmeans_sample,
+        "ray_address": args.ray_address,
     }
 
 

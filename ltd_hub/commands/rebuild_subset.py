@@ -21,6 +21,9 @@ def register(subparsers) -> None:
     parser.add_argument("--token", help="Hub token (default: HF_TOKEN or the stored login)")
     parser.add_argument("--no-cache", action="store_true", help="re-encode instead of using cached embeddings")
     parser.add_argument("--format", choices=["text", "json"], default="text", help="text (default) or one JSON object")
+    from ltd_hub.commands.push_subset import add_engine_arguments
+
+    add_engine_arguments(parser)
     parser.set_defaults(func=run)
 
 
@@ -40,6 +43,8 @@ def run(args) -> int:
         revision=args.revision,
         token=args.token,
         use_cache=not args.no_cache,
+        engine=args.engine,
+        ray_address=args.ray_address,
         log=lambda msg: print(redact(msg), file=sys.stderr, flush=True),
     )
     if args.format == "json":

@@ -1,0 +1,173 @@
+"""Selection engines: the bounded local engine (memory-mapped vectors, k-means on a sample, chunked
+assignment) and the Ray engine (actor-pool encoding, map_batches assignment, one task per cluster).
+
+The Ray tests use a local Ray (2 CPUs, a small object store) started once per session; they are
+skipped, saying so, only when Ray is not installed (``pip install 'ltd-hub[ray]'``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from helpers import one_error_line
+from ltd_hub.cli import main
+from ltd_hub.errors import UsageError
+from ltd_hub.scale import bounded
+from ltd_hub.scale.bounded import RANDOM_RULES, VECTOR_RULES, DISTANCE_RULES, fit_selector, group_vectors_chunked
+from ltd_hub.selection import SELECTORS, get_selector
+from ltd_hub.selection.groups import Groups, group_vectors
+from ltd_hub.subset import rebuild_subset, select_subset
+
+from test_grouped_selection import write_pool
+
+
+def _vectors(n: int = 1500, d: int = 12, seed: int = 1) -> np.ndarray:
+    X = np.random.default_rng(seed).normal(size=(n, d)).astype(np.float32)
+    return X / np.linalg.norm(X, axis=1, keepdims=True)
+
+
+@pytest.fixture
+def pool(tmp_path: Path, monkeypatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    return write_pool(Path("pool.jsonl"), n_examples=300)
+
+
+def cli(capsys, *argv) -> tuple[int, str, str]:
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+# --------------------------------------------------------------------------- bounded local engine
+
+
+def test_every_strategy_is_classified_for_the_bounded_engine():
+    assert set(SELECTORS) == VECTOR_RULES | RANDOM_RULES | DISTANCE_RULES
+
+
+@pytest.mark.parametrize("name", list(SELECTORS))
+def test_bounded_fit_gives_selector_fit_ids_without_a_sample(name):
+    X = _vectors()
+    rng = np.random.default_rng(2)
+    strata, weights = rng.integers(0, 3, len(X)), rng.integers(1, 4, len(X)).astype(float)
+    for s, w in [(None, None), (strata, None), (None, weights), (strata, weights)]:
+        want = get_selector(name, n_select=30, seed=3).fit(X, strata=s, weights=w)
+        got = fit_selector(get_selector(name, n_select=30, seed=3), X, strata=s, weights=w)
+        assert np.array_equal(want.indices_, got.indices_), (name, s is not None, w is not None)
+        assert np.array_equal(want.cluster_budget_, got.cluster_budget_)
+        # A sample covering the pool is the pool: the same ids.
+        covering = fit_selector(get_selector(name, n_select=30, seed=3), X, strata=s, weights=w, kmeans_sample=len(X))
+        assert np.array_equal(want.indices_, covering.indices_)
+
+
+def test_kmeans_sees_only_the_seeded_sample_and_every_row_is_assigned(monkeypatch):
+    import ltd_hub.selection.clustering as clustering
+
+    seen = []
+    real = clustering.fit_kmeans
+    monkeypatch.setattr(clustering, "fit_kmeans", lambda X, k, seed=0: seen.append(len(X)) or real(X, k, seed=seed))
+    X = _vectors(3000)
+    sel = fit_selector(get_selector("centroid", n_select=40, n_clusters=10, seed=0), X, kmeans_sample=20)
+    assert seen == [200] and sel.kmeans_sample_rows_ == 200 and sel.kmeans_sample_ == 20
+    assert sel.clustering_.sizes.sum() == 3000 and len(sel.indices_) == 40
+    # Every row sits with its nearest centre.
+    d2 = ((X[:, None, :] - sel.clustering_.centers[None]) ** 2).sum(-1)
+    assert np.array_equal(sel.labels_, d2.argmin(1))
+    again = fit_selector(get_selector("centroid", n_select=40, n_clusters=10, seed=0), X, kmeans_sample=20)
+    assert np.array_equal(again.indices_, sel.indices_)
+
+
+def test_the_picking_never_reads_vectors_for_rules_that_do_not_need_them():
+    class Guarded(np.ndarray):
+        def __getitem__(self, key):
+            if isinstance(key, np.ndarray) and len(self) == 2000:  # a fancy (gathering) read of the pool's rows
+                raise AssertionError("gathered vectors")
+            return super().__getitem__(key)
+
+    X = _vectors(2000).view(Guarded)
+    for name in sorted(RANDOM_RULES | DISTANCE_RULES):
+        k = 5 if SELECTORS[name].clustered else None
+        fit_selector(get_selector(name, n_select=20, n_clusters=k, seed=0), X, kmeans_sample=2000)
+    with pytest.raises(AssertionError, match="gathered"):
+        fit_selector(get_selector("kcenter", n_select=20, n_clusters=5, seed=0), X, kmeans_sample=2000)
+
+
+def test_chunked_group_vectors_match_the_one_shot_product(monkeypatch):
+    monkeypatch.setattr(bounded, "GROUP_CHUNK", 97)
+    X = _vectors(1000)
+    groups = Groups.from_codes(np.random.default_rng(0).integers(0, 150, 1000))
+    assert np.allclose(group_vectors_chunked(X, groups), group_vectors(X, groups), atol=1e-6)
+
+
+def test_encode_cached_can_return_the_cache_file_memory_mapped(tmp_path):
+    from ltd_hub.encoders import encode_cached, get_encoder
+
+    texts = [f"the {w} and the {v}" for w in "cat dog bird fish cow".split() for v in "sun moon star".split()] * 5
+    first, _ = encode_cached(get_encoder("lexical"), texts, {"source": "t"}, progress=False, mmap=True)
+    assert isinstance(first, np.memmap) and not first.flags.writeable
+    again, stats = encode_cached(get_encoder("lexical"), texts, {"source": "t"}, progress=False, mmap=True)
+    plain, _ = encode_cached(get_encoder("lexical"), texts, {"source": "t"}, progress=False)
+    assert stats.cache_hit and isinstance(again, np.memmap) and np.array_equal(np.asarray(again), plain)
+
+
+def test_select_subset_with_a_covering_sample_gives_todays_ids_and_records_it(pool):
+    kw = {"encoder": "lexical", "size": 60, "progress": False}
+    today = select_subset(pool, **kw)
+    covering = select_subset(pool, kmeans_sample=10_000, **kw)
+    assert covering.manifest.row_indices == today.manifest.row_indices
+    assert "kmeans_sample" not in today.manifest.selection and "engine" not in today.manifest.selection
+    assert covering.manifest.selection["kmeans_sample"] == 10_000
+    assert covering.manifest.selection["kmeans_sample_rows"] == covering.stats["n_filtered_rows"]
+
+
+def test_a_sampled_selection_is_recorded_and_rebuilt_identically(pool, tmp_path, capsys):
+    code, _, err = cli(capsys, "push-subset", pool, "--dry-run", "--output-dir", tmp_path / "out", "--encoder", "lexical",
+                       "--size", "40", "--n-clusters", "8", "--kmeans-sample", "5", "--group-by", "source")  # fmt: skip
+    assert code == 0, err
+    manifest = json.loads((tmp_path / "out" / "selection_manifest.json").read_text())
+    sel = manifest["selection"]
+    assert sel["kmeans_sample"] == 5 and sel["kmeans_sample_rows"] == 40 and sel["algorithm"] == "kmeans (sample)"
+    rows = [r["row"] for r in manifest["selected"]]
+    sources = [json.loads(line)["source"] for line in Path(pool).read_text().splitlines()]
+    assert len({sources[r] for r in rows}) == 40  # group-aware: one row per example
+    code, out, err = cli(capsys, "rebuild-subset", tmp_path / "out")
+    assert code == 0 and out.startswith("identical"), out + err
+    unsampled = select_subset(pool, encoder="lexical", size=40, n_clusters=8, group_by="source", progress=False)
+    assert unsampled.manifest.row_indices != rows  # the sample made its own selection
+
+
+def test_strata_hold_with_a_sample(pool):
+    from collections import Counter
+
+    res = select_subset(pool, encoder="lexical", size=90, kmeans_sample=4, stratify_by=["dataset"], progress=False)
+    lines = [json.loads(line) for line in Path(pool).read_text().splitlines()]
+    pool_mix = Counter(r["dataset"] for r in lines)
+    got = Counter(lines[r]["dataset"] for r in res.manifest.row_indices)
+    share = {k: 90 * v / len(lines) for k, v in pool_mix.items()}
+    assert all(abs(got[k] - share[k]) < 1 for k in share)
+
+
+def test_bad_engine_options_are_one_error_line(pool, capsys):
+    with pytest.raises(UsageError, match="unknown engine 'spark'; valid engines: local, ray"):
+        select_subset(pool, encoder="lexical", engine="spark")
+    code, _, err = cli(capsys, "push-subset", pool, "--dry-run", "--encoder", "lexical", "--kmeans-sample", "0")
+    assert code == 2 and one_error_line(err) == "error: --kmeans-sample must be at least 1 row per cluster, got 0"
+
+
+def test_engine_ray_without_ray_names_the_extra(pool, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_ray(name, *args, **kwargs):
+        if name == "ray" or name.startswith("ray."):
+            raise ImportError("No module named 'ray'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_ray)
+    with pytest.raises(UsageError, match=r"pip install 'ltd-hub\[ray\]'"):
+        select_subset(pool, encoder="lexical", engine="ray")
