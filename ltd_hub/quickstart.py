@@ -64,15 +64,17 @@ class QuickstartConfig:
     """
 
     pool: str | os.PathLike = DEFAULT_POOL
-    rows: int = 20000
-    full_rows: int = 2000
+    # A demonstration sized to finish in about ten minutes on 2 CPU cores, not the experiment:
+    # scale it with --rows, --full-rows, --max-steps and --max-examples (see the README).
+    rows: int = 10000
+    full_rows: int = 1000
     encoder: str | None = None
     base_model: str = DEFAULT_BASE_MODEL
-    max_steps: int = 30
+    max_steps: int = 20
     max_length: int = 256
     eval_data: Sequence[str] = DEFAULT_EVAL_DATA
     templates: int = 1
-    max_examples: int = 50
+    max_examples: int = 40
     num_examples: int = 8
     namespace: str | None = None
     workdir: str | os.PathLike | None = None

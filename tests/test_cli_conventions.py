@@ -119,3 +119,15 @@ def test_the_readme_install_gives_a_cpu_torch():
     install = readme.split("<!-- ci:install -->", 1)[1].split("```", 2)[1]
     torch_line = next(line for line in install.splitlines() if line.startswith("pip install torch"))
     assert "--index-url https://download.pytorch.org/whl/cpu" in torch_line
+
+
+def test_an_evaluate_push_that_changed_nothing_says_unchanged():
+    from types import SimpleNamespace
+
+    from ltd_hub.evaluation import EvalReport
+
+    def report(created: bool) -> dict:
+        push = SimpleNamespace(url="u", commit_url=None, revision="r", created_commit=created)
+        return EvalReport("m", "b", "a", None, [], 0.5, 1.0, push=push).to_dict()["push"]
+
+    assert report(False)["unchanged"] is True and report(True)["unchanged"] is False
