@@ -171,3 +171,80 @@ def test_engine_ray_without_ray_names_the_extra(pool, monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_ray)
     with pytest.raises(UsageError, match=r"pip install 'ltd-hub\[ray\]'"):
         select_subset(pool, encoder="lexical", engine="ray")
+
+
+# --------------------------------------------------------------------------- Ray engine
+
+
+@pytest.fixture(scope="session")
+def local_ray():
+    """A local Ray for the session: 2 CPUs, a small object store (the minimum Ray accepts)."""
+    ray = pytest.importorskip("ray", reason="Ray is not installed: pip install 'ltd-hub[ray]' (CI installs it)")
+    import ray.data
+
+    ray.init(num_cpus=2, object_store_memory=80 * 2**20, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    yield ray
+    ray.shutdown()
+
+
+def _manifest(folder: Path) -> dict:
+    return json.loads((folder / "selection_manifest.json").read_text())
+
+
+def test_push_subset_on_ray_gives_the_local_engines_ids_in_one_commit(local_ray, pool, tmp_path, capsys):
+    from conftest import TEST_USER
+    from helpers import history
+
+    opts = ["--encoder", "lexical", "--size", "40", "--n-clusters", "8", "--kmeans-sample", "6", "--strategy", "kcenter"]
+    code, _, err = cli(capsys, "push-subset", pool, "--dry-run", "--output-dir", tmp_path / "local", *opts)
+    assert code == 0, err
+    repo_id = f"{TEST_USER}/ray-coreset"
+    # --no-cache: the Ray actors encode anew (and rewrite the shared cache entry).
+    code, out, err = cli(capsys, "push-subset", pool, "--repo-id", repo_id, "--engine", "ray", "--no-cache", "--format", "json", *opts)
+    assert code == 0, err
+    assert len(history(repo_id, "dataset")) == 2  # the repo's creation and the one subset commit
+    from ltd_hub.subset import load_manifest
+
+    pushed = load_manifest(repo_id)
+    assert pushed.row_indices == [r["row"] for r in _manifest(tmp_path / "local")["selected"]]
+    assert pushed.selection["engine"] == "ray" and pushed.selection["kmeans_sample"] == 6
+    code, out, err = cli(capsys, "rebuild-subset", repo_id, "--engine", "ray")
+    assert code == 0 and out.startswith("identical"), out + err
+
+
+@pytest.mark.parametrize("strategy", ["centroid", "random-in-cluster", "quantile"])
+def test_ray_matches_local_over_examples_with_strata(local_ray, pool, strategy):
+    kw = {"encoder": "lexical", "size": 45, "group_by": "source", "strategy": strategy, "progress": False}
+    for sample in (None, 4):
+        local = select_subset(pool, kmeans_sample=sample, **kw)
+        on_ray = select_subset(pool, engine="ray", kmeans_sample=sample, **kw)
+        assert on_ray.manifest.row_indices == local.manifest.row_indices, (strategy, sample)
+        assert on_ray.manifest.selection["stratify_by"] == local.manifest.selection["stratify_by"] != []
+
+
+def test_ray_encoding_equals_local_and_reuses_finished_shards(local_ray, monkeypatch):
+    import ltd_hub.encoders as encoders
+    from ltd_hub.paths import cache_dir
+    from ltd_hub.scale.ray_engine import encode_cached_ray
+
+    monkeypatch.setattr(encoders, "_CHUNK_ROWS", 50)  # several shards from a few hundred texts
+    words = "cat dog bird fish cow sheep goat lion bear wolf".split()
+    texts = [f"the {a} sees the {b} near {c}" for a in words for b in words for c in words[:3]]
+    local, _ = encoders.encode_cached(encoders.get_encoder("lexical"), texts, {"source": "shards"}, use_cache=False, progress=False)
+    on_ray, stats = encode_cached_ray(encoders.get_encoder("lexical"), texts, {"source": "shards"}, use_cache=False)
+    assert not stats.cache_hit and np.allclose(np.asarray(on_ray), local, atol=1e-6)
+    # An interrupted run left shard 1 behind: the next run keeps it and encodes only the others.
+    enc = encoders.get_encoder("lexical")
+    enc.resolve()
+    key = encoders.cache_key(enc, {"source": "shards", "n_rows": len(texts), "texts_sha256": encoders.texts_digest(texts)})
+    work = cache_dir("embeddings") / key / "ray-shards"
+    for name in ("embeddings.npy", "meta.json"):
+        (work.parent / name).unlink()
+    work.mkdir()
+    np.save(work / "0000001.npy", np.full((50, local.shape[1]), 0.5, dtype=np.float32))
+    (work / "0000001.json").write_text('{"n_truncated": 0}')
+    resumed, stats = encode_cached_ray(enc, texts, {"source": "shards"})
+    resumed = np.asarray(resumed)
+    assert not stats.cache_hit and (resumed[50:100] == 0.5).all() and np.allclose(resumed[100:], local[100:], atol=1e-6)
+    assert not work.exists()  # assembled into the ordinary cache entry, shards removed
