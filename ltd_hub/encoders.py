@@ -34,7 +34,7 @@ from ltd_hub.paths import cache_dir
 
 MINILM_ID = "sentence-transformers/all-MiniLM-L6-v2"
 DEFAULT_ENCODER = "minilm"
-ENCODER_NAMES = ("minilm", "lexical", "sentence-transformers:<hub id>", "causal-lm:<hub id>")
+ENCODER_NAMES = ("minilm", "lexical", "sentence-transformers:<hub id>", "causal-lm:<hub id>", "hashing")
 _DTYPES = ("float32", "bfloat16", "float16")
 # Rows encoded between two cache checkpoints: small enough to lose little on an interrupt.
 _CHUNK_ROWS = 4096
@@ -362,6 +362,51 @@ class LexicalEncoder(Encoder):
         return _normalise(dense), 0
 
 
+class HashingEncoder(Encoder):
+    """Hashed word uni+bigram counts (no vocabulary, nothing fitted) projected to ``n_components``
+    dimensions by a seeded Gaussian matrix.
+
+    Constant memory and one pass over the rows, so it suits pools too large for ``lexical``, which
+    fits TF-IDF and SVD on all the texts at once (about 2.5 GB at 0.5M rows). Coarser than
+    ``lexical``: no idf weighting, and hash collisions; meant for scale tests and first passes.
+    """
+
+    def __init__(self, name: str = "hashing", *, n_features: int = 1 << 16, n_components: int = 256, seed: int = 0):
+        self.name = name
+        self.model_id = "sklearn:hashing-projection"
+        self.n_features, self.n_components, self.seed = n_features, n_components, seed
+        self._vectorizer = None
+        self._projection = None
+
+    def _pin_revision(self) -> None:
+        import sklearn
+
+        # The hash is scikit-learn's; the projection comes from numpy's seeded generator.
+        self.revision = f"scikit-learn=={sklearn.__version__},numpy=={np.__version__}"
+
+    def params(self) -> dict[str, Any]:
+        return {"n_features": self.n_features, "n_components": self.n_components, "ngram_range": [1, 2], "seed": self.seed}
+
+    def prepare(self, texts: Sequence[str]) -> int:
+        from sklearn.feature_extraction.text import HashingVectorizer
+
+        self.resolve()
+        self._vectorizer = HashingVectorizer(
+            n_features=self.n_features, ngram_range=(1, 2), alternate_sign=False, norm="l2", dtype=np.float32
+        )
+        rng = np.random.default_rng(self.seed)
+        self._projection = rng.standard_normal((self.n_features, self.n_components), dtype=np.float32)
+        return self.n_components
+
+    def encode_batch(self, texts: Sequence[str]) -> tuple[np.ndarray, int]:
+        if self._vectorizer is None:
+            self.prepare(texts)
+        dense = np.asarray(self._vectorizer.transform(texts) @ self._projection, dtype=np.float32)
+        if self.on_batch is not None:
+            self.on_batch(len(texts))
+        return _normalise(dense), 0
+
+
 # --------------------------------------------------------------------------- registry
 
 
@@ -387,8 +432,8 @@ def get_encoder(
     """Return the encoder named by ``spec`` (no weights are loaded yet).
 
     Args:
-        spec: ``minilm`` (default), ``lexical``, ``sentence-transformers:<hub id>`` (or a bare ``<hub id>``)
-            or ``causal-lm:<hub id>``.
+        spec: ``minilm`` (default), ``lexical``, ``sentence-transformers:<hub id>`` (or a bare ``<hub id>``),
+            ``causal-lm:<hub id>``, or ``hashing`` (constant memory, for very large pools).
         revision: model revision to pin (a manifest's recorded revision when rebuilding).
         batch_size: rows per forward pass (default 64 for sentence encoders, 16 for causal LMs).
         max_tokens: input window; longer texts are truncated and counted.
@@ -432,6 +477,10 @@ def get_encoder(
         )
     if spec == "lexical":
         enc = LexicalEncoder(spec)
+        enc.revision = revision
+        return enc
+    if spec == "hashing":
+        enc = HashingEncoder(spec)
         enc.revision = revision
         return enc
     if kind in ("sentence-transformers", "causal-lm") and model_id:

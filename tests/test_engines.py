@@ -248,3 +248,17 @@ def test_ray_encoding_equals_local_and_reuses_finished_shards(local_ray, monkeyp
     resumed = np.asarray(resumed)
     assert not stats.cache_hit and (resumed[50:100] == 0.5).all() and np.allclose(resumed[100:], local[100:], atol=1e-6)
     assert not work.exists()  # assembled into the ordinary cache entry, shards removed
+
+
+def test_the_hashing_encoder_is_fitted_on_nothing_and_chunk_independent():
+    from ltd_hub.encoders import get_encoder
+
+    words = "cat dog bird fish cow sheep goat lion bear wolf".split()
+    texts = [f"the {a} chases the {b}" for a in words for b in words]
+    enc = get_encoder("hashing")
+    assert enc.prepare(texts[:1]) == 256
+    whole, _ = enc.encode_batch(texts)
+    parts = np.concatenate([get_encoder("hashing").encode_batch(texts[i : i + 7])[0] for i in range(0, len(texts), 7)])
+    assert np.array_equal(whole, parts) and np.allclose(np.linalg.norm(whole, axis=1), 1, atol=1e-5)
+    same, other = whole[texts.index("the cat chases the dog")], whole[texts.index("the fish chases the wolf")]
+    assert whole[texts.index("the cat chases the bird")] @ same > other @ same
