@@ -643,6 +643,19 @@ def _resume_state(partial, state_path, shape: tuple[int, int]) -> tuple[Any, dic
     return out, {"rows_done": rows_done, "n_truncated": n_truncated}
 
 
+def _release(out) -> None:
+    """Drop the flushed pages of the memory-mapped entry from resident memory (the file keeps them),
+    so writing a large entry does not grow the process by the whole file."""
+    import mmap
+
+    handle = getattr(out, "_mmap", None)
+    if handle is not None and hasattr(handle, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
+        try:
+            handle.madvise(mmap.MADV_DONTNEED)
+        except (OSError, ValueError):
+            pass
+
+
 def encode_cached(
     encoder: Encoder,
     texts: Sequence[str],
@@ -732,6 +745,7 @@ def encode_cached(
                 emb, n_trunc = encoder.encode_batch(chunk)
                 out[begin : begin + len(chunk)] = emb
                 out.flush()
+                _release(out)
                 state = {"rows_done": begin + len(chunk), "n_truncated": state["n_truncated"] + n_trunc}
                 _write_json(state_path, state)
         finally:

@@ -262,3 +262,21 @@ def test_the_hashing_encoder_is_fitted_on_nothing_and_chunk_independent():
     assert np.array_equal(whole, parts) and np.allclose(np.linalg.norm(whole, axis=1), 1, atol=1e-5)
     same, other = whole[texts.index("the cat chases the dog")], whole[texts.index("the fish chases the wolf")]
     assert whole[texts.index("the cat chases the bird")] @ same > other @ same
+
+
+def test_release_drops_a_memory_mapped_file_from_resident_memory(tmp_path):
+    status = Path("/proc/self/status")
+    if not status.is_file() or "RssFile" not in status.read_text():
+        pytest.skip("needs Linux's /proc/self/status (RssFile)")
+
+    def rss_file_kb() -> int:
+        line = next(l for l in status.read_text().splitlines() if l.startswith("RssFile:"))
+        return int(line.split()[1])
+
+    np.save(tmp_path / "x.npy", np.ones((16384, 1024), dtype=np.float32))  # 64 MiB
+    X = np.load(tmp_path / "x.npy", mmap_mode="r")
+    before = rss_file_kb()
+    assert float(X.sum()) == 16384 * 1024
+    touched = rss_file_kb()
+    bounded.release(X)
+    assert touched - before > 40_000 and rss_file_kb() - before < 10_000

@@ -40,6 +40,37 @@ Job = tuple[int, np.ndarray, int]
 RunCells = Callable[[Any, np.ndarray, np.ndarray, Sequence[Job]], list[np.ndarray]]
 
 
+def release(X: np.ndarray) -> None:
+    """Drop the pages of a memory-mapped ``X`` from this process's resident memory.
+
+    The file (and the kernel's page cache) keep the data; the next read maps it in again. Without
+    this, every chunk read stays resident and a pass over the pool grows the process's memory
+    by the whole embedding file. A no-op for in-memory arrays and where ``madvise`` is missing.
+    """
+    import mmap
+
+    handle = getattr(X, "_mmap", None)
+    if handle is None or not hasattr(handle, "madvise") or not hasattr(mmap, "MADV_DONTNEED"):
+        return
+    try:
+        handle.madvise(mmap.MADV_DONTNEED)
+    except (OSError, ValueError):
+        pass
+
+
+def row_distances(X: np.ndarray, centers: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """:func:`~ltd_hub.selection.coreset.distances_to_centers` (same blocks, same values), releasing each block."""
+    from ltd_hub.selection.coreset import _BLOCK
+
+    out = np.empty(len(X), dtype=np.float32)
+    for start in range(0, len(X), _BLOCK):
+        rows = np.asarray(X[start : start + _BLOCK])
+        diff = rows - centers[labels[start : start + _BLOCK]]
+        out[start : start + len(rows)] = np.sqrt(np.einsum("ij,ij->i", diff, diff))
+        release(X)
+    return out
+
+
 def sample_rows(n_rows: int, n_sample: int, seed: int) -> np.ndarray:
     """The seeded k-means sample: ``n_sample`` distinct row positions, ascending.
 
@@ -77,6 +108,7 @@ def assign_chunks(X: np.ndarray, centers: np.ndarray, *, progress: bool = False)
     for start, stop in tqdm(chunk_bounds(len(X)), desc="assigning rows", unit="chunk", disable=not progress):
         labels[start:stop], d2 = assign_rows(X[start:stop], centers, c2)
         inertia += float(d2.sum(dtype=np.float64))
+        release(X)
     return labels, inertia
 
 
@@ -100,7 +132,10 @@ def sampled_clustering(X: np.ndarray, n_clusters: int, seed: int, per_cluster: i
         return clustering, n
     sample = sample_rows(n, n_sample, seed)
     with tqdm(total=1, desc=f"clustering (k-means, k={n_clusters}, {n_sample} sample rows)", disable=not progress) as bar:
-        fitted = fit_kmeans(np.ascontiguousarray(X[sample], dtype=np.float32), n_clusters, seed=seed)
+        rows = np.ascontiguousarray(X[sample], dtype=np.float32)
+        release(X)
+        fitted = fit_kmeans(rows, n_clusters, seed=seed)
+        del rows
         bar.update()
     labels, inertia = (assign or (lambda X_, c: assign_chunks(X_, c, progress=progress)))(X, fitted.centers)
     clustering = Clustering(
@@ -130,6 +165,7 @@ def group_vectors_chunked(X: np.ndarray, groups) -> np.ndarray:
             (np.ones(len(codes), dtype=np.float32), (local, np.arange(len(codes)))), shape=(len(present), len(codes))
         )
         sums[present] += np.asarray(indicator @ np.asarray(X[start : start + len(codes)], dtype=np.float32))
+        release(X)
     norms = np.linalg.norm(sums, axis=1, keepdims=True)
     return sums / np.maximum(norms, 1e-12)
 
@@ -149,7 +185,9 @@ def run_cells_local(selector, X: np.ndarray, dist: np.ndarray, jobs: Sequence[Jo
 def cell_vectors(rule: str, X: np.ndarray, members: np.ndarray) -> np.ndarray:
     """The cell's rows of ``X`` when the rule reads vectors, else a zero-width stand-in of the same length."""
     if rule in VECTOR_RULES:
-        return np.ascontiguousarray(X[members], dtype=np.float32)
+        rows = np.ascontiguousarray(X[members], dtype=np.float32)
+        release(X)
+        return rows
     return np.empty((len(members), 0), dtype=np.float32)
 
 
@@ -183,7 +221,6 @@ def fit_selector(
     """
     from ltd_hub.selection.budget import allocate_budget, allocate_cells, allocate_weighted
     from ltd_hub.selection.clustering import default_n_clusters
-    from ltd_hub.selection.coreset import distances_to_centers
 
     name = selector.name
     if name not in VECTOR_RULES | RANDOM_RULES | DISTANCE_RULES:
@@ -216,7 +253,7 @@ def fit_selector(
         sizes = np.array([n])
     else:
         labels, centers, sizes = clustering.labels, clustering.centers, clustering.sizes
-    dist = distances_to_centers(X, centers, labels)
+    dist = row_distances(X, centers, labels)
     if strata is None:
         if weights is None:
             budget = allocate_budget(sizes, selector.n_select)

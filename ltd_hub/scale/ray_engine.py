@@ -138,6 +138,7 @@ def encode_cached_ray(
 
     from ltd_hub.encoders import _CHUNK_ROWS, EncodeStats, LexicalEncoder, _DamagedEntry, _read_entry, _write_json, cache_key, texts_digest
     from ltd_hub.paths import cache_dir
+    from ltd_hub.scale.bounded import release
 
     say = log or (lambda _m: None)
     encoder.resolve()
@@ -195,6 +196,8 @@ def encode_cached_ray(
     n_truncated = 0
     for i in range(n_chunks):
         out[i * _CHUNK_ROWS : (i + 1) * _CHUNK_ROWS] = np.load(work / f"{i:07d}.npy")
+        out.flush()
+        release(out)  # written pages leave resident memory: assembling stays bounded
         n_truncated += json.loads((work / f"{i:07d}.json").read_text())["n_truncated"]
     out.flush()
     del out
