@@ -280,3 +280,13 @@ def test_release_drops_a_memory_mapped_file_from_resident_memory(tmp_path):
     touched = rss_file_kb()
     bounded.release(X)
     assert touched - before > 40_000 and rss_file_kb() - before < 10_000
+
+
+def test_word_counts_chunk_by_chunk_match_the_whole_texts():
+    import datasets
+
+    from ltd_hub.sources import build_texts
+
+    ds = datasets.Dataset.from_dict({"inputs": [f"{'w ' * i}end" for i in range(11)], "more": ["a b"] * 11})
+    whole = [len(t.split()) for t in build_texts(ds, ["inputs", "more"])]
+    assert bounded.word_counts(ds, ["inputs", "more"], chunk=3).tolist() == whole

@@ -170,6 +170,18 @@ def group_vectors_chunked(X: np.ndarray, groups) -> np.ndarray:
     return sums / np.maximum(norms, 1e-12)
 
 
+def word_counts(dataset, fields: Sequence[str], chunk: int = GROUP_CHUNK) -> np.ndarray:
+    """Words per row of the ``fields`` texts (float64), building the texts a chunk of rows at a time
+    instead of holding a second copy of every text at once."""
+    from ltd_hub.sources import build_texts
+
+    out = np.empty(len(dataset), dtype=np.float64)
+    for start in range(0, len(dataset), chunk):
+        part = dataset.select(range(start, min(start + chunk, len(dataset))))
+        out[start : start + len(part)] = [len(t.split()) for t in build_texts(part, list(fields))]
+    return out
+
+
 def run_cells_local(selector, X: np.ndarray, dist: np.ndarray, jobs: Sequence[Job]) -> list[np.ndarray]:
     """Pick inside each cell in this process, reading a cell's vectors only for the rules that need them."""
     from tqdm.auto import tqdm
