@@ -290,3 +290,18 @@ def test_word_counts_chunk_by_chunk_match_the_whole_texts():
     ds = datasets.Dataset.from_dict({"inputs": [f"{'w ' * i}end" for i in range(11)], "more": ["a b"] * 11})
     whole = [len(t.split()) for t in build_texts(ds, ["inputs", "more"])]
     assert bounded.word_counts(ds, ["inputs", "more"], chunk=3).tolist() == whole
+
+
+def test_lazy_texts_are_build_texts_read_a_chunk_at_a_time():
+    import datasets
+
+    from ltd_hub.encoders import texts_digest
+    from ltd_hub.sources import build_texts
+
+    ds = datasets.Dataset.from_dict({"inputs": [f"row {i}" for i in range(10)], "targets": ["yes", "no"] * 5}).select([9, 1, 4, 5, 6, 0])
+    want = build_texts(ds, ["inputs", "targets"])
+    lazy = bounded.LazyTexts(ds, ["inputs", "targets"], chunk=4)
+    assert list(lazy) == want and len(lazy) == 6 and lazy[2:5] == want[2:5] and lazy[-1] == want[-1] and lazy[::2] == want[::2]
+    assert texts_digest(lazy) == texts_digest(want)
+    with pytest.raises(UsageError, match="text field"):
+        bounded.LazyTexts(ds, ["nope"])

@@ -170,6 +170,47 @@ def group_vectors_chunked(X: np.ndarray, groups) -> np.ndarray:
     return sums / np.maximum(norms, 1e-12)
 
 
+class LazyTexts(Sequence[str]):
+    """The texts :func:`~ltd_hub.sources.build_texts` returns, built from the Arrow columns a chunk
+    of rows at a time whenever they are read, so the pool's texts are never all in memory.
+
+    Reading them all again costs a pass over the columns (seconds per million rows); the
+    encoder, the cache digest and the quality report each read them once.
+
+    Example:
+        >>> texts = LazyTexts(filtered, ["inputs", "targets"])
+        >>> texts[0] == build_texts(filtered, ["inputs", "targets"])[0]
+        True
+    """
+
+    def __init__(self, dataset, fields: Sequence[str], chunk: int = GROUP_CHUNK):
+        from ltd_hub.sources import build_texts
+
+        build_texts(dataset.select(range(0)), list(fields))  # the same error for a missing field, now
+        self.dataset, self.fields, self.chunk = dataset, list(fields), chunk
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key):
+        from ltd_hub.sources import build_texts
+
+        if isinstance(key, slice):
+            start, stop, step = key.indices(len(self))
+            if step != 1:
+                return [self[i] for i in range(start, stop, step)]
+            return build_texts(self.dataset.select(range(start, max(start, stop))), self.fields)
+        n = len(self)
+        if not -n <= key < n:
+            raise IndexError(key)
+        key %= n
+        return build_texts(self.dataset.select([key]), self.fields)[0]
+
+    def __iter__(self):
+        for start in range(0, len(self), self.chunk):
+            yield from self[start : start + self.chunk]
+
+
 def word_counts(dataset, fields: Sequence[str], chunk: int = GROUP_CHUNK) -> np.ndarray:
     """Words per row of the ``fields`` texts (float64), building the texts a chunk of rows at a time
     instead of holding a second copy of every text at once."""
