@@ -21,6 +21,7 @@ ltd-hub cache (``LTD_HUB_CACHE``) must be on storage every node mounts.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import shutil
@@ -175,11 +176,16 @@ def encode_cached_ray(
     n_actors, gpus = _cluster_plan()
     say(f"encoding {len(todo)} of {n_chunks} chunks on Ray ({min(n_actors, max(1, len(todo)))} actors{', 1 GPU each' if gpus else ''})")
     max_tokens = encoder.max_tokens
+    # The Hub token never travels in the actors' arguments (they can be spilled to disk): a
+    # private encoder is read with the token of the workers' own environment (HF_TOKEN).
+    shipped = copy.copy(encoder)
+    if getattr(shipped, "token", None) is not None:
+        shipped.token = None
     if todo:
         ds = ray.data.from_items([{"chunk": i} for i in todo], override_num_blocks=min(len(todo), 4 * n_actors))
         done = ds.map_batches(
             _EncodeShards,
-            fn_constructor_kwargs={"encoder": encoder, "prepared": prepared, "texts_path": str(texts_path), "shard_dir": str(work)},
+            fn_constructor_kwargs={"encoder": shipped, "prepared": prepared, "texts_path": str(texts_path), "shard_dir": str(work)},
             batch_size=1,
             compute=ray.data.ActorPoolStrategy(size=min(n_actors, len(todo))),
             **({"num_gpus": gpus} if gpus else {}),
