@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import statistics
+import sys
 import tempfile
 import time
 from collections import OrderedDict
@@ -22,8 +23,15 @@ from typing import Any
 
 from ltd_hub.errors import HubError, UsageError
 
+# Formatting and scoring live in the module the comparison Space ships beside app.py, so the
+# Space's choice probabilities are the softmax of exactly these scores (one implementation).
+from ltd_hub.space.ltd_scoring import SCORING_METHODS, FormatError, PromptFormatter, score_choices  # noqa: F401
+
 METRICS_DIR = Path(__file__).parent / "metrics"
 REQUIRED_COLUMNS = ("inputs", "targets", "answer_choices")
+# A SuperNI task is scored by rank classification over its label set (the distinct outputs of its
+# instances); a task with more distinct outputs than this is generation, not classification.
+MAX_SUPERNI_LABELS = 20
 DATA_SUFFIXES = (".jsonl.gz", ".json.gz", ".jsonl", ".json", ".parquet", ".csv")
 
 
@@ -36,6 +44,10 @@ class EvalSet:
     source: str
     revision: str | None
     rows: list[dict[str, Any]]
+    #: SuperNI tasks: the answer choices of every row (the distinct outputs of the task's instances).
+    label_set: list[str] | None = None
+    #: Templates left out because they have no answer_choices (e.g. a regression template).
+    skipped_templates: list[str] = field(default_factory=list)
 
     @property
     def templates(self) -> list[str]:
@@ -62,7 +74,12 @@ class EvalReport:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        data["push"] = None if self.push is None else {"url": self.push.url, "commit_url": self.push.commit_url, "revision": self.push.revision}
+        data["push"] = None if self.push is None else {
+            "url": self.push.url,
+            "commit_url": self.push.commit_url,
+            "revision": self.push.revision,
+            "unchanged": not self.push.created_commit,  # these results were already recorded: no commit
+        }
         return data
 
     def to_markdown(self, *, per_template: bool = False) -> str:
@@ -105,11 +122,16 @@ def load_eval_sets(
     max_examples: int | None = None,
     split: str = "validation",
     token: str | None = None,
+    log: Any = None,
 ) -> list[EvalSet]:
     """Read eval data (local files/folders or Hub dataset repos) into eval sets.
 
     A file is one eval set named after it (``rte.jsonl.gz`` -> ``rte``); a file holding several
-    values of the ``dataset`` column is split by them. ``templates`` keeps the first N templates of
+    values of the ``dataset`` column is split by them. SuperNI task files (``Definition``,
+    ``Instances``) are read as training reads them (prompt = definition + input) and scored over
+    the task's label set: the distinct outputs of its instances (:attr:`EvalSet.label_set`). A
+    P3-style template without ``answer_choices`` (e.g. a regression template) is skipped with one
+    line; the other templates are scored. ``templates`` keeps the first N templates of
     each set, ``max_examples`` the first N rows of each template (file order, so every template
     sees the same examples when the file is ordered by template).
 
@@ -119,6 +141,7 @@ def load_eval_sets(
         max_examples: keep the first N rows per template (default all).
         split: preferred split name inside folders/repos with several.
         token: Hub token for private repos.
+        log: called with one line per skipped template (default: printed to stderr).
 
     Returns:
         A list of :class:`EvalSet`.
@@ -134,8 +157,13 @@ def load_eval_sets(
         raise UsageError(f"--templates must be at least 1, got {templates}")
     if max_examples is not None and max_examples < 1:
         raise UsageError(f"--max-examples must be at least 1, got {max_examples}")
+    say = log or (lambda message: print(message, file=sys.stderr))
     sets: list[EvalSet] = []
     for spec in specs:
+        superni = _superni_files(spec)
+        if superni:
+            sets.extend(_superni_eval_sets(spec, superni, templates, max_examples))
+            continue
         try:
             rows, source = load_instruction_data(spec, split=split, token=token)
         except UsageError as exc:
@@ -153,7 +181,21 @@ def load_eval_sets(
         groups: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
         has_dataset = "dataset" in rows.column_names
         has_template = "template_name" in rows.column_names
+        template_of = (lambda row: str(row["template_name"]) if row["template_name"] else "default") if has_template else (lambda row: "default")  # noqa: E731
+        # A template none of whose rows has answer choices is not a classification template: skipped.
+        with_choices: dict[str, bool] = {}
+        for row in rows:
+            choices = row["answer_choices"]
+            has = isinstance(choices, (list, tuple)) and len(choices) > 0
+            with_choices[template_of(row)] = with_choices.get(template_of(row), False) or has
+        skipped = [t for t, has in with_choices.items() if not has]
+        if skipped and len(skipped) == len(with_choices):
+            raise UsageError(f"eval data {spec} has no answer_choices in any row, which rank classification needs")
+        for template in skipped:
+            say(f"eval data {_public(spec)}: skipping template {template!r}, which has no answer_choices (not a classification template)")
         for index, row in enumerate(rows):
+            if template_of(row) in skipped:
+                continue
             choices = row["answer_choices"]
             if not isinstance(choices, (list, tuple)) or len(choices) < 2:
                 raise UsageError(f"eval data {spec} row {index}: answer_choices must be a list of at least 2 answers")
@@ -178,7 +220,7 @@ def load_eval_sets(
                 "target": str(target),
                 "choices": choices,
                 "gold": [c.strip() for c in choices].index(str(target).strip()),
-                "template": str(row["template_name"]) if has_template and row["template_name"] else "default",
+                "template": template_of(row),
                 "row": index,
                 # The example's id across templates (P3 rows carry it in ``source``; else an ``id`` column).
                 "id": next((str(row[c]) for c in ("id", "source") if row.get(c) is not None), str(index)),
@@ -193,12 +235,76 @@ def load_eval_sets(
                     source=spec,
                     revision=source.revision,
                     rows=_subsample(items, templates, max_examples),
+                    skipped_templates=skipped,
                 )
             )
     names = [s.name for s in sets]
     duplicate = next((n for n in names if names.count(n) > 1), None)
     if duplicate:
         raise UsageError(f"two eval sets are both named {duplicate!r}; give the files distinct names")
+    return sets
+
+
+def _public(spec: str) -> str:
+    from ltd_hub.sources import public_path
+
+    return public_path(spec) if Path(spec).expanduser().exists() else spec
+
+
+def _superni_files(spec: str) -> list[Path]:
+    """The SuperNI task files ``spec`` names (a task file or a folder of them), else []."""
+    from ltd_hub.sources import _is_superni_file
+
+    path = Path(spec).expanduser()
+    if path.is_file():
+        return [path] if _is_superni_file(path) else []
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.is_file() and p.name.lower().endswith(".json"))
+        superni = [p for p in files if _is_superni_file(p)]
+        return superni if superni and len(superni) == len(files) else []
+    return []
+
+
+def _superni_eval_sets(spec: str, files: list[Path], templates: int | None, max_examples: int | None) -> list[EvalSet]:
+    """One eval set per SuperNI task: prompt as training builds it, choices = the task's label set."""
+    from ltd_hub.sources import _combined_fingerprint, _file_records, _load_superni
+
+    rows = _load_superni(files)
+    by_task: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
+    for index, row in enumerate(rows):
+        by_task.setdefault(row["task_name"], []).append({**row, "row": index})
+    fingerprint = _combined_fingerprint(_file_records(files))
+    sets = []
+    for task, instances in by_task.items():
+        labels = sorted({str(r["output"]).strip() for r in instances if str(r["output"]).strip()})
+        if len(labels) < 2:
+            raise UsageError(f"eval data {_public(spec)}: task {task} has {len(labels)} distinct output(s); rank classification needs at least 2 labels")
+        if len(labels) > MAX_SUPERNI_LABELS:
+            raise UsageError(
+                f"eval data {_public(spec)}: task {task} has {len(labels)} distinct outputs, not a label set "
+                f"(at most {MAX_SUPERNI_LABELS}); rank classification scores classification tasks only"
+            )
+        items = []
+        for r in instances:
+            gold = str(r["output"]).strip()
+            if not gold:
+                continue
+            # The prompt exactly as training joins SuperNI columns: definition, blank line, input.
+            prompt = "\n\n".join(t for t in (str(r["instruction"] or ""), str(r["input"] or "")) if t)
+            items.append(
+                {"inputs": prompt, "target": gold, "choices": labels, "gold": labels.index(gold), "template": "definition",
+                 "row": r["row"], "id": str(r["id"])}  # fmt: skip
+            )
+        sets.append(
+            EvalSet(
+                name=task if len(by_task) > 1 else _set_name(spec),
+                dataset_type=task,
+                source=spec,
+                revision=fingerprint,
+                rows=_subsample(items, templates, max_examples),
+                label_set=labels,
+            )
+        )
     return sets
 
 
@@ -214,249 +320,7 @@ def _subsample(items: list[dict[str, Any]], templates: int | None, max_examples:
 
 
 # --------------------------------------------------------------------------- scoring
-
-
-SCORING_METHODS = ("shared", "separate")
-
-
-def score_choices(
-    model: Any, formatter: Any, rows: list[dict[str, Any]], *, batch_size: int = 16, progress: bool = True, method: str = "shared"
-) -> list[list[float]]:
-    """Log-likelihood of every answer choice of every row given its prompt.
-
-    Each (prompt, choice) pair is tokenised exactly as training formats it (``formatter``); the
-    score is the summed log-probability of the choice's tokens after the prompt's tokens.
-
-    ``method="shared"`` (the default) runs each prompt once and scores all its choices from the
-    prompt's KV cache, packed into one sequence; the prefix that every prompt shares (the chat
-    template's system turn) runs once for all rows. ``method="separate"`` runs every prompt + choice as its own sequence (the
-    original scorer, kept for benchmarks and as the reference the shared one is tested against).
-    Both give the same scores up to floating-point rounding.
-
-    Args:
-        model: a causal LM (or PEFT model) in eval mode.
-        formatter: a :class:`ltd_hub.training.PromptFormatter`.
-        rows: eval rows with ``inputs`` and ``choices``.
-        batch_size: prompt + choice sequences per forward pass (``shared``: ``batch_size // choices``
-            prompts per pass, each with all its choices; fewer prompts per pass also means less padding).
-        progress: show a progress bar.
-        method: ``"shared"`` or ``"separate"``.
-
-    Returns:
-        For each row, one summed log-probability per choice.
-    """
-    if method not in SCORING_METHODS:
-        raise ValueError(f"method must be one of {SCORING_METHODS}, got {method!r}")
-    encoded = []  # per row: [(prompt ids, answer ids) per choice]
-    for row in rows:
-        prompt_ids, answer_ids = formatter.encode_batch([row["inputs"]] * len(row["choices"]), row["choices"])
-        encoded.append(list(zip(prompt_ids, answer_ids)))
-    pad_id = formatter.tokenizer.pad_token_id
-    out: list[list[float]] = [[0.0] * len(pairs) for pairs in encoded]
-    # The shared scorer packs a prompt's choices under a custom 4D mask, which the flash/flex kernels do not take.
-    if method == "separate" or _attention_implementation(model) not in ("sdpa", "eager"):
-        pairs = {(i, j): (p, a) for i, row in enumerate(encoded) for j, (p, a) in enumerate(row)}
-        for (i, j), value in _score_separate(model, pad_id, pairs, batch_size=batch_size, progress=progress).items():
-            out[i][j] = value
-        return out
-
-    # A row is scored from one prompt when every choice's prompt tokens are the same; a choice
-    # whose prompt tokens differ (a formatter that tokenises across the boundary) goes the separate way.
-    shared: list[tuple[int, list[int], list[int], list[list[int]]]] = []  # (row, prompt, choice indices, answers)
-    leftover: dict[tuple[int, int], tuple[list[int], list[int]]] = {}
-    for i, row in enumerate(encoded):
-        prompt = row[0][0]
-        same = [j for j, (p, _) in enumerate(row) if p == prompt]
-        for j, (p, a) in enumerate(row):
-            if j not in same:
-                leftover[(i, j)] = (p, a)
-        shared.append((i, prompt, same, [row[j][1] for j in same]))
-    # The common prefix runs once for all rows; at least the last prompt token stays out of it,
-    # because its logits score the first answer token.
-    common = list(os.path.commonprefix([prompt for _, prompt, _, _ in shared])) if shared else []
-    common = common[: max(min((len(p) for _, p, _, _ in shared), default=1) - 1, 0)]
-    if not common:
-        # Without a common prefix a one-token prompt would leave its row empty in the prompt pass
-        # (a fully masked attention row); such rows are rare and go the separate way.
-        for i, prompt, same, answers in [s for s in shared if len(s[1]) < 2]:
-            leftover.update({(i, j): (prompt, a) for j, a in zip(same, answers)})
-        shared = [s for s in shared if len(s[1]) >= 2]
-    prompts_per_pass = max(1, batch_size // max((len(s[2]) for s in shared), default=1))
-    for (i, j), value in _score_shared(model, pad_id, common, shared, batch_size=prompts_per_pass, progress=progress).items():
-        out[i][j] = value
-    if leftover:
-        for (i, j), value in _score_separate(model, pad_id, leftover, batch_size=batch_size, progress=False).items():
-            out[i][j] = value
-    return out
-
-
-def _score_separate(
-    model: Any, pad_id: int, pairs: dict[Any, tuple[list[int], list[int]]], *, batch_size: int, progress: bool
-) -> dict[Any, float]:
-    """Score each (prompt ids, answer ids) as one sequence (the original scorer).
-
-    Sequences are sorted by length and left-padded, so the answer tokens of a batch all sit at its
-    end and only those positions' logits are computed (``logits_to_keep``).
-    """
-    import torch
-    from tqdm.auto import tqdm
-
-    keys = list(pairs)
-    seqs = [(pairs[k][0] + pairs[k][1], len(pairs[k][1])) for k in keys]
-    order = sorted(range(len(seqs)), key=lambda i: len(seqs[i][0]))
-    scores: dict[Any, float] = {}
-    device = next(model.parameters()).device
-    with torch.inference_mode():
-        for start in tqdm(range(0, len(order), batch_size), desc="Scoring choices", disable=not progress, unit="batch"):
-            batch = [seqs[i] for i in order[start : start + batch_size]]
-            width = max(len(ids) for ids, _ in batch)
-            keep = max(a for _, a in batch) + 1
-            input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-            mask = torch.zeros((len(batch), width), dtype=torch.long)
-            for b, (ids, _) in enumerate(batch):
-                input_ids[b, width - len(ids) :] = torch.tensor(ids)
-                mask[b, width - len(ids) :] = 1
-            # Left padding shifts tokens; position ids from the mask keep every row as if unpadded.
-            position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
-            logits = model(
-                input_ids=input_ids.to(device),
-                attention_mask=mask.to(device),
-                position_ids=position_ids.to(device),
-                logits_to_keep=keep,
-            ).logits.float()
-            logprobs = torch.log_softmax(logits[:, :-1], dim=-1)
-            targets = input_ids[:, width - keep + 1 :].to(device)
-            token_lp = logprobs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-            answer_len = torch.tensor([a for _, a in batch], device=device)
-            positions = torch.arange(keep - 1, device=device).unsqueeze(0)
-            summed = (token_lp * (positions >= (keep - 1 - answer_len).unsqueeze(1))).sum(-1)
-            for b, value in enumerate(summed.tolist()):
-                scores[keys[order[start + b]]] = value
-    return scores
-
-
-def _cache_kwarg(model: Any) -> str:
-    """The forward argument that takes a KV cache: ``cache`` in newer transformers, ``past_key_values`` before."""
-    import inspect
-
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
-
-
-def _attention_implementation(model: Any) -> str | None:
-    return getattr(getattr(model, "config", None), "_attn_implementation", None)
-
-
-def _cache_of(output: Any) -> Any:
-    cache = getattr(output, "cache", None)
-    return output.past_key_values if cache is None else cache
-
-
-def _score_shared(
-    model: Any,
-    pad_id: int,
-    common: list[int],
-    rows: list[tuple[int, list[int], list[int], list[list[int]]]],
-    *,
-    batch_size: int,
-    progress: bool,
-) -> dict[tuple[int, int], float]:
-    """Score every choice of each prompt from the prompt's KV cache.
-
-    The ``common`` prefix (every prompt's first tokens: the chat template's system turn) runs once;
-    then per batch of prompts (sorted by length) two forward passes:
-    1. the rest of each prompt except its last token, right-padded, appended to a copy of the
-       common prefix's cache;
-    2. per prompt one packed sequence, [last prompt token] + choice 1 + choice 2 + ..., with a 4D
-       mask under which each choice's tokens see the prompt and their own earlier tokens only,
-       and position ids that restart after the prompt for every choice. Its logits score the choices.
-    Padding holes are masked out and position ids count real tokens only, so every choice sees
-    exactly the sequence the separate scorer runs.
-    """
-    import copy
-
-    import torch
-    from tqdm.auto import tqdm
-
-    device = next(model.parameters()).device
-    cache_kwarg = _cache_kwarg(model)
-    # sdpa takes a boolean mask (True: attend); eager adds the mask to the attention scores.
-    additive = _attention_implementation(model) == "eager"
-    n_common = len(common)
-    order = sorted(range(len(rows)), key=lambda r: len(rows[r][1]))
-    scores: dict[tuple[int, int], float] = {}
-    with torch.inference_mode():
-        common_cache = None
-        if n_common:
-            common_cache = _cache_of(model(input_ids=torch.tensor([common], device=device), use_cache=True, logits_to_keep=1))
-        for start in tqdm(range(0, len(order), batch_size), desc="Scoring choices", disable=not progress, unit="batch"):
-            batch = [rows[r] for r in order[start : start + batch_size]]
-            size = len(batch)
-            cache = None
-            if common_cache is not None:
-                cache = copy.deepcopy(common_cache)
-                cache.batch_select_indices(torch.zeros(size, dtype=torch.long, device=device))
-            # Pass 1: the rest of each prompt, without its last token.
-            rests = [prompt[n_common:-1] for _, prompt, _, _ in batch]
-            width = max(len(r) for r in rests)
-            rest_mask = torch.zeros((size, width), dtype=torch.long)
-            if width:
-                rest_ids = torch.full((size, width), pad_id, dtype=torch.long)
-                for b, rest in enumerate(rests):
-                    rest_ids[b, : len(rest)] = torch.tensor(rest, dtype=torch.long)
-                    rest_mask[b, : len(rest)] = 1
-                out = model(
-                    input_ids=rest_ids.to(device),
-                    attention_mask=torch.cat([torch.ones((size, n_common), dtype=torch.long), rest_mask], 1).to(device),
-                    position_ids=(n_common + torch.arange(width)).unsqueeze(0).expand(size, -1).to(device),
-                    use_cache=True,
-                    logits_to_keep=1,
-                    **{cache_kwarg: cache},
-                )
-                cache = _cache_of(out)
-            # Pass 2: [last prompt token] + all choices of a prompt in one packed sequence.
-            seqs = [[prompt[-1]] + [t for answer in answers for t in answer] for _, prompt, _, answers in batch]
-            packed = max(len(seq) for seq in seqs)
-            ids = torch.full((size, packed), pad_id, dtype=torch.long)
-            block = torch.full((size, packed), -1, dtype=torch.long)  # 0: last prompt token, k: choice k, -1: padding
-            positions = torch.zeros((size, packed), dtype=torch.long)
-            source = torch.zeros((size, packed), dtype=torch.long)  # which position's logits predict this token
-            for b, (_, prompt, _, answers) in enumerate(batch):
-                ids[b, : len(seqs[b])] = torch.tensor(seqs[b], dtype=torch.long)
-                block[b, 0], positions[b, 0] = 0, len(prompt) - 1
-                at = 1
-                for k, answer in enumerate(answers, start=1):
-                    n = len(answer)
-                    block[b, at : at + n] = k
-                    positions[b, at : at + n] = len(prompt) + torch.arange(n)
-                    source[b, at : at + n] = torch.arange(at - 1, at + n - 1)
-                    source[b, at] = 0  # a choice's first token is predicted by the last prompt token
-                    at += n
-            col = torch.arange(packed)
-            sees = (col.view(1, 1, -1) <= col.view(1, -1, 1)) & (
-                (block.unsqueeze(2) == block.unsqueeze(1)) | (col == 0).view(1, 1, -1)
-            )  # (batch, query, key) among the packed tokens
-            prefix = torch.cat([torch.ones((size, n_common), dtype=torch.bool), rest_mask.bool()], 1)
-            allowed = torch.cat([prefix.unsqueeze(1).expand(-1, packed, -1), sees], 2).unsqueeze(1)
-            if additive:
-                dtype = next(model.parameters()).dtype
-                mask = torch.zeros(allowed.shape, dtype=dtype).masked_fill(~allowed, torch.finfo(dtype).min)
-            else:
-                mask = allowed
-            logits = model(
-                input_ids=ids.to(device),
-                attention_mask=mask.to(device),
-                position_ids=positions.to(device),
-                use_cache=True,
-                **{cache_kwarg: cache},
-            ).logits.float()
-            logprobs = torch.log_softmax(logits, dim=-1)
-            rows_idx = torch.arange(size).unsqueeze(1).expand(-1, packed)
-            token_lp = logprobs[rows_idx.to(device), source.to(device), ids.to(device)].cpu()
-            for b, (i, _, same, answers) in enumerate(batch):
-                for k, j in enumerate(same, start=1):
-                    scores[(i, j)] = float(token_lp[b][block[b] == k].sum())
-    return scores
+# score_choices and PromptFormatter: ltd_hub/space/ltd_scoring.py (imported above).
 
 
 def generate_answers(model: Any, formatter: Any, rows: list[dict[str, Any]], *, batch_size: int = 16, max_new_tokens: int = 8, progress: bool = True) -> list[str]:
@@ -537,7 +401,10 @@ def evaluate_model(
     em_metric = _load_metric("exact_match") if exact_match else None
     results = []
     for eval_set in eval_sets:
-        scores = score_choices(model, formatter, eval_set.rows, batch_size=batch_size, progress=progress, method=method)
+        try:
+            scores = score_choices(model, formatter, eval_set.rows, batch_size=batch_size, progress=progress, method=method)
+        except FormatError as exc:
+            raise UsageError(str(exc)) from None
         predictions = [max(range(len(s)), key=s.__getitem__) for s in scores]
         generated = (
             generate_answers(model, formatter, eval_set.rows, batch_size=batch_size, max_new_tokens=max_new_tokens, progress=progress)
@@ -573,6 +440,8 @@ def evaluate_model(
                 "ci_high": high,
                 "exact_match": statistics.fmean(t["exact_match"] for t in per_template.values()) if generated is not None else None,
                 "templates": per_template,
+                **({"label_set": eval_set.label_set} if eval_set.label_set is not None else {}),
+                **({"skipped_templates": eval_set.skipped_templates} if eval_set.skipped_templates else {}),
                 "predictions": prediction_records(eval_set.rows, scores),
             }
         )
@@ -689,7 +558,7 @@ def evaluate_adapter(
 
     import torch
 
-    from ltd_hub.training import PromptFormatter, bf16_supported, load_base_model, load_tokenizer
+    from ltd_hub.training import bf16_supported, load_base_model, load_tokenizer
 
     started = time.perf_counter()
     use_bf16 = bf16_supported() if bf16 is None else bf16

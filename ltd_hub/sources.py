@@ -82,6 +82,7 @@ class LoadedSource:
         fingerprint: sha256 over the file hashes, or the Hub commit sha.
         license: the source's license when its card declares one.
         columns: the column mapping in use.
+        specs: the local SOURCE arguments as given (the manifest publishes their public form).
     """
 
     dataset: datasets.Dataset
@@ -94,11 +95,13 @@ class LoadedSource:
     fingerprint: str = ""
     license: str | None = None
     columns: ColumnMap = ColumnMap(inputs=(), target=None)
+    specs: list[str] = field(default_factory=list)
 
     def to_manifest(self) -> dict[str, Any]:
         return {
             "kind": self.kind,
-            "id": self.id,
+            # Local SOURCE arguments are published as relative paths or file names only.
+            "id": self.id if self.kind == "hub" else ",".join(public_path(spec) for spec in self.specs or [self.id]),
             "revision": self.revision,
             "config": self.config,
             "split": self.split,
@@ -205,8 +208,25 @@ def _check_readable(path: Path) -> None:
             raise UsageError(f"{path} is empty (no rows); give a file with rows")
 
 
+def public_path(path: str | os.PathLike) -> str:
+    """How a local path may be published (manifest, training summary): as given when relative, else its name.
+
+    An absolute path (or one under ``~``) would publish the user's folders, home directory
+    included; a relative one is what the user typed and what a rebuild resolves from its cwd.
+
+    Example:
+        >>> public_path("../data/pool.jsonl.gz"), public_path("/home/ada/data/pool.jsonl.gz")
+        ('../data/pool.jsonl.gz', 'pool.jsonl.gz')
+    """
+    text = os.fspath(path)
+    if text.startswith("~") or os.path.isabs(text):
+        return Path(text).name
+    return os.path.normpath(text)
+
+
 def _file_records(paths: Sequence[Path]) -> list[dict[str, Any]]:
-    return [{"path": str(p.resolve()), "sha256": _sha256(p), "size": p.stat().st_size} for p in paths]
+    # Name, sha256 and size identify the file; the path is the public one (never an absolute path).
+    return [{"path": public_path(p), "name": p.name, "sha256": _sha256(p), "size": p.stat().st_size} for p in paths]
 
 
 def _combined_fingerprint(records: Sequence[dict[str, Any]]) -> str:
@@ -513,6 +533,7 @@ def load_source(
             dataset=ds,
             kind="superni" if all(superni) else "files",
             id=specs[0] if len(specs) == 1 else ",".join(specs),
+            specs=list(specs),
             files=records,
             split=split,
             fingerprint=_combined_fingerprint(records),
@@ -569,6 +590,10 @@ def load_instruction_data(
         try:
             commit = hub.repo_head(repo_id, repo_type="dataset", revision=revision, token=token)
         except HubError as exc:
+            from ltd_hub.errors_map import transport_errors
+
+            if isinstance(exc.__cause__, transport_errors()):
+                raise  # the Hub cannot be reached: say that, not that the dataset does not exist
             raise UsageError(f"dataset {source!r} not found: no such local path and no dataset repo on the Hub ({exc})") from None
         folder = hub.snapshot(
             repo_id,
@@ -596,10 +621,10 @@ def load_instruction_data(
         except ValueError:
             manifest = None  # a broken manifest does not stop training; the card just lacks its facts
     info = DataSource(
-        name=repo_id or str(local),
+        name=repo_id or public_path(source),
         repo_id=repo_id,
         revision=commit,
-        path=None if repo_id else str(local.resolve()),
+        path=None if repo_id else public_path(source),
         sha256=None if repo_id else _combined_fingerprint(_file_records(files)),
         manifest=manifest,
     )

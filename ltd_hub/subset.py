@@ -41,6 +41,17 @@ DEFAULT_RATIO = 0.005
 TEMPLATE_COLUMNS = ("template_name", "template", "prompt_name", "template_id")
 PARQUET_PATH = "data/train-00000-of-00001.parquet"
 CARD_TEMPLATE = "dataset_card.md.j2"
+# Task names of the ltd-nli data (P3's ``dataset`` column) -> their Hub dataset ids, for the card's source_datasets.
+KNOWN_SOURCE_DATASETS = {
+    "snli": "stanfordnlp/snli",
+    "mnli": "nyu-mll/multi_nli",
+    "multi_nli": "nyu-mll/multi_nli",
+    "anli": "facebook/anli",
+    "glue/mnli": "nyu-mll/glue",
+    "glue/rte": "nyu-mll/glue",
+}
+# Task names that are natural-language inference (the card then says task_ids: natural-language-inference).
+NLI_TASK_NAMES = {"snli", "esnli", "e-snli", "mnli", "multi_nli", "glue/mnli", "sick", "rte", "glue/rte", "glue_rte", "super_glue_rte", "anli", "anli_r1", "anli_r2", "anli_r3", "cb", "wnli", "qnli"}
 PAPER = {
     "title": "Maybe Only 0.5% Data is Needed: A Preliminary Exploration of Low Training Data Instruction Tuning",
     "arxiv": "2305.09246",
@@ -86,6 +97,7 @@ class PushSubsetResult:
             "repo_id": self.push.repo_id,
             "commit_url": self.push.commit_url,
             "revision": self.push.revision,
+            "unchanged": not self.push.created_commit,  # the repo already had these files: no commit
             "n_source_rows": s["n_source_rows"],
             "n_filtered_rows": s["n_filtered_rows"],
             "n_selected": s["n_selected"],
@@ -165,6 +177,9 @@ class SelectionRequest:
     token: str | None = None
     use_cache: bool = True
     progress: bool = True
+    engine: str = "local"
+    kmeans_sample: int | None = None
+    ray_address: str | None = None
 
     def validate(self) -> tuple[Any, list[tuple[str, str]], list[str]]:
         """Check every cheap option before any loading, encoding or network call.
@@ -184,6 +199,16 @@ class SelectionRequest:
             self.ratio = DEFAULT_RATIO if self.ratio is None else float(self.ratio)
             if not 0 < self.ratio < 1:
                 raise UsageError(f"--ratio must be between 0 and 1 (exclusive), got {self.ratio}; e.g. 0.005 for 0.5%")
+        from ltd_hub.scale import ENGINES
+
+        if self.engine not in ENGINES:
+            raise UsageError(f"unknown engine {self.engine!r}; valid engines: {', '.join(ENGINES)}")
+        if self.kmeans_sample is not None and self.kmeans_sample < 1:
+            raise UsageError(f"--kmeans-sample must be at least 1 row per cluster, got {self.kmeans_sample}")
+        if self.engine == "ray":
+            from ltd_hub.scale.ray_engine import require_ray
+
+            require_ray()
         if self.strategy is None:
             self.strategy = default_strategy(grouped=self.group_by is not None)
         selector_cls = check_strategy(self.strategy)
@@ -234,6 +259,9 @@ def select_subset(
     token: str | None = None,
     use_cache: bool = True,
     progress: bool = True,
+    engine: str = "local",
+    kmeans_sample: int | None = None,
+    ray_address: str | None = None,
     log: Log | None = None,
 ) -> SubsetResult:
     """Select a coreset of ``source`` without touching the Hub (beyond reading a Hub source/encoder).
@@ -244,7 +272,7 @@ def select_subset(
         ratio: share of the filtered rows to select (default 0.005); exclusive with ``size``.
         size: number of rows to select.
         strategy: a name in :data:`ltd_hub.selection.SELECTORS`; None (default) is
-            :func:`~ltd_hub.selection.default_strategy`: ``centroid`` with ``group_by``, else ``quantile``.
+            :func:`~ltd_hub.selection.default_strategy`: ``centroid`` with ``group_by``, else ``random-in-cluster``.
         encoder: ``minilm`` (default), ``lexical``, ``sentence-transformers:<id>``, ``causal-lm:<id>``.
         n_clusters: k (default automatic, recorded in the manifest).
         seed: seeds k-means and random choices.
@@ -267,6 +295,12 @@ def select_subset(
         token: Hub token for private sources/encoders.
         use_cache: reuse cached embeddings (False re-encodes).
         progress: tqdm bars on encoding and selection.
+        engine: ``local`` (default: this process, embeddings memory-mapped) or ``ray`` (encoding,
+            assignment and per-cluster picking on a Ray cluster; same ids); see :mod:`ltd_hub.scale`.
+        kmeans_sample: fit k-means on a seeded sample of this many rows per cluster (e.g. 256) and
+            assign the rows in chunks, so memory stays bounded; None (default) fits on every row.
+            Recorded in the manifest; a sample covering the pool gives the same ids as None.
+        ray_address: the Ray cluster for ``engine="ray"`` (default ``RAY_ADDRESS``, else a local Ray).
         log: called with short progress lines.
 
     Returns:
@@ -308,18 +342,70 @@ def select_subset(
         token=token,
         use_cache=use_cache,
         progress=progress,
+        engine=engine,
+        kmeans_sample=kmeans_sample,
+        ray_address=ray_address,
     )
     return _run_selection(source, request, log=log)
 
 
 def _run_selection(source, req: SelectionRequest, *, log: Log | None = None, checked=None) -> SubsetResult:
-    from ltd_hub.encoders import encode_cached
-    from ltd_hub.selection import budget_from_ratio
-    from ltd_hub.sources import LoadedSource, apply_filters, build_texts, column_values, load_source
-
+    """The selection as named steps: load and filter, size the budget, embed, pick, measure, record."""
     encoder, filters, tasks = checked or req.validate()
     say = log or (lambda _msg: None)
     t0 = time.perf_counter()
+    src, filtered, rows = _load_filtered(source, req, filters, tasks, say)
+    n_select = _budget(req, len(filtered))
+    fields = list(req.text_fields) if req.text_fields else [
+        *src.columns.inputs, *([src.columns.target] if req.include_target and src.columns.target else [])
+    ]  # fmt: skip
+    from ltd_hub.sources import build_texts
+
+    if req.kmeans_sample is None and req.engine == "local":
+        texts = build_texts(filtered, fields)
+    else:  # bounded: the same texts, built a chunk at a time whenever they are read
+        from ltd_hub.scale.bounded import LazyTexts
+
+        texts = LazyTexts(filtered, fields)
+    t_load = time.perf_counter() - t0
+    say(f"{len(filtered)} of {len(src.dataset)} rows after the filter; selecting {n_select} with {req.strategy}")
+    filter_record = {"filters": [f"{c}={p}" for c, p in filters], "tasks": tasks, "task_column": src.columns.task if tasks else None}
+    X, enc_stats = _embed(encoder, texts, src, fields, filter_record, req, say)
+
+    t1 = time.perf_counter()
+    units = _selection_units(filtered, src.columns, req, n_select, say)
+    picked = _pick_rows(X, units, req, n_select)
+    subset = filtered.select(picked.rows)
+    say(f"measuring the subset against random rows of the same size (quality report, seed {req.seed})")
+    quality = _quality(filtered, src.columns, X, units, picked, texts, req.seed)
+    manifest = _manifest(src, filtered, rows, subset, picked, units, quality, encoder, enc_stats, fields, filter_record, req)
+    t_select = time.perf_counter() - t1
+    stats = {
+        "n_source_rows": len(src.dataset),
+        "n_filtered_rows": len(filtered),
+        "n_selected": len(subset),
+        "ratio": len(subset) / len(filtered),
+        "strategy": req.strategy,
+        "group_by": req.group_by,
+        "stratify_by": units.stratify_by,
+        "encoder": encoder.name,
+        "seconds_load": round(t_load, 3),
+        "seconds_encode": round(enc_stats.seconds, 3),
+        "seconds_select": round(t_select, 3),
+        "seconds": round(time.perf_counter() - t0, 3),
+        "cache_hit": enc_stats.cache_hit,
+        "n_truncated": enc_stats.n_truncated,
+        "task_counts": _task_counts(filtered, subset, src.columns.task),
+        "group_hint": units.group_hint,
+    }
+    say(f"selected {len(subset)} rows in {t_select:.1f}s")
+    return SubsetResult(dataset=subset, manifest=manifest, stats=stats, source_license=src.license, quality=quality)
+
+
+def _load_filtered(source, req: SelectionRequest, filters, tasks, say: Log):
+    """``(loaded source, filtered rows, their source row positions)``."""
+    from ltd_hub.sources import LoadedSource, apply_filters, load_source
+
     if isinstance(source, LoadedSource):
         src = source
     else:
@@ -335,28 +421,26 @@ def _run_selection(source, req: SelectionRequest, *, log: Log | None = None, che
             task_column=req.task_column,
         )
     filtered, rows = apply_filters(src, filters, tasks)
-    n_source, n_filtered = len(src.dataset), len(filtered)
-    if req.size is not None:
-        if req.size > n_filtered:
-            raise UsageError(f"--size {req.size} is larger than the {n_filtered} rows after the filter; lower it")
-        n_select = req.size
-    else:
-        n_select = budget_from_ratio(n_filtered, req.ratio)
+    return src, filtered, rows
+
+
+def _budget(req: SelectionRequest, n_filtered: int) -> int:
+    """Rows to select: ``size``, or ``ratio`` of the filtered rows."""
+    from ltd_hub.selection import budget_from_ratio
+
     if req.n_clusters is not None and req.n_clusters > n_filtered:
         raise UsageError(f"--n-clusters {req.n_clusters} is more than the {n_filtered} rows after the filter; lower it")
-    if req.text_fields:
-        fields = list(req.text_fields)
-    else:
-        fields = [*src.columns.inputs, *([src.columns.target] if req.include_target and src.columns.target else [])]
-    texts = build_texts(filtered, fields)
-    t_load = time.perf_counter() - t0
-    say(f"{n_filtered} of {n_source} rows after the filter; selecting {n_select} with {req.strategy}")
+    if req.size is None:
+        return budget_from_ratio(n_filtered, req.ratio)
+    if req.size > n_filtered:
+        raise UsageError(f"--size {req.size} is larger than the {n_filtered} rows after the filter; lower it")
+    return req.size
 
-    filter_record = {
-        "filters": [f"{c}={p}" for c, p in filters],
-        "tasks": tasks,
-        "task_column": src.columns.task if tasks else None,
-    }
+
+def _embed(encoder, texts, src, fields, filter_record, req: SelectionRequest, say: Log):
+    """The row embeddings, from the cache when the same encoder saw the same texts of the same source."""
+    from ltd_hub.encoders import encode_cached
+
     identity = {
         "source": src.fingerprint,
         "kind": src.kind,
@@ -366,40 +450,44 @@ def _run_selection(source, req: SelectionRequest, *, log: Log | None = None, che
         "filter": filter_record,
     }
     encoder.resolve()
-    X, enc_stats = encode_cached(encoder, texts, identity, use_cache=req.use_cache, progress=req.progress)
+    if req.engine == "ray":
+        from ltd_hub.scale.ray_engine import encode_cached_ray
+
+        X, enc_stats = encode_cached_ray(encoder, texts, identity, use_cache=req.use_cache, address=req.ray_address, log=say)
+    else:
+        # Memory-mapped: the selection reads the vectors in chunks and never holds them all.
+        X, enc_stats = encode_cached(encoder, texts, identity, use_cache=req.use_cache, progress=req.progress, mmap=True)
     say(
         f"embeddings {'from the cache' if enc_stats.cache_hit else 'computed'} ({X.shape[0]} x {X.shape[1]}, {enc_stats.seconds:.1f}s)"
         + (f"; {enc_stats.n_truncated} rows truncated to {enc_stats.max_tokens} tokens" if enc_stats.n_truncated else "")
     )
+    return X, enc_stats
 
-    t1 = time.perf_counter()
-    units = _selection_units(filtered, src.columns, req, n_select, say)
-    picked = _pick_rows(X, units, req, n_select)
-    subset = filtered.select(picked.rows)
-    source_rows = rows[picked.rows]
+
+def _manifest(src, filtered, rows, subset, picked: _Picked, units: _Units, quality, encoder, enc_stats, fields, filter_record, req):
+    """The rebuild recipe: source, filter, encoder, selection parameters, every selected row, the quality report."""
+    from ltd_hub.sources import column_values
+
     ids = column_values(subset, src.columns.id) if src.columns.id else None
     hashes = row_hashes(subset)
     selected = [
         SelectedRow(
-            row=int(r), cluster=int(c), distance=round(float(d), 6), id=None if ids is None else str(ids[i]), sha=hashes[i]
+            row=int(r),
+            cluster=int(c),
+            distance=round(float(d), 6),
+            id=None if ids is None or ids[i] is None else str(ids[i]),  # a null id stays null, never "None"
+            sha=hashes[i],
         )
-        for i, (r, c, d) in enumerate(zip(source_rows, picked.clusters, picked.distances))
+        for i, (r, c, d) in enumerate(zip(rows[picked.rows], picked.clusters, picked.distances))
     ]
     selector = picked.selector
     clustering = selector.clustering_
-    say(f"measuring the subset against random rows of the same size (quality report, seed {req.seed})")
-    quality = _quality(filtered, src.columns, X, units, picked, texts, req.seed)
-    manifest = SelectionManifest(
+    return SelectionManifest(
         source=src.to_manifest(),
-        filter={**filter_record, "n_rows": n_filtered},
+        filter={**filter_record, "n_rows": len(filtered)},
         columns=src.columns.to_dict(),
         text_fields=fields,
-        encoder={
-            **encoder.describe(),
-            "max_tokens": enc_stats.max_tokens,
-            "dim": enc_stats.dim,
-            "n_truncated": enc_stats.n_truncated,
-        },
+        encoder={**encoder.describe(), "max_tokens": enc_stats.max_tokens, "dim": enc_stats.dim, "n_truncated": enc_stats.n_truncated},
         selection={
             "strategy": req.strategy,
             "ratio": req.ratio,
@@ -418,36 +506,24 @@ def _run_selection(source, req: SelectionRequest, *, log: Log | None = None, che
             "inertia": round(clustering.inertia, 4) if clustering else None,
             "cluster_sizes": selector.cluster_sizes_.tolist() if clustering else None,
             "cluster_budget": selector.cluster_budget_.tolist() if clustering else None,
+            # Only when set, so that a default selection's manifest stays byte-identical to before.
+            **({"kmeans_sample": req.kmeans_sample, "kmeans_sample_rows": selector.kmeans_sample_rows_} if req.kmeans_sample else {}),
+            **({"engine": req.engine} if req.engine != "local" else {}),
         },
         selected=selected,
         quality=quality.to_dict(),
     )
-    t_select = time.perf_counter() - t1
-    task_counts: dict[str, list[int]] = {}
-    if src.columns.task:
-        all_tasks = Counter(map(str, column_values(filtered, src.columns.task)))
-        picked_tasks = Counter(map(str, column_values(subset, src.columns.task)))
-        task_counts = {t: [n, picked_tasks.get(t, 0)] for t, n in all_tasks.most_common()}
-    stats = {
-        "n_source_rows": n_source,
-        "n_filtered_rows": n_filtered,
-        "n_selected": len(selected),
-        "ratio": len(selected) / n_filtered,
-        "strategy": req.strategy,
-        "group_by": req.group_by,
-        "stratify_by": units.stratify_by,
-        "encoder": encoder.name,
-        "seconds_load": round(t_load, 3),
-        "seconds_encode": round(enc_stats.seconds, 3),
-        "seconds_select": round(t_select, 3),
-        "seconds": round(time.perf_counter() - t0, 3),
-        "cache_hit": enc_stats.cache_hit,
-        "n_truncated": enc_stats.n_truncated,
-        "task_counts": task_counts,
-        "group_hint": units.group_hint,
-    }
-    say(f"selected {len(selected)} rows in {t_select:.1f}s")
-    return SubsetResult(dataset=subset, manifest=manifest, stats=stats, source_license=src.license, quality=quality)
+
+
+def _task_counts(filtered, subset, task_column: str | None) -> dict[str, list[int]]:
+    """``{task: [rows after the filter, rows selected]}``, most common first."""
+    from ltd_hub.sources import column_values
+
+    if not task_column:
+        return {}
+    all_tasks = Counter(map(str, column_values(filtered, task_column)))
+    picked = Counter(map(str, column_values(subset, task_column)))
+    return {t: [n, picked.get(t, 0)] for t, n in all_tasks.most_common()}
 
 
 @dataclass
@@ -572,13 +648,31 @@ def _pick_rows(X: np.ndarray, units: _Units, req: SelectionRequest, n_select: in
     from ltd_hub.selection.groups import choose_rows, group_strata, group_vectors
     from ltd_hub.selection.quality import farthest_decile
 
+    from ltd_hub.scale.bounded import fit_selector, group_vectors_chunked
+
     groups = units.groups
-    points = X if groups is None else group_vectors(X, groups)
+    if groups is None:
+        points = X
+    else:  # with a k-means sample the ids are the sample's own: sum the rows in chunks
+        points = group_vectors(X, groups) if req.kmeans_sample is None else group_vectors_chunked(X, groups)
     strata = units.strata if groups is None or units.strata is None else group_strata(units.strata, groups)
     if req.n_clusters is not None and req.n_clusters > len(points):
         raise UsageError(f"--n-clusters {req.n_clusters} is more than the {len(points)} examples to cluster; lower it")
     selector = get_selector(req.strategy, n_select=n_select, n_clusters=req.n_clusters, seed=req.seed, progress=req.progress)
-    selector.fit(points, strata=strata, weights=None if groups is None else groups.sizes)
+    run_cells = assign = None
+    if req.engine == "ray":
+        from ltd_hub.scale.ray_engine import ray_assign, ray_run_cells
+
+        run_cells, assign = ray_run_cells(req.ray_address), ray_assign(req.ray_address)
+    fit_selector(
+        selector,
+        points,
+        strata=strata,
+        weights=None if groups is None else groups.sizes,
+        kmeans_sample=req.kmeans_sample,
+        run_cells=run_cells,
+        assign=assign,
+    )
     far = farthest_decile(selector.labels_, selector.row_distances_)
     if groups is None:
         return _Picked(selector.indices_, selector.cluster_ids_, selector.distances_, selector, far)
@@ -594,14 +688,19 @@ def _pick_rows(X: np.ndarray, units: _Units, req: SelectionRequest, n_select: in
 def _quality(filtered, columns: ColumnMap, X, units: _Units, picked: _Picked, texts: Sequence[str], seed: int) -> QualityReport:
     """The quality report of the picked rows against random rows of the same size."""
     from ltd_hub.selection.groups import encode_values
+    from ltd_hub.scale.bounded import word_counts
     from ltd_hub.selection.quality import PoolFacts, quality_report
-    from ltd_hub.sources import build_texts, column_values
+    from ltd_hub.sources import column_values
 
     if units.groups is not None:
         examples, examples_by = units.groups.codes, units.group_by
+    elif units.group_hint:
+        # Not grouped, but a column looks like the example key: count by it, so the report shows
+        # what selecting rows did to examples (templated copies have different texts).
+        examples, examples_by = encode_values(column_values(filtered, units.group_hint))[0], units.group_hint
     else:
         examples, examples_by = encode_values(list(texts))[0], "text"
-    words = np.fromiter((len(t.split()) for t in build_texts(filtered, list(columns.inputs))), dtype=np.float64, count=len(filtered))
+    words = word_counts(filtered, list(columns.inputs))  # chunk by chunk: no second copy of every text
     mixes: dict[str, tuple[np.ndarray, int, str]] = {}
     labels = _label_codes(filtered, columns)
     if labels is not None:
@@ -761,14 +860,20 @@ def render_dataset_card(
         or f"{repo_id.split('/')[-1]} ({result.stats['n_selected']} rows, ltd-hub {result.manifest.selection['strategy']})"
     )
     src = result.manifest.source
+    tasks = [str(t) for t in (result.stats.get("task_counts") or {})]
     if src["kind"] == "hub":
         source_datasets = [src["id"]]
     else:
-        source_datasets = list((result.stats.get("task_counts") or {}).keys())[:50]
+        # The Hub validates source_datasets as dataset ids: local task names are given only when
+        # they are known datasets (the ltd-nli sources), by their Hub id.
+        source_datasets = list(dict.fromkeys(KNOWN_SOURCE_DATASETS[t.lower()] for t in tasks if t.lower() in KNOWN_SOURCE_DATASETS))
+    nli = bool(tasks) and all(t.lower() in NLI_TASK_NAMES for t in tasks)
     card_data: dict[str, Any] = {
         "license": license_id,
         "language": list(language),
-        "task_categories": ["text-generation"],
+        # natural-language-inference is a task id of text-classification (the Hub's task taxonomy).
+        "task_categories": ["text-generation", "text-classification"] if nli else ["text-generation"],
+        **({"task_ids": ["natural-language-inference"]} if nli else {}),
         "size_categories": [_size_category(result.stats["n_selected"])],
     }
     if source_datasets:
@@ -961,9 +1066,15 @@ def _manifest_source(manifest: SelectionManifest, override: str | Sequence[str] 
     paths = [override] if isinstance(override, str) else list(override) if override else [f["path"] for f in src["files"]]
     if not override:
         for rec in src["files"]:
+            # Manifests record a relative path as given (resolved from the cwd here) or, for a path
+            # that was absolute, only the file name: then the data's location must be given.
             p = Path(rec["path"])
             if not p.is_file():
-                raise UsageError(f"the source file {p} is not on this machine; pass --source PATH with the same data")
+                where = f" (looked for it from {Path.cwd()})" if not p.is_absolute() and p.parent != Path(".") else ""
+                raise UsageError(
+                    f"the source file {rec['path']} is not on this machine{where}; pass --source PATH with the same data "
+                    f"(sha256 {rec['sha256'][:12]}, {rec.get('size', '?')} bytes)"
+                )
             if _sha256(p) != rec["sha256"]:
                 raise UsageError(
                     f"the source file {p} changed since the subset was made (sha256 differs); pass --source with the original data"
@@ -979,6 +1090,8 @@ def rebuild_subset(
     token: str | None = None,
     use_cache: bool = True,
     progress: bool = True,
+    engine: str = "local",
+    ray_address: str | None = None,
     log: Log | None = None,
 ) -> RebuildReport:
     """Re-run the selection recorded in a subset's manifest and compare the selected row ids.
@@ -990,6 +1103,7 @@ def rebuild_subset(
         token: Hub token.
         use_cache: reuse cached embeddings; False re-encodes.
         progress: tqdm bars.
+        engine, ray_address: where to re-run (see :func:`select_subset`); any engine gives the same ids.
         log: called with short progress lines.
 
     Returns:
@@ -1030,6 +1144,10 @@ def rebuild_subset(
         token=token,
         use_cache=use_cache,
         progress=progress,
+        engine=engine,
+        ray_address=ray_address,
+        # Manifests from before the bounded engine fitted k-means on every row.
+        kmeans_sample=sel.get("kmeans_sample"),
         log=log,
         **loader,
     )

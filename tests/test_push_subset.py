@@ -32,6 +32,7 @@ SUMMARY_KEYS = {
     "group_by",
     "stratify_by",
     "quality",
+    "unchanged",
     "seconds",
 }
 
@@ -78,7 +79,7 @@ def test_push_subset_end_to_end(capsys, pool_slice: Path):
     summary = _push(capsys, pool_slice, repo_id, "--ratio", "0.05")
     assert set(summary) == SUMMARY_KEYS
     assert summary["repo_id"] == repo_id and summary["n_selected"] == 20 and summary["n_source_rows"] == SLICE_ROWS
-    assert summary["strategy"] == "quantile" and len(summary["revision"]) == 40 and summary["commit_url"]
+    assert summary["strategy"] == "random-in-cluster" and len(summary["revision"]) == 40 and summary["commit_url"]
 
     api = HfApi()
     assert sorted(api.list_repo_files(repo_id, repo_type="dataset")) == sorted(
@@ -98,13 +99,17 @@ def test_push_subset_end_to_end(capsys, pool_slice: Path):
 
     card = DatasetCard.load(repo_id, repo_type="dataset")
     data = card.data.to_dict()
-    assert data["tags"] == ["ltd-hub", "data-selection", "instruction-tuning", "quantile"]
+    assert data["tags"] == ["ltd-hub", "data-selection", "instruction-tuning", "random-in-cluster"]
     assert data["configs"] == [{"config_name": "default", "data_files": [{"split": "train", "path": PARQUET_PATH}]}]
-    assert data["size_categories"] == ["n<1K"] and data["task_categories"] == ["text-generation"]
-    assert "snli" in data["source_datasets"] and len(data["source_datasets"]) >= 3  # the pool's `dataset` values
+    assert data["size_categories"] == ["n<1K"] and data["task_categories"] == ["text-generation", "text-classification"]
+    assert data["task_ids"] == ["natural-language-inference"]  # every `dataset` value of the pool is an NLI set
+    # The pool's `dataset` values by their Hub ids; names without a known Hub id are left out.
+    assert "stanfordnlp/snli" in data["source_datasets"] and all("/" in d for d in data["source_datasets"])
+    assert "Yang, Hantao" in card.text and "Maybe Only 0.5\\% Data" in card.text  # BibTeX: % would start a comment
     assert "arXiv:2305.09246" in card.text and f"ltd-hub rebuild-subset {repo_id}" in card.text
 
-    code, out, _ = _cli(capsys, "rebuild-subset", repo_id)
+    # pool_slice was given as an absolute path: the manifest holds its name only, so the rebuild is told where it is.
+    code, out, _ = _cli(capsys, "rebuild-subset", repo_id, "--source", pool_slice)
     assert code == 0 and "identical" in out
 
 
@@ -289,9 +294,10 @@ def _dry_run(capsys, source: Path, out_dir: Path, *extra: str) -> None:
     assert code == 0, err
 
 
-def test_rebuild_reports_a_difference(capsys, pool_slice: Path, tmp_path: Path):
+def test_rebuild_reports_a_difference(capsys, pool_slice: Path, tmp_path: Path, monkeypatch):
+    monkeypatch.chdir(pool_slice.parent)  # relative: the manifest's path finds the data again
     out_dir = tmp_path / "subset"
-    _dry_run(capsys, pool_slice, out_dir, "--strategy", "random")
+    _dry_run(capsys, Path(pool_slice.name), out_dir, "--strategy", "random")
     code, out, _ = _cli(capsys, "rebuild-subset", out_dir)
     assert code == 0 and "identical: the 10 selected row ids" in out
     path = out_dir / MANIFEST_FILENAME
@@ -310,8 +316,9 @@ def test_rebuild_reports_a_difference(capsys, pool_slice: Path, tmp_path: Path):
     )
 
 
-def test_rebuild_refuses_a_changed_source_unless_given_the_original(capsys, pool_slice: Path, tmp_path: Path):
-    source = tmp_path / "pool.jsonl"
+def test_rebuild_refuses_a_changed_source_unless_given_the_original(capsys, pool_slice: Path, tmp_path: Path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a relative SOURCE is recorded as given and found again from the cwd
+    source = Path("pool.jsonl")
     source.write_bytes(pool_slice.read_bytes())
     out_dir = tmp_path / "subset"
     _dry_run(capsys, source, out_dir)
@@ -323,6 +330,24 @@ def test_rebuild_refuses_a_changed_source_unless_given_the_original(capsys, pool
     code, _, err = _cli(capsys, "rebuild-subset", out_dir)
     assert code == 2 and "changed since the subset was made" in err
     code, out, _ = _cli(capsys, "rebuild-subset", out_dir, "--source", original)
+    assert code == 0 and "identical" in out
+
+
+def test_manifest_publishes_no_absolute_path(capsys, pool_slice: Path, tmp_path: Path, monkeypatch):
+    home = tmp_path / "home" / "ada"
+    home.mkdir(parents=True)
+    monkeypatch.setenv("HOME", str(home))
+    (home / "pool.jsonl").write_bytes(pool_slice.read_bytes())
+    out_dir = tmp_path / "subset"
+    _dry_run(capsys, "~/pool.jsonl", out_dir)
+    text = (out_dir / MANIFEST_FILENAME).read_text()
+    assert str(home) not in text and str(tmp_path) not in text
+    record = json.loads(text)["source"]["files"][0]
+    assert record["path"] == record["name"] == "pool.jsonl" and record["size"] == pool_slice.stat().st_size
+    monkeypatch.chdir(tmp_path)  # no pool.jsonl here: the rebuild needs to be told where the data is
+    code, _, err = _cli(capsys, "rebuild-subset", out_dir)
+    assert code == 2 and "pool.jsonl is not on this machine; pass --source" in err
+    code, out, _ = _cli(capsys, "rebuild-subset", out_dir, "--source", home / "pool.jsonl")
     assert code == 0 and "identical" in out
 
 
