@@ -9,7 +9,6 @@ on CPU, one GPU, or several under ``accelerate launch``.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import math
@@ -654,20 +653,14 @@ def _private_sources(source: DataSource, token: str | None) -> list[str]:
 
 
 def _log_to_stderr(trainer: Any) -> None:
-    """Swap the Trainer's progress callback for one that writes its loss lines to stderr too.
+    """Show training as one bar with ETA, loss and tokens/s on stderr (:mod:`ltd_hub.progress`).
 
-    transformers' ProgressCallback draws the bar on stderr but ``tqdm.write``s each log dict to
-    stdout, where it would mix into the machine-readable output of ``--format json`` and quickstart.
+    transformers' ProgressCallback ``tqdm.write``s each log dict to stdout, numbers as strings,
+    where it would mix into the machine-readable output of ``--format json`` and quickstart.
     """
-    from transformers import ProgressCallback
+    from ltd_hub.progress import install
 
-    class StderrProgressCallback(ProgressCallback):
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            with contextlib.redirect_stdout(sys.stderr):
-                super().on_log(args, state, control, logs=logs, **kwargs)
-
-    trainer.remove_callback(ProgressCallback)
-    trainer.add_callback(StderrProgressCallback)
+    install(trainer)
 
 
 def _run_trainer(model: Any, tokenizer: Any, tokenized: Any, config: TrainConfig, *, bf16: bool, work_dir: Path) -> dict[str, Any]:

@@ -147,8 +147,11 @@ def test_bad_config_file_is_one_line(tmp_path, capsys, yaml_text, needle):
 def test_train_local_file_writes_adapter_card_and_summary(tmp_path, pool_file, tiny_model_id, capsys):
     out = tmp_path / "adapter"
     assert main(_train_args(pool_file, tiny_model_id, out)) == 0
-    printed = capsys.readouterr().out
+    captured = capsys.readouterr()
+    printed = captured.out
     assert "trained 2 steps on 32 rows" in printed and str(out) in printed
+    # Training logs go to stderr in words (ltd_hub.progress), never as raw Trainer dicts.
+    assert "{'" not in printed + captured.err and "'loss'" not in captured.err
     names = {p.name for p in out.iterdir()}
     assert {"adapter_config.json", "adapter_model.safetensors", "README.md", "training_summary.json"} <= names
     assert not list(tmp_path.glob(".adapter.tmp-*")), "the staging folder must be gone"
