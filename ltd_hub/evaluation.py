@@ -554,7 +554,16 @@ def evaluate_adapter(
         base_id = base_model
     eval_sets = load_eval_sets(list(eval_data), templates=templates, max_examples=max_examples, token=token)
     if push:
-        hub.preflight_push(adapter, "model", token)
+        target = hub.preflight_push(adapter, "model", token)
+        # The card will name the eval sets and their scores: a private eval dataset keeps them out of a public repo.
+        from ltd_hub.sources import is_hub_id
+
+        private_sets = hub.private_inputs([(e.source, "dataset") for e in eval_sets if is_hub_id(str(e.source))], token=token)
+        if private_sets and target.private is False:
+            raise UsageError(
+                f"{adapter} is public and the eval data {', '.join(private_sets)} is private, so its name and scores "
+                "would become visible; evaluate without --push, or make the adapter repo private first"
+            )
 
     import torch
 

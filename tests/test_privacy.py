@@ -307,3 +307,26 @@ def test_reproduce_refuses_a_public_results_repo_for_a_private_pool_before_runni
         reproduce(config, progress=False)
     assert results_repo in str(refused.value) and private_pool in str(refused.value)
     assert not (tmp_path / "run").exists(), "ran although the push was going to be refused"
+
+
+def test_evaluate_push_refuses_to_card_private_eval_data_in_a_public_adapter(tiny_model_id, tmp_path, capsys):
+    """The adapter card would name the private eval set and its scores: refused before any model loads."""
+    from helpers import RTE_FILE, train_tiny_adapter
+
+    from ltd_hub.adapters import push_adapter
+
+    adapter = _name("eval-public-adapter")
+    push_adapter(train_tiny_adapter(tiny_model_id, tmp_path, max_steps=1), adapter)
+    assert _private(adapter, "model") is False
+    head = history(adapter, "model")
+    rows = write_lines(RTE_FILE, tmp_path / "rte.jsonl", stop=20)
+    private_eval = _name("private-eval")
+    api = HfApi()
+    api.create_repo(private_eval, repo_type="dataset", private=True)
+    api.upload_file(path_or_fileobj=rows, path_in_repo="data/test.jsonl", repo_id=private_eval, repo_type="dataset")
+    capsys.readouterr()
+    code = main(["evaluate", "--adapter", adapter, "--eval-data", private_eval, "--templates", "1", "--max-examples", "4", "--push"])
+    assert code == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert private_eval in line and "evaluate without --push" in line
+    assert history(adapter, "model") == head  # nothing pushed
