@@ -300,58 +300,9 @@ def resolve_columns(config: TrainConfig, manifest: dict[str, Any] | None) -> tup
 # --------------------------------------------------------------------------- formatting
 
 
-class PromptFormatter:
-    """Turns (prompt, answer) into token ids exactly as training saw them; evaluation reuses it.
-
-    With a chat template the prompt is the user turn plus the assistant header and the answer is
-    the rest of the rendered conversation (answer text, end-of-turn token). Without one, the prompt
-    is the text plus a newline and the answer ends with the EOS token.
-
-    Example:
-        >>> fmt = PromptFormatter(tokenizer)  # doctest: +SKIP
-        >>> prompt_ids, answer_ids = fmt.encode("Premise ... True or False?", "True")  # doctest: +SKIP
-    """
-
-    def __init__(self, tokenizer: Any, *, use_chat_template: bool = True, system_prompt: str | None = None):
-        self.tokenizer = tokenizer
-        self.chat = bool(use_chat_template and getattr(tokenizer, "chat_template", None))
-        self.system_prompt = system_prompt
-
-    def _messages(self, prompt: str) -> list[dict[str, str]]:
-        head = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
-        return head + [{"role": "user", "content": prompt}]
-
-    def prompt_text(self, prompt: str) -> str:
-        if not self.chat:
-            return f"{prompt}\n"
-        return self.tokenizer.apply_chat_template(self._messages(prompt), tokenize=False, add_generation_prompt=True)
-
-    def answer_text(self, prompt: str, answer: str) -> str:
-        if not self.chat:
-            return answer
-        head = self.prompt_text(prompt)
-        full = self.tokenizer.apply_chat_template(
-            self._messages(prompt) + [{"role": "assistant", "content": answer}], tokenize=False
-        )
-        if not full.startswith(head):
-            # Templates that rewrite earlier turns (rare) cannot be split into prompt + answer.
-            raise UsageError("the base model's chat template does not render the prompt as a prefix; pass --no-use-chat-template")
-        return full[len(head) :]
-
-    def encode_batch(self, prompts: list[str], answers: list[str]) -> tuple[list[list[int]], list[list[int]]]:
-        tok = self.tokenizer
-        prompt_texts = [self.prompt_text(p) for p in prompts]
-        answer_texts = [self.answer_text(p, a) for p, a in zip(prompts, answers)]
-        # The chat template already holds the special tokens; plain text gets the tokenizer's own (BOS).
-        prompt_ids = tok(prompt_texts, add_special_tokens=not self.chat)["input_ids"]
-        answer_ids = tok(answer_texts, add_special_tokens=False)["input_ids"]
-        if not self.chat and tok.eos_token_id is not None:
-            answer_ids = [ids + [tok.eos_token_id] for ids in answer_ids]
-        return prompt_ids, answer_ids
-
-    def encode(self, prompt: str, answer: str) -> tuple[list[int], list[int]]:
-        prompt_ids, answer_ids = self.encode_batch([prompt], [answer])
-        return prompt_ids[0], answer_ids[0]
+# One formatter for training, evaluation and the Space: space/ltd_scoring.py is shipped into the
+# Space as it is, so it imports nothing of ltd_hub (re-exported here for training's callers).
+from ltd_hub.space.ltd_scoring import FormatError, PromptFormatter  # noqa: E402
 
 
 def _as_text(value: Any) -> str:
@@ -560,7 +511,10 @@ def train(config: TrainConfig, *, token: str | None = None) -> TrainResult:
         rows = rows.select(range(min(config.max_train_samples, len(rows))))
     tokenizer = load_tokenizer(config.base_model, token=token)
     formatter = PromptFormatter(tokenizer, use_chat_template=config.use_chat_template, system_prompt=config.system_prompt)
-    tokenized, skipped = tokenize_for_training(rows, formatter, config, input_columns, target_column)
+    try:
+        tokenized, skipped = tokenize_for_training(rows, formatter, config, input_columns, target_column)
+    except FormatError as exc:
+        raise UsageError(str(exc)) from None
     if skipped:
         print(
             f"skipped {skipped} of {len(rows)} rows longer than --max-length {config.max_length} tokens",
