@@ -538,6 +538,7 @@ class _Units:
     templates: np.ndarray | None  # template id per row (task + template column), for the template mix
     template_column: str | None
     group_hint: str | None
+    labels: tuple[np.ndarray, int, str] | None  # label id per row (see _label_codes), read once for strata and report
 
 
 def _check_columns(dataset: datasets.Dataset, names: Sequence[str], option: str) -> None:
@@ -564,7 +565,8 @@ def _selection_units(filtered: datasets.Dataset, columns: ColumnMap, req: Select
             f"--group-by {req.group_by} leaves {groups.n_groups} examples, fewer than the {n_select} rows to select; "
             "lower --ratio/--size or drop --group-by"
         )
-    stratify_by, strata, strata_values = _resolve_strata(filtered, columns, req, n_select, say)
+    labels = _label_codes(filtered, columns)
+    stratify_by, strata, strata_values = _resolve_strata(filtered, columns, labels, req, n_select, say)
     templates = None
     if template_column:
         parts = [columns.task] if columns.task and columns.task != template_column else []
@@ -585,16 +587,15 @@ def _selection_units(filtered: datasets.Dataset, columns: ColumnMap, req: Select
                 f"note: column {found[0]!r} repeats each value {found[1]:.1f} times on average, as templated copies of one "
                 f"example do; pass --group-by {found[0]} to select examples instead of copies"
             )
-    return _Units(req.group_by, groups, stratify_by, strata, strata_values, templates, template_column, hint)
+    return _Units(req.group_by, groups, stratify_by, strata, strata_values, templates, template_column, hint, labels)
 
 
-def _strata_keys(filtered, columns: ColumnMap, names: Sequence[str]) -> list[tuple[str, ...]]:
+def _strata_keys(filtered, labels, names: Sequence[str]) -> list[tuple[str, ...]]:
     from ltd_hub.sources import column_values
 
     parts = []
     for name in names:
         if name == "label" and name not in filtered.column_names:
-            labels = _label_codes(filtered, columns)
             if labels is None:
                 raise UsageError(
                     "--stratify-by label needs a label: a 'label' column, answer_choices, or a target with few values; "
@@ -606,7 +607,7 @@ def _strata_keys(filtered, columns: ColumnMap, names: Sequence[str]) -> list[tup
     return list(zip(*parts))
 
 
-def _resolve_strata(filtered, columns: ColumnMap, req: SelectionRequest, n_select: int, say: Log):
+def _resolve_strata(filtered, columns: ColumnMap, labels, req: SelectionRequest, n_select: int, say: Log):
     """``(stratify_by, stratum id per row, stratum names)``; the automatic default drops what the budget cannot serve."""
     from ltd_hub.selection import check_strategy
     from ltd_hub.selection.groups import encode_values
@@ -614,13 +615,11 @@ def _resolve_strata(filtered, columns: ColumnMap, req: SelectionRequest, n_selec
     auto = req.stratify_by is None
     if auto:
         clustered = check_strategy(req.strategy).clustered
-        names = [n for n in ("label", columns.task) if n and clustered]
-        if "label" in names and _label_codes(filtered, columns) is None:
-            names.remove("label")
+        names = [n for n in ("label" if labels is not None else None, columns.task) if n and clustered]
     else:
         names = list(req.stratify_by)
     while names:
-        strata, distinct = encode_values(_strata_keys(filtered, columns, names))
+        strata, distinct = encode_values(_strata_keys(filtered, labels, names))
         if len(distinct) <= n_select:
             return names, strata, [" / ".join(k) for k in distinct]
         if not auto:
@@ -702,9 +701,8 @@ def _quality(filtered, columns: ColumnMap, X, units: _Units, picked: _Picked, te
         examples, examples_by = encode_values(list(texts))[0], "text"
     words = word_counts(filtered, list(columns.inputs))  # chunk by chunk: no second copy of every text
     mixes: dict[str, tuple[np.ndarray, int, str]] = {}
-    labels = _label_codes(filtered, columns)
-    if labels is not None:
-        mixes["labels"] = labels
+    if units.labels is not None:
+        mixes["labels"] = units.labels
     if columns.task:
         codes, distinct = encode_values(list(map(str, column_values(filtered, columns.task))))
         mixes["sources"] = (codes, len(distinct), columns.task)

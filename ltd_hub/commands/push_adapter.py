@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ltd_hub.commands import add_visibility_arguments
 from ltd_hub.redact import secret
 
 
@@ -19,15 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("adapter_dir", metavar="DIR", help="the adapter folder written by `ltd-hub train`")
     parser.add_argument("--repo-id", required=True, help="the model repo, NAMESPACE/NAME")
-    visibility = parser.add_mutually_exclusive_group()
-    visibility.add_argument(
-        "--private", action="store_true", default=None,
-        help="create the repo private (default: private when the training data was private, else public)",
-    )  # fmt: skip
-    visibility.add_argument(
-        "--public", dest="private", action="store_false", default=None,
-        help="publish the adapter even when its training data was private (one line names what becomes visible)",
-    )  # fmt: skip
+    add_visibility_arguments(parser, what="the repo", private_when="the training data was private")
     parser.add_argument("--commit-message", help="commit summary (default: Add LoRA adapter (ltd-hub))")
     parser.add_argument("--token", type=secret, help="Hub token (default: HF_TOKEN or the stored login)")
     parser.set_defaults(func=run)

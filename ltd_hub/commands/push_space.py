@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ltd_hub.commands import add_visibility_arguments
 from ltd_hub.redact import secret
 
 
@@ -42,15 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="suggested_hardware in the README front matter, e.g. zero-a10g (ZeroGPU: the app then runs its models "
         "under @spaces.GPU) or t4-small; the Space runs on CPU without it",
     )  # fmt: skip
-    visibility = parser.add_mutually_exclusive_group()
-    visibility.add_argument(
-        "--private", action="store_true", default=None,
-        help="create the Space private (default: private when an adapter or the data it shows is private, else public)",
-    )  # fmt: skip
-    visibility.add_argument(
-        "--public", dest="private", action="store_false", default=None,
-        help="publish the Space even when adapters or data are private (one line names what becomes visible)",
-    )  # fmt: skip
+    add_visibility_arguments(parser, what="the Space", private_when="an adapter or the data it shows is private")
     parser.add_argument("--local-dir", metavar="DIR", help="also write the Space files into DIR")
     parser.add_argument("--token", type=secret, help="Hub token (default: HF_TOKEN or the stored login)")
     parser.set_defaults(func=run)

@@ -6,6 +6,7 @@ import json
 import sys
 from pathlib import Path
 
+from ltd_hub.commands import add_visibility_arguments
 from ltd_hub.errors import UsageError
 from ltd_hub.selection import DEFAULT_GROUPED_STRATEGY, DEFAULT_STRATEGY, STRATEGY_NAMES
 
@@ -123,11 +124,7 @@ def register(subparsers) -> None:
     add_selection_arguments(parser)
     out = parser.add_argument_group("output")
     out.add_argument("--repo-id", help="NAMESPACE/NAME of the dataset repo (required unless --dry-run)")
-    visibility = out.add_mutually_exclusive_group()
-    visibility.add_argument("--private", action="store_true", default=None,
-                            help="create the repo private (default: private when SOURCE is a private Hub dataset, else public)")  # fmt: skip
-    visibility.add_argument("--public", dest="private", action="store_false", default=None,
-                            help="publish the subset even when SOURCE is private (one line names what becomes visible)")  # fmt: skip
+    add_visibility_arguments(out, what="the repo", private_when="SOURCE is a private Hub dataset")
     out.add_argument("--license", help="card license when the source declares none (e.g. cc-by-4.0)")
     out.add_argument("--language", action="append", help="card language code (repeatable; default en)")
     out.add_argument("--pretty-name", help="card pretty_name")

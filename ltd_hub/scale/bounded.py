@@ -272,7 +272,7 @@ def fit_selector(
     Example:
         >>> sel = fit_selector(get_selector("centroid", n_select=25, seed=0), X, kmeans_sample=256)
     """
-    from ltd_hub.selection.budget import allocate_budget, allocate_cells, allocate_weighted
+    from ltd_hub.selection.strategies import partition
     from ltd_hub.selection.clustering import default_n_clusters
 
     name = selector.name
@@ -300,44 +300,17 @@ def fit_selector(
         if k > n:
             raise UsageError(f"--n-clusters {k} is more than the {n} rows; lower it")
         clustering, sample_rows_seen = sampled_clustering(X, k, selector.seed, kmeans_sample, progress=selector.progress, assign=assign)
-    if clustering is None:
-        labels = np.zeros(n, dtype=np.int64)
-        centers = X.mean(axis=0, keepdims=True)
-        sizes = np.array([n])
-    else:
-        labels, centers, sizes = clustering.labels, clustering.centers, clustering.sizes
+    labels, centers, sizes = partition(X, clustering)
     dist = row_distances(X, centers, labels)
-    if strata is None:
-        if weights is None:
-            budget = allocate_budget(sizes, selector.n_select)
-        else:
-            budget = allocate_weighted(np.bincount(labels, weights=weights, minlength=len(sizes)), sizes, selector.n_select)
-        cells, stratum_budget, n_cells = labels, None, len(sizes)
-    else:
-        cells, budget, stratum_budget = allocate_cells(labels, strata, selector.n_select, weights=weights)
-        n_cells = len(budget)
+    jobs, stratum_budget = selector.cell_jobs(labels, sizes, strata, weights)
     rng = np.random.default_rng(selector.seed)
-    cell_sizes = np.bincount(cells, minlength=n_cells)
-    order = np.argsort(cells, kind="stable")
-    bounds = np.concatenate([[0], np.cumsum(cell_sizes)])
-    jobs = [(int(c), order[bounds[c] : bounds[c + 1]], int(budget[c])) for c in np.flatnonzero(budget)]
     if name in RANDOM_RULES:
         # One random stream over the cells in order, as Selector.fit draws it; no vectors read.
         picks = [selector._pick(cell_vectors(name, X, m), dist[m], b, rng) for _c, m, b in jobs]
     else:
         picks = (run_cells or run_cells_local)(selector, X, dist, jobs)
     indices = np.sort(np.concatenate([m[local] for (_c, m, _b), local in zip(jobs, picks)]))
-    selector.indices_ = indices
-    selector.cluster_ids_ = labels[indices]
-    selector.distances_ = dist[indices]
-    selector.clustering_ = clustering
-    selector.n_clusters_ = len(sizes) if clustering is not None else None
-    selector.n_clusters_auto_ = clustering is not None and selector.n_clusters is None
-    selector.cluster_sizes_ = sizes
-    selector.cluster_budget_ = np.bincount(labels[indices], minlength=len(sizes))
-    selector.stratum_budget_ = stratum_budget
-    selector.inertia_ = clustering.inertia if clustering is not None else None
-    selector.labels_, selector.row_distances_ = labels, dist
+    selector.set_fitted(indices, labels, dist, sizes, clustering, stratum_budget)
     selector.kmeans_sample_ = kmeans_sample if clustering is not None else None
     selector.kmeans_sample_rows_ = sample_rows_seen
     return selector

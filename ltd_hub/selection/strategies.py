@@ -98,34 +98,39 @@ class Selector:
         if strata is not None and len(strata) != len(X):
             raise ValueError(f"strata has {len(strata)} entries for {len(X)} rows")
         clustering = self._cluster(X)
-        if clustering is None:
-            labels = np.zeros(len(X), dtype=np.int64)
-            centers = X.mean(axis=0, keepdims=True)
-            sizes = np.array([len(X)])
-        else:
-            labels, centers, sizes = clustering.labels, clustering.centers, clustering.sizes
+        labels, centers, sizes = partition(X, clustering)
         dist = distances_to_centers(X, centers, labels)
+        jobs, stratum_budget = self.cell_jobs(labels, sizes, strata, weights)
+        rng = np.random.default_rng(self.seed)
+        chosen = [
+            members[self._pick(X[members], dist[members], budget, rng)]
+            for _cell, members, budget in tqdm(
+                jobs, desc=f"selecting ({self.name})", unit="cluster", disable=not self.progress or len(jobs) < 2
+            )
+        ]
+        return self.set_fitted(np.sort(np.concatenate(chosen)), labels, dist, sizes, clustering, stratum_budget)
+
+    def cell_jobs(
+        self, labels: np.ndarray, sizes: np.ndarray, strata: np.ndarray | None, weights: np.ndarray | None
+    ) -> tuple[list[tuple[int, np.ndarray, int]], np.ndarray | None]:
+        """The budget over clusters (or cluster x stratum cells): ``[(cell, member rows, rows to pick)]``
+        for every cell with a budget, in cell order, and the budget per stratum (None without strata)."""
         if strata is None:
             if weights is None:
                 budget = allocate_budget(sizes, self.n_select)
             else:
                 budget = allocate_weighted(np.bincount(labels, weights=weights, minlength=len(sizes)), sizes, self.n_select)
-            cells, stratum_budget, n_cells = labels, None, len(sizes)
+            cells, stratum_budget = labels, None
         else:
             cells, budget, stratum_budget = allocate_cells(labels, strata, self.n_select, weights=weights)
-            n_cells = len(budget)
-        rng = np.random.default_rng(self.seed)
         # Rows of each cell, in row order, from one stable sort instead of one boolean scan per cell.
-        cell_sizes = np.bincount(cells, minlength=n_cells)
         order = np.argsort(cells, kind="stable")
-        bounds = np.concatenate([[0], np.cumsum(cell_sizes)])
-        chosen = []
-        todo = np.flatnonzero(budget)
-        for c in tqdm(todo, desc=f"selecting ({self.name})", unit="cluster", disable=not self.progress or len(todo) < 2):
-            members = order[bounds[c] : bounds[c + 1]]
-            local = self._pick(X[members], dist[members], int(budget[c]), rng)
-            chosen.append(members[local])
-        indices = np.sort(np.concatenate(chosen))
+        bounds = np.concatenate([[0], np.cumsum(np.bincount(cells, minlength=len(budget)))])
+        jobs = [(int(c), order[bounds[c] : bounds[c + 1]], int(budget[c])) for c in np.flatnonzero(budget)]
+        return jobs, stratum_budget
+
+    def set_fitted(self, indices, labels, dist, sizes, clustering, stratum_budget) -> Selector:
+        """Set the fitted attributes from the selected rows and the partition they were picked in."""
         self.indices_ = indices
         self.cluster_ids_ = labels[indices]
         self.distances_ = dist[indices]
@@ -139,6 +144,13 @@ class Selector:
         # Kept for the quality report: the typicality of any subset is judged in this partition.
         self.labels_, self.row_distances_ = labels, dist
         return self
+
+
+def partition(X: np.ndarray, clustering: Clustering | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(labels, centers, sizes)`` of a clustering; without one, all rows are cluster 0, centred on the mean row."""
+    if clustering is None:
+        return np.zeros(len(X), dtype=np.int64), np.asarray(X.mean(axis=0, keepdims=True), dtype=np.float32), np.array([len(X)])
+    return clustering.labels, clustering.centers, clustering.sizes
 
 
 class KCenterSelector(Selector):
