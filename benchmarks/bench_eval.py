@@ -58,7 +58,7 @@ class Timer:
 
 
 def run_ltd(model, formatter, rows, method: str, batch_size: int) -> dict:
-    from ltd_hub.evaluation import score_choices
+    from ltd_hub.evaluation.evaluator import score_choices
 
     with Timer() as t:
         scores = score_choices(model, formatter, rows, batch_size=batch_size, progress=False, method=method)
@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from ltd_hub.evaluation import load_eval_sets
+    from ltd_hub.evaluation.evaluator import load_eval_sets
     from ltd_hub.training import PromptFormatter
 
     base = args.base_model or default_base_model()
@@ -168,7 +168,9 @@ def main(argv: list[str] | None = None) -> int:
         "lm_eval-chat": "chat template; answer + <|im_end|>\\n (lm_eval adds the context's last \\n)",
         "lm_eval-plain": "raw prompt; ' ' + answer",
     }
-    print(f"\n| Scorer | Formatting | Accuracy | Wall s | CPU s | Speed-up vs separate (CPU, wall) | Same predictions as separate | Max abs Δ log-lik vs separate |")
+    print(
+        "\n| Scorer | Formatting | Accuracy | Wall s | CPU s | Speed-up vs separate (CPU, wall) | Same predictions as separate | Max abs Δ log-lik vs separate |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for arm in [a for a in ARMS if a in results]:
         r = results[arm]
@@ -178,7 +180,9 @@ def main(argv: list[str] | None = None) -> int:
             agree = f"{sum(a == b for a, b in zip(r['predictions'], reference['predictions'])) / len(rows):.3f}"
             if arm in ("separate", "shared"):
                 diff = f"{max(abs(x - y) for a, b in zip(r['scores'], reference['scores']) for x, y in zip(a, b)):.1e}"
-        print(f"| {arm} | {formats[arm]} | {r['accuracy']:.4f} | {r['seconds']:.1f} | {r['cpu_seconds']:.1f} | {speed} | {agree} | {diff} |")
+        print(
+            f"| {arm} | {formats[arm]} | {r['accuracy']:.4f} | {r['seconds']:.1f} | {r['cpu_seconds']:.1f} | {speed} | {agree} | {diff} |"
+        )
     if args.output:
         summary = {
             "data": args.data, "rows": len(rows), "dtype": args.dtype, "batch_size": args.batch_size, "threads": torch.get_num_threads(),

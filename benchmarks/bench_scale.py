@@ -41,7 +41,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 POOL = REPO.parent / "shared" / "data" / "ltd-nli" / "pool" / "p3_nli_pool.jsonl.gz"
-BASELINE = "9f2dac7"  # the last commit before ltd_hub/scale (today's engine)
+BASELINE = "9f2dac7"  # the last commit before the bounded engine (today's engine, its old module layout)
 ENGINES = ("today", "bounded", "ray")
 KMEANS_SAMPLE = 256
 
@@ -133,17 +133,18 @@ def child(args) -> None:
         sys.path.insert(0, str(args.baseline))
         import importlib.util
 
-        import ltd_hub.encoders as old
+        import ltd_hub.encoders as old  # the baseline's layout
 
         assert str(args.baseline) in old.__file__, old.__file__
         # The baseline has no hashing encoder: lend it today's (same vectors, a stateless encoder).
-        spec = importlib.util.spec_from_file_location("_ltd_new_encoders", REPO / "ltd_hub" / "encoders.py")
+        spec = importlib.util.spec_from_file_location("_ltd_new_encoders", REPO / "ltd_hub" / "selection" / "encoders.py")
         new = importlib.util.module_from_spec(spec)
         sys.modules[spec.name] = new  # its dataclasses look their module up there
         spec.loader.exec_module(new)
         real_get = old.get_encoder
         old.get_encoder = lambda name=None, **kw: new.HashingEncoder(name) if name == "hashing" else real_get(name, **kw)
         kwargs = {}
+        from ltd_hub.subset import select_subset  # the baseline's layout
     else:
         sys.path.insert(0, str(REPO))
         kwargs = {"kmeans_sample": KMEANS_SAMPLE}
@@ -155,7 +156,7 @@ def child(args) -> None:
 
             ray.data.DataContext.get_current().enable_progress_bars = False
             kwargs["engine"] = "ray"
-    from ltd_hub.subset import select_subset
+        from ltd_hub.selection.subset import select_subset
 
     result = select_subset(str(args.pool), encoder="hashing", ratio=0.005, seed=0, progress=False, **kwargs)
     seconds = time.perf_counter() - start

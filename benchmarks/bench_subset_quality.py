@@ -28,7 +28,7 @@ POOL = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "ltd-nli
 
 
 def run_one(source: str, strategy: str, group_by: str | None, ratio: float, seed: int, stratify: str) -> dict:
-    from ltd_hub.subset import select_subset
+    from ltd_hub.selection.subset import select_subset
 
     start = time.perf_counter()
     result = select_subset(

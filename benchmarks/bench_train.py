@@ -82,12 +82,19 @@ def run_baseline(args: argparse.Namespace, data: Path, static: bool) -> dict:
         labels = [-100] * n_prompt + ids[n_prompt:]
         if static:
             pad = args.max_length - len(ids)
-            return {"input_ids": ids + [tokenizer.pad_token_id] * pad, "attention_mask": [1] * len(ids) + [0] * pad, "labels": labels + [-100] * pad}
+            return {
+                "input_ids": ids + [tokenizer.pad_token_id] * pad,
+                "attention_mask": [1] * len(ids) + [0] * pad,
+                "labels": labels + [-100] * pad,
+            }
         return {"input_ids": ids, "attention_mask": [1] * len(ids), "labels": labels}
 
     tokenized = rows.map(encode, remove_columns=rows.column_names)
     model = AutoModelForCausalLM.from_pretrained(args.base_model, dtype=torch.float32)
-    model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, lora_dropout=0.05, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"], task_type="CAUSAL_LM"))
+    model = get_peft_model(
+        model,
+        LoraConfig(r=8, lora_alpha=16, lora_dropout=0.05, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"], task_type="CAUSAL_LM"),
+    )
     on_gpu = torch.cuda.is_available()
     with tempfile.TemporaryDirectory() as out:
         training_args = TrainingArguments(
@@ -183,7 +190,11 @@ def main() -> int:
             cmd = [sys.executable, __file__, "--run-arm", arm, "--data", str(data), "--base-model", args.base_model,
                    "--steps", str(args.steps), "--batch-size", str(args.batch_size), "--max-length", str(args.max_length),
                    "--threads", str(args.threads)]  # fmt: skip
-            env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+            env = dict(
+                os.environ,
+                OMP_NUM_THREADS=str(args.threads),
+                PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+            )
             print(f"running {arm} ...", file=sys.stderr, flush=True)
             proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
             line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)

@@ -9,12 +9,12 @@ results someone else put in the card.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
 from ltd_hub.errors import HubError, UsageError
+from ltd_hub.files import sha256_file
 
 ADAPTER_CONFIG = "adapter_config.json"
 WEIGHT_FILES = ("adapter_model.safetensors", "adapter_model.bin")
@@ -33,12 +33,14 @@ def is_local(repo_id_or_dir: str | Path) -> bool:
 
 def read_adapter_config(repo_id_or_dir: str | Path, *, revision: str | None = None, token: str | None = None) -> dict[str, Any]:
     """Return the adapter's ``adapter_config.json``; a repo or folder that is not a PEFT adapter is a UsageError."""
-    from ltd_hub import hub
+    from ltd_hub.hub import gateway as hub
 
     if is_local(repo_id_or_dir):
         path = Path(repo_id_or_dir).expanduser() / ADAPTER_CONFIG
         if not path.is_file():
-            raise UsageError(f"{repo_id_or_dir} is not a PEFT adapter folder (no {ADAPTER_CONFIG}); pass the --output-dir of `ltd-hub train`")
+            raise UsageError(
+                f"{repo_id_or_dir} is not a PEFT adapter folder (no {ADAPTER_CONFIG}); pass the --output-dir of `ltd-hub train`"
+            )
     else:
         try:
             path = hub.download(str(repo_id_or_dir), ADAPTER_CONFIG, repo_type="model", revision=revision, token=token)
@@ -47,9 +49,13 @@ def read_adapter_config(repo_id_or_dir: str | Path, *, revision: str | None = No
 
             if isinstance(exc.__cause__, EntryNotFoundError):
                 hint = hub.empty_repo_hint(str(repo_id_or_dir), "model", token)
-                raise UsageError(f"{repo_id_or_dir} is not a PEFT adapter repo (no {ADAPTER_CONFIG}){hint}; pass an adapter pushed by `ltd-hub train`") from None
+                raise UsageError(
+                    f"{repo_id_or_dir} is not a PEFT adapter repo (no {ADAPTER_CONFIG}){hint}; pass an adapter pushed by `ltd-hub train`"
+                ) from None
             if isinstance(exc.__cause__, RepositoryNotFoundError):
-                raise UsageError(f"adapter {repo_id_or_dir!r} not found: no such folder and no model repo on the Hub; check --adapter") from None
+                raise UsageError(
+                    f"adapter {repo_id_or_dir!r} not found: no such folder and no model repo on the Hub; check --adapter"
+                ) from None
             raise
     try:
         config = json.loads(Path(path).read_text(encoding="utf-8"))
@@ -61,7 +67,7 @@ def read_adapter_config(repo_id_or_dir: str | Path, *, revision: str | None = No
 
 
 def _read_optional_json(repo_id_or_dir: str | Path, filename: str, *, revision: str | None, token: str | None) -> Any:
-    from ltd_hub import hub
+    from ltd_hub.hub import gateway as hub
 
     if is_local(repo_id_or_dir):
         path = Path(repo_id_or_dir).expanduser() / filename
@@ -122,7 +128,7 @@ def load_adapter(
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    from ltd_hub.training import load_tokenizer
+    from ltd_hub.modeling import load_tokenizer
 
     config = read_adapter_config(repo_id_or_dir, revision=revision, token=token)
     base_id = config["base_model_name_or_path"]
@@ -130,7 +136,9 @@ def load_adapter(
     try:
         base = AutoModelForCausalLM.from_pretrained(base_id, dtype=dtype or "auto", token=token)
     except Exception as exc:  # noqa: BLE001
-        raise UsageError(f"base model {base_id!r} of adapter {repo_id_or_dir} could not be loaded ({' '.join(str(exc).split())[:160]})") from None
+        raise UsageError(
+            f"base model {base_id!r} of adapter {repo_id_or_dir} could not be loaded ({' '.join(str(exc).split())[:160]})"
+        ) from None
     source = str(Path(repo_id_or_dir).expanduser()) if is_local(repo_id_or_dir) else str(repo_id_or_dir)
     model = PeftModel.from_pretrained(base, source, revision=revision, token=token)
     if device:
@@ -172,7 +180,9 @@ def eval_results_to_card(results: list[dict[str, Any]]) -> list[Any]:
             )
         )
         if r.get("exact_match") is not None:
-            out.append(EvalResult(**common, metric_type="exact_match", metric_value=round(float(r["exact_match"]), 4), metric_name="Exact match"))
+            out.append(
+                EvalResult(**common, metric_type="exact_match", metric_value=round(float(r["exact_match"]), 4), metric_name="Exact match")
+            )
     return out
 
 
@@ -182,7 +192,7 @@ def _foreign_eval_results(card_text: str | None, ours: list[Any]) -> list[Any]:
         return []
     from huggingface_hub.repocard_data import model_index_to_eval_results
 
-    from ltd_hub.cards import split_card
+    from ltd_hub.hub.cards import split_card
 
     try:
         model_index = split_card(card_text)[0].get("model-index")
@@ -258,7 +268,7 @@ def render_model_card(
     """
     from huggingface_hub.repocard_data import eval_results_to_model_index
 
-    from ltd_hub.cards import render_card
+    from ltd_hub.hub.cards import render_card
 
     eval_results = eval_results or []
     base_model = summary.get("base_model")
@@ -314,17 +324,24 @@ def render_model_card(
     )
 
 
-def card_from_folder_or_repo(summary: dict[str, Any] | None, *, repo_id: str, eval_results: list[dict[str, Any]], existing_card: str | None) -> str:
+def card_from_folder_or_repo(
+    summary: dict[str, Any] | None, *, repo_id: str, eval_results: list[dict[str, Any]], existing_card: str | None
+) -> str:
     """The card for a results update: full card with a summary, else only the model-index + results block."""
     if summary is not None:
         return render_model_card(summary, repo_id=repo_id, eval_results=eval_results, existing_card=existing_card)
     from huggingface_hub.repocard_data import eval_results_to_model_index
 
-    from ltd_hub.cards import BLOCK_END, BLOCK_START, join_card
+    from ltd_hub.hub.cards import BLOCK_END, BLOCK_START, join_card
 
     ours = eval_results_to_card(eval_results)
     all_results = ours + _foreign_eval_results(existing_card, ours)
-    lines = ["## Evaluation results (ltd-hub)", "", "| Eval set | Examples | Templates | Accuracy (mean) | Median | 95% CI |", "|---|---|---|---|---|---|"]
+    lines = [
+        "## Evaluation results (ltd-hub)",
+        "",
+        "| Eval set | Examples | Templates | Accuracy (mean) | Median | 95% CI |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in eval_results:
         lines.append(
             f"| {r['name']} | {r['n_examples']} | {r['n_templates']} | {r['accuracy_mean']:.4f} | {r['accuracy_median']:.4f} "
@@ -345,7 +362,7 @@ def private_training_data(summary: dict[str, Any] | None, *, token: str | None =
     and the Hub source its selection manifest names, as they were when training read them), plus
     the dataset repo if it is private now.
     """
-    from ltd_hub import hub
+    from ltd_hub.hub import gateway as hub
 
     dataset = (summary or {}).get("dataset") or {}
     recorded = [str(r) for r in dataset.get("private_sources") or [] if r]
@@ -361,7 +378,7 @@ def weights_file(folder: Path) -> Path:
 
 
 def weights_sha256(folder: Path) -> str:
-    return hashlib.sha256(weights_file(folder).read_bytes()).hexdigest()
+    return sha256_file(weights_file(folder))
 
 
 def push_adapter(
@@ -386,16 +403,16 @@ def push_adapter(
         private: None (default) inherits: private when the training data was private (recorded in
             ``training_summary.json`` by :func:`ltd_hub.train`, and its dataset repo checked again now),
             else the Hub's default (public); True makes it private; False publishes it anyway (one line
-            says so). See :func:`ltd_hub.hub.derived_visibility`.
+            says so). See :func:`ltd_hub.hub.gateway.derived_visibility`.
         commit_message: default "Add LoRA adapter (ltd-hub)".
 
     Returns:
-        :class:`ltd_hub.hub.PushResult`.
+        :class:`ltd_hub.hub.gateway.PushResult`.
 
     Example:
         >>> push_adapter("runs/coreset", "me/smollm2-nli-coreset")  # doctest: +SKIP
     """
-    from ltd_hub import hub
+    from ltd_hub.hub import gateway as hub
 
     folder = Path(adapter_dir).expanduser()
     if not folder.is_dir():

@@ -24,8 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ltd_hub.data.sources import DataSource, drop_rows_without_target, load_instruction_data
 from ltd_hub.errors import HubError, UsageError
-from ltd_hub.sources import DataSource, drop_rows_without_target, load_instruction_data
+from ltd_hub.files import replace_dir
+from ltd_hub.modeling import FormatError, PromptFormatter, bf16_supported, load_base_model, load_tokenizer, short_error
 
 SUMMARY_FILE = "training_summary.json"
 
@@ -46,20 +48,37 @@ class TrainConfig:
         ...                   output_dir="runs/coreset", max_steps=100)
     """
 
-    dataset: str = field(default="", metadata=_help("training data: a Hub dataset repo id (a pushed subset) or a local file/folder (JSONL, JSON, Parquet, CSV)", required=True))
+    dataset: str = field(
+        default="",
+        metadata=_help(
+            "training data: a Hub dataset repo id (a pushed subset) or a local file/folder (JSONL, JSON, Parquet, CSV)", required=True
+        ),
+    )
     base_model: str = field(default="", metadata=_help("base model: a Hub model id (or a local folder when not pushing)", required=True))
     output_dir: str = field(default="", metadata=_help("folder for the adapter, its card and training summary", required=True))
-    push_to: str | None = field(default=None, metadata=_help("push the adapter with its model card to this Hub model repo (NAMESPACE/NAME)"))
-    private: bool = field(default=False, metadata=_help("create the pushed repo private (without --private or --public: private exactly when the training data is)"))
-    public: bool = field(default=False, metadata=_help("push the adapter public even when its training data is private (one line names what becomes visible)"))
+    push_to: str | None = field(
+        default=None, metadata=_help("push the adapter with its model card to this Hub model repo (NAMESPACE/NAME)")
+    )
+    private: bool = field(
+        default=False,
+        metadata=_help("create the pushed repo private (without --private or --public: private exactly when the training data is)"),
+    )
+    public: bool = field(
+        default=False,
+        metadata=_help("push the adapter public even when its training data is private (one line names what becomes visible)"),
+    )
     overwrite_output_dir: bool = field(default=False, metadata=_help("replace a non-empty --output-dir"))
     dataset_split: str = field(default="train", metadata=_help("split of the dataset to train on"))
     dataset_revision: str | None = field(default=None, metadata=_help("branch, tag or commit of a Hub dataset"))
     input_column: str | None = field(
         default=None,
-        metadata=_help("column(s) with the prompt, comma-separated ones joined by a blank line (default: the subset manifest's input columns, else inputs)"),
+        metadata=_help(
+            "column(s) with the prompt, comma-separated ones joined by a blank line (default: the subset manifest's input columns, else inputs)"
+        ),
     )
-    target_column: str | None = field(default=None, metadata=_help("column with the answer (default: the subset manifest's target column, else targets)"))
+    target_column: str | None = field(
+        default=None, metadata=_help("column with the answer (default: the subset manifest's target column, else targets)")
+    )
     max_train_samples: int | None = field(default=None, metadata=_help("train on the first N rows only"))
     use_chat_template: bool = field(default=True, metadata=_help("format rows with the base model's chat template when it has one"))
     system_prompt: str | None = field(default=None, metadata=_help("system message put before every prompt (default: the template's own)"))
@@ -86,9 +105,13 @@ class TrainConfig:
     gradient_checkpointing: bool = field(default=False, metadata=_help("trade compute for memory (large models / long rows on GPU)"))
     padding_free: bool | None = field(
         default=None,
-        metadata=_help("flatten each batch into one sequence, no padding tokens (default: on with flash attention, whose varlen kernel makes it cheapest; else off)"),
+        metadata=_help(
+            "flatten each batch into one sequence, no padding tokens (default: on with flash attention, whose varlen kernel makes it cheapest; else off)"
+        ),
     )
-    group_by_length: bool = field(default=True, metadata=_help("batch rows of similar length together, so padded batches carry little padding"))
+    group_by_length: bool = field(
+        default=True, metadata=_help("batch rows of similar length together, so padded batches carry little padding")
+    )
     attn_implementation: str = field(default="sdpa", metadata=_help("attention kernel: sdpa, eager, flash_attention_2"))
 
     @classmethod
@@ -169,19 +192,23 @@ class TrainConfig:
 
 def _check_split(dataset: str, split: str) -> None:
     """A local dataset must hold the split asked for: never train on ``train`` when ``test`` was named."""
-    from ltd_hub.sources import _DATA_SUFFIXES
+    from ltd_hub.data.sources import _DATA_SUFFIXES
 
     path = Path(dataset).expanduser()
     if not split or not path.exists():
         return  # Hub datasets are checked when their files are listed
     if path.is_file():
         if split != "train":
-            raise UsageError(f"dataset_split {split!r}: {path.name} is a single file with no splits; drop dataset_split or point --dataset at a folder of {split}-* files")
+            raise UsageError(
+                f"dataset_split {split!r}: {path.name} is a single file with no splits; drop dataset_split or point --dataset at a folder of {split}-* files"
+            )
         return
     files = [p for p in path.rglob("*") if p.is_file() and p.name.lower().endswith(_DATA_SUFFIXES) and not p.name.startswith(".")]
     named = [p for p in files if p.name.startswith((f"{split}-", f"{split}.", f"{split}_")) or p.parent.name == split]
     if files and not named and split != "train":
-        raise UsageError(f"dataset_split {split!r}: no {split}-* files in {path} (it has {', '.join(sorted({p.name for p in files})[:3])}); set dataset_split to a split the folder has")
+        raise UsageError(
+            f"dataset_split {split!r}: no {split}-* files in {path} (it has {', '.join(sorted({p.name for p in files})[:3])}); set dataset_split to a split the folder has"
+        )
 
 
 def _coerce(name: str, value: Any, hint: Any, source: str) -> Any:
@@ -238,7 +265,7 @@ class TrainResult:
     seconds: float
     tokens_per_second: float
     peak_memory_mb: float
-    push: Any = None  # ltd_hub.hub.PushResult when pushed
+    push: Any = None  # ltd_hub.hub.gateway.PushResult when pushed
     url: str | None = None
     main_process: bool = True  # False on the other ranks of a distributed run (they save and push nothing)
 
@@ -256,9 +283,7 @@ def check_columns(rows: Any, columns: list[str], source: str, flag_hint: str) ->
         raise UsageError(f"{source} has no rows")
     missing = [c for c in columns if c not in rows.column_names]
     if missing:
-        raise UsageError(
-            f"{source} has no column {missing[0]!r} (columns: {', '.join(rows.column_names)}); {flag_hint}"
-        )
+        raise UsageError(f"{source} has no column {missing[0]!r} (columns: {', '.join(rows.column_names)}); {flag_hint}")
 
 
 def manifest_facts(manifest: dict[str, Any] | None) -> dict[str, Any]:
@@ -300,9 +325,8 @@ def resolve_columns(config: TrainConfig, manifest: dict[str, Any] | None) -> tup
 # --------------------------------------------------------------------------- formatting
 
 
-# One formatter for training, evaluation and the Space: space/ltd_scoring.py is shipped into the
-# Space as it is, so it imports nothing of ltd_hub (re-exported here for training's callers).
-from ltd_hub.space.ltd_scoring import FormatError, PromptFormatter  # noqa: E402
+# The prompt format itself is ltd_hub.modeling.PromptFormatter (one formatter for training, evaluation
+# and the Space); these helpers turn a data row into its prompt and answer.
 
 
 def _as_text(value: Any) -> str:
@@ -352,20 +376,6 @@ def tokenize_for_training(
 # --------------------------------------------------------------------------- training
 
 
-def bf16_supported() -> bool:
-    """Whether this machine runs bf16 natively (CUDA with bf16, or a CPU with AVX512-BF16/AMX)."""
-    import torch
-
-    if torch.cuda.is_available():
-        return torch.cuda.is_bf16_supported()
-    cpu = torch.backends.cpu
-    capability = cpu.get_cpu_capability() if hasattr(cpu, "get_cpu_capability") else ""
-    native = getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)() or getattr(
-        torch.cpu, "_is_amx_tile_supported", lambda: False
-    )()
-    return bool(native) or capability == "AMX"
-
-
 def resolve_padding_free(config: TrainConfig) -> bool:
     """Padding-free only pays with a varlen attention kernel (flash attention).
 
@@ -387,61 +397,6 @@ def build_collator(tokenizer: Any, *, padding_free: bool, pad_to_multiple_of: in
     return DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100, pad_to_multiple_of=pad_to_multiple_of)
 
 
-def load_tokenizer(model_id: str, *, token: str | None = None) -> Any:
-    """Load the base model's tokenizer; a missing model is a one-line UsageError."""
-    from transformers import AutoTokenizer
-
-    from ltd_hub import hub
-
-    try:
-        # Downloads cut by the network or a failing Hub are retried; in the end they say to re-run.
-        tokenizer = hub.with_retries(lambda: AutoTokenizer.from_pretrained(model_id, token=token), f"downloading base model {model_id}")
-    except HubError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - not found, gated, not a model: one line for the user
-        raise UsageError(f"base model {model_id!r} not found or has no tokenizer ({_short(exc)}); check --base-model") from None
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return tokenizer
-
-
-def load_base_model(
-    model_id: str, *, bf16: bool, attn_implementation: str = "sdpa", token: str | None = None, training: bool = False
-) -> Any:
-    """Load the base causal LM in bf16 or fp32; a missing model is a one-line UsageError.
-
-    With ``training`` the KV cache is switched off: transformers only isolates the rows of a
-    padding-free (flattened) batch when no cache is built, otherwise rows attend to each other.
-    """
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    from ltd_hub import hub
-
-    def load() -> Any:
-        return AutoModelForCausalLM.from_pretrained(
-            model_id,
-            dtype=torch.bfloat16 if bf16 else torch.float32,
-            attn_implementation=attn_implementation,
-            token=token,
-        )
-
-    try:
-        # Downloads cut by the network or a failing Hub are retried; in the end they say to re-run.
-        model = hub.with_retries(load, f"downloading base model {model_id}")
-    except HubError:
-        raise
-    except Exception as exc:  # noqa: BLE001
-        raise UsageError(f"base model {model_id!r} could not be loaded ({_short(exc)}); check --base-model") from None
-    if training:
-        model.config.use_cache = False
-    return model
-
-
-def _short(exc: BaseException) -> str:
-    return " ".join(str(exc).split())[:200] or type(exc).__name__
-
-
 def _peak_memory_mb() -> float:
     import resource
 
@@ -455,8 +410,8 @@ def _peak_memory_mb() -> float:
 
 def _base_model_license(model_id: str, token: str | None) -> str | None:
     """The base model's license from its card (Hub) or README (local folder); None when unknown."""
-    from ltd_hub import hub
-    from ltd_hub.cards import split_card
+    from ltd_hub.hub import gateway as hub
+    from ltd_hub.hub.cards import split_card
 
     try:
         if _is_local_path(model_id):
@@ -490,7 +445,7 @@ def train(config: TrainConfig, *, token: str | None = None) -> TrainResult:
         ...                            output_dir="runs/a", max_steps=10))  # doctest: +SKIP
     """
     config.validate()
-    from ltd_hub import hub
+    from ltd_hub.hub import gateway as hub
 
     target = hub.preflight_push(config.push_to, "model", token) if config.push_to else None
 
@@ -551,9 +506,7 @@ def train(config: TrainConfig, *, token: str | None = None) -> TrainResult:
             umask = os.umask(0)
             os.umask(umask)
             os.chmod(staging, 0o777 & ~umask)  # mkdtemp made it private; the output is an ordinary folder
-            if output_dir.exists():
-                shutil.rmtree(output_dir)
-            os.replace(staging, output_dir)
+            replace_dir(staging, output_dir)
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
@@ -592,7 +545,7 @@ def train(config: TrainConfig, *, token: str | None = None) -> TrainResult:
 def _private_sources(source: DataSource, token: str | None) -> list[str]:
     """The private Hub repos the training rows derive from: the dataset repo, and the Hub source its
     selection manifest names (a subset folder made from a private dataset is private data too)."""
-    from ltd_hub import hub
+    from ltd_hub.hub import gateway as hub
 
     refs = [(source.repo_id, "dataset")] if source.repo_id else []
     origin = (source.manifest or {}).get("source") if isinstance(source.manifest, dict) else None
@@ -636,7 +589,7 @@ def _run_trainer(model: Any, tokenizer: Any, tokenized: Any, config: TrainConfig
     try:
         model = get_peft_model(model, lora)
     except ValueError as exc:
-        raise UsageError(f"--lora-target-modules do not match the base model ({_short(exc)}); check the module names") from None
+        raise UsageError(f"--lora-target-modules do not match the base model ({short_error(exc)}); check the module names") from None
     on_gpu = torch.cuda.is_available()
     padding_free = resolve_padding_free(config)
     args = TrainingArguments(

@@ -28,9 +28,9 @@ import json  # noqa: E402
 import re  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
+from collections.abc import Iterator, Mapping  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 from pathlib import Path  # noqa: E402
-from collections.abc import Iterator, Mapping  # noqa: E402
 from typing import Any  # noqa: E402
 
 import gradio as gr  # noqa: E402
@@ -800,12 +800,9 @@ def build_demo(config: SpaceConfig | None = None, bank: ModelBank | None = None)
             if options and (gold_text or "").strip() and gold_text.strip() not in options:
                 notes.append(f"The gold answer {gold_text.strip()!r} is not one of the choices.")
             active = [role for role in columns if role != "base" or with_base]
-            texts = {
-                role: "" if bank.available(role) else (bank.problems.get(role) or bank.problems.get("base", ""))
-                for role in columns
-            }
-            stats_md = {role: "" for role in columns}
-            probs: dict[str, pd.DataFrame | None] = {role: None for role in columns}
+            texts = {role: "" if bank.available(role) else (bank.problems.get(role) or bank.problems.get("base", "")) for role in columns}
+            stats_md = dict.fromkeys(columns, "")
+            probs: dict[str, pd.DataFrame | None] = dict.fromkeys(columns)
 
             def frame():
                 values = [texts[r] for r in columns] + [stats_md[r] for r in columns] + [probs[r] for r in columns]

@@ -51,9 +51,7 @@ class PromptFormatter:
         if not self.chat:
             return answer
         head = self.prompt_text(prompt)
-        full = self.tokenizer.apply_chat_template(
-            self._messages(prompt) + [{"role": "assistant", "content": answer}], tokenize=False
-        )
+        full = self.tokenizer.apply_chat_template(self._messages(prompt) + [{"role": "assistant", "content": answer}], tokenize=False)
         if not full.startswith(head):
             # Templates that rewrite earlier turns (rare) cannot be split into prompt + answer.
             raise FormatError("the base model's chat template does not render the prompt as a prefix; pass --no-use-chat-template")
@@ -312,7 +310,7 @@ def _score_shared(
             logprobs = torch.log_softmax(logits, dim=-1)
             rows_idx = torch.arange(size).unsqueeze(1).expand(-1, packed)
             token_lp = logprobs[rows_idx.to(device), source.to(device), ids.to(device)].cpu()
-            for b, (i, _, same, answers) in enumerate(batch):
+            for b, (i, _, same, _answers) in enumerate(batch):
                 for k, j in enumerate(same, start=1):
                     scores[(i, j)] = float(token_lp[b][block[b] == k].sum())
     return scores

@@ -14,7 +14,7 @@ from conftest import ENDPOINT, REPO_ROOT, TEST_TOKEN, TEST_USER
 from helpers import POOL_FILE, RTE_FILE, one_error_line, read_lines, train_tiny_adapter, write_lines
 
 from ltd_hub.adapters import render_model_card
-from ltd_hub.cli import main
+from ltd_hub.cli.main import main
 
 BASE_MODEL_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 
@@ -57,7 +57,12 @@ def test_model_card_fields_and_model_index(artifacts_dir):
     assert data.pipeline_tag == "text-generation" and data.license == "apache-2.0"
     assert {"ltd-hub", "lora", "base_model:adapter:org/base", "ltd-strategy:kcenter", "ltd-ratio:0.005"} <= set(data.tags)
     (result,) = data.eval_results
-    assert (result.dataset_type, result.dataset_name, result.metric_type, result.metric_value) == ("super_glue/rte", "rte", "accuracy", 0.5523)
+    assert (result.dataset_type, result.dataset_name, result.metric_type, result.metric_value) == (
+        "super_glue/rte",
+        "rte",
+        "accuracy",
+        0.5523,
+    )
     assert "0.5% of 503576 rows" in text and "| rte | 277 | 1 | 0.5523 |" in text
     assert 'AutoPeftModelForCausalLM.from_pretrained("me/smollm2-coreset")' in text
     assert 'ltd_hub.load_adapter("me/smollm2-coreset")' in text and "arXiv:2305.09246" in text
@@ -134,7 +139,12 @@ def test_push_adapter_refuses_what_is_not_a_pushable_adapter(tmp_path, tiny_adap
     repo = f"{TEST_USER}/never-pushed-{case.replace('_', '-')}"
     assert main(["push-adapter", str(folder), "--repo-id", repo]) == 2
     line = one_error_line(capsys.readouterr().err)
-    assert {"not_a_folder": "not found", "no_adapter_config": "not a PEFT adapter", "no_weights": "no adapter weights", "local_base": "local base model"}[case] in line
+    assert {
+        "not_a_folder": "not found",
+        "no_adapter_config": "not a PEFT adapter",
+        "no_weights": "no adapter weights",
+        "local_base": "local base model",
+    }[case] in line
     assert not HfApi().repo_exists(repo)
 
 
@@ -146,7 +156,7 @@ def test_end_to_end_subset_train_push_evaluate_and_load_in_a_fresh_process(seede
     import pandas as pd
     from huggingface_hub import HfApi, ModelCard
 
-    from ltd_hub import hub
+    from ltd_hub.hub import gateway as hub
 
     rows = [json.loads(line) for line in read_lines(POOL_FILE, stop=64)]
     buffer = io.BytesIO()

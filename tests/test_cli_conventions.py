@@ -8,9 +8,9 @@ import json
 from pathlib import Path
 
 import pytest
-
 from conftest import LTD_NLI, TEST_USER
-from ltd_hub.cli import build_parser, main
+
+from ltd_hub.cli.main import build_parser, main
 
 
 def _cli(capsys, *argv) -> tuple[int, str, str]:
@@ -56,9 +56,7 @@ def test_underscore_flags_parse_like_dashed_ones():
 def test_a_mistyped_flag_gets_a_suggestion_and_the_command_help(capsys):
     code, out, err = _cli(capsys, "rebuild-subset", "local/x", "--formt", "json")
     assert code == 2 and out == ""
-    assert err.strip() == (
-        "error: unrecognized arguments: --formt (did you mean --format?) json; see `ltd-hub rebuild-subset --help`"
-    )
+    assert err.strip() == ("error: unrecognized arguments: --formt (did you mean --format?) json; see `ltd-hub rebuild-subset --help`")
 
 
 def test_format_json_errors_are_json_too(capsys, tmp_path):
@@ -108,9 +106,7 @@ def test_an_unreachable_hub_is_not_a_missing_repo(capsys, tmp_path, monkeypatch)
         dead = f"http://127.0.0.1:{sock.getsockname()[1]}"
     monkeypatch.setattr(constants, "ENDPOINT", dead)
     monkeypatch.setenv("LTD_HUB_MAX_RETRIES", "0")
-    code, _, err = _cli(
-        capsys, "train", "--dataset", f"{TEST_USER}/no-such-data", "--base-model", "x/y", "--output-dir", tmp_path / "out"
-    )
+    code, _, err = _cli(capsys, "train", "--dataset", f"{TEST_USER}/no-such-data", "--base-model", "x/y", "--output-dir", tmp_path / "out")
     assert code == 2 and "cannot reach the Hub" in err and "not found" not in err
 
 
@@ -131,7 +127,7 @@ def test_the_readme_install_says_how_to_get_a_cpu_torch():
 def test_an_evaluate_push_that_changed_nothing_says_unchanged():
     from types import SimpleNamespace
 
-    from ltd_hub.evaluation import EvalReport
+    from ltd_hub.evaluation.evaluator import EvalReport
 
     def report(created: bool) -> dict:
         push = SimpleNamespace(url="u", commit_url=None, revision="r", created_commit=created)

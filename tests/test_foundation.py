@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ltd_hub.cards import BLOCK_END, BLOCK_START, merge_card, split_card
-from ltd_hub.cli import main
+from ltd_hub.cli.main import main
+from ltd_hub.hub.cards import BLOCK_END, BLOCK_START, merge_card, split_card
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -19,7 +19,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 def test_help_lists_commands_and_imports_nothing_heavy():
     code = (
         "import sys, contextlib, io\n"
-        "from ltd_hub.cli import main\n"
+        "from ltd_hub.cli.main import main\n"
         "buf = io.StringIO()\n"
         "with contextlib.redirect_stdout(buf):\n"
         "    try:\n"
@@ -57,12 +57,16 @@ def test_wheel_ships_cards_and_space_and_renders_from_install(tmp_path):
     assert "ltd_hub/card_templates/dataset_card.md.j2" in names
     assert "ltd_hub/card_templates/model_card.md.j2" in names
     assert "ltd_hub/space/app.py" in names
+    # Every module of the source tree ships (a package missing from pyproject's list installs without it).
+    repo = Path(__file__).resolve().parents[1]
+    modules = {p.relative_to(repo).as_posix() for p in (repo / "ltd_hub").rglob("*.py") if p.resolve().is_relative_to(repo / "ltd_hub")}
+    assert modules - set(names) == set()
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)], check=True)
     code = (
-        "import ltd_hub.cards as c, importlib.resources as r\n"
-        "assert str(r.files('ltd_hub.card_templates')).startswith(%r), r.files('ltd_hub.card_templates')\n"
-        "print(c.load_template('dataset_card.md.j2')[:3])\n" % str(target)
+        "import ltd_hub.hub.cards as c, importlib.resources as r\n"
+        f"assert str(r.files('ltd_hub.card_templates')).startswith({str(target)!r}), r.files('ltd_hub.card_templates')\n"
+        "print(c.load_template('dataset_card.md.j2')[:3])\n"
     )
     out = subprocess.run(
         [sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {str(target)!r}); {code}"],

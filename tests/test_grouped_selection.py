@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from helpers import one_error_line
 
-from ltd_hub.cli import main
+from ltd_hub.cli.main import main
 from ltd_hub.errors import UsageError
 from ltd_hub.selection import allocate_cells, allocate_weighted, distance_quantiles, get_selector
 from ltd_hub.selection.groups import Groups, choose_rows, group_strata, group_vectors, suggest_group_column
@@ -64,7 +64,7 @@ def cli(capsys, *argv) -> tuple[int, str, str]:
 
 
 def _select(pool: Path, **kwargs):
-    from ltd_hub.subset import select_subset
+    from ltd_hub.selection.subset import select_subset
 
     return select_subset(str(pool), encoder="lexical", progress=False, **kwargs)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ltd_hub.cli import main
+from ltd_hub.cli.main import main
 
 
 def _serve(root: Path, *args: str, env: dict | None = None) -> tuple[subprocess.Popen, str, list[str]]:

@@ -1,14 +1,14 @@
-"""ltd_hub.hub, the gateway, against the embedded Hub through the real client."""
+"""ltd_hub.hub.gateway, the gateway, against the embedded Hub through the real client."""
 
 from __future__ import annotations
 
 import pytest
+from conftest import OTHER_TOKEN, READ_TOKEN, TEST_USER
 from huggingface_hub import HfApi
 
-from conftest import OTHER_TOKEN, READ_TOKEN, TEST_USER
-from ltd_hub import hub
-from ltd_hub.cards import BLOCK_END, BLOCK_START
 from ltd_hub.errors import HubError, UsageError
+from ltd_hub.hub import gateway as hub
+from ltd_hub.hub.cards import BLOCK_END, BLOCK_START
 
 
 def _card(text: str) -> str:
@@ -17,15 +17,11 @@ def _card(text: str) -> str:
 
 def test_push_files_is_one_commit_and_idempotent():
     repo_id = f"{TEST_USER}/gateway-idempotent"
-    first = hub.push_files(
-        repo_id, {"README.md": _card("v1"), "data.bin": b"\x00" * 2048}, repo_type="dataset", commit_message="first"
-    )
+    first = hub.push_files(repo_id, {"README.md": _card("v1"), "data.bin": b"\x00" * 2048}, repo_type="dataset", commit_message="first")
     assert first.created_commit and len(first.revision) == 40
     api = HfApi()
     commits = api.list_repo_commits(repo_id, repo_type="dataset")
-    again = hub.push_files(
-        repo_id, {"README.md": _card("v1"), "data.bin": b"\x00" * 2048}, repo_type="dataset", commit_message="again"
-    )
+    again = hub.push_files(repo_id, {"README.md": _card("v1"), "data.bin": b"\x00" * 2048}, repo_type="dataset", commit_message="again")
     assert not again.created_commit and again.revision == first.revision
     assert len(api.list_repo_commits(repo_id, repo_type="dataset")) == len(commits)
     assert sorted(api.list_repo_files(repo_id, repo_type="dataset")) == [".gitattributes", "README.md", "data.bin"]

@@ -1,4 +1,4 @@
-"""ltd_hub.sources: loading local files, SuperNI tasks and Hub datasets; column mapping; filters."""
+"""ltd_hub.data.sources: loading local files, SuperNI tasks and Hub datasets; column mapping; filters."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import json
 from pathlib import Path
 
 import pytest
-
 from conftest import TEST_USER
+
+from ltd_hub.data.sources import apply_filters, build_texts, column_values, load_source, parse_filters, read_task_names
 from ltd_hub.errors import UsageError
-from ltd_hub.sources import apply_filters, build_texts, column_values, load_source, parse_filters, read_task_names
 
 N_ROWS = 400
 
@@ -202,7 +202,7 @@ def test_bad_files_fail_with_one_line(tmp_path: Path, name, content, message):
 def test_hub_dataset_source_pins_the_commit_and_reads_the_license():
     import datasets
 
-    from ltd_hub import hub
+    from ltd_hub.hub import gateway as hub
 
     repo_id = f"{TEST_USER}/sources-hub-pool"
     rows = _mixed_rows()
@@ -222,9 +222,7 @@ def test_hub_dataset_source_pins_the_commit_and_reads_the_license():
     # A later commit moves main; the old revision still loads the old rows.
     buffer = io.BytesIO()
     datasets.Dataset.from_list(rows[:10]).to_parquet(buffer)
-    hub.push_files(
-        repo_id, {"data/train-00000-of-00001.parquet": buffer.getvalue()}, repo_type="dataset", commit_message="shrink"
-    )
+    hub.push_files(repo_id, {"data/train-00000-of-00001.parquet": buffer.getvalue()}, repo_type="dataset", commit_message="shrink")
     assert len(load_source(repo_id).dataset) == 10
     assert len(load_source(repo_id, revision=first.revision).dataset) == 30
 
@@ -240,7 +238,7 @@ def test_hub_dataset_source_pins_the_commit_and_reads_the_license():
 def test_bad_hub_sources(source, kwargs, message):
     import datasets
 
-    from ltd_hub import hub
+    from ltd_hub.hub import gateway as hub
 
     buffer = io.BytesIO()
     datasets.Dataset.from_list(_mixed_rows()).to_parquet(buffer)

@@ -147,7 +147,9 @@ def seed_repo(storage: HubStorage, repo_id: str, folder: Path) -> str:
             repo = storage.get("model", repo_id)
     operations = _operations(repo, folder)
     with repo.write_lock():
-        return repo.commit("refs/heads/main", operations, message=f"Seed {repo_id} for offline use", author=SEED_AUTHOR, skip_if_unchanged=True)
+        return repo.commit(
+            "refs/heads/main", operations, message=f"Seed {repo_id} for offline use", author=SEED_AUTHOR, skip_if_unchanged=True
+        )
 
 
 def seed_hub(root: str | os.PathLike, only: str | None = None) -> dict[str, str]:

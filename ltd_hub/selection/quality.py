@@ -105,9 +105,7 @@ class QualityReport:
                 ),
             )
         )
-        out.append(
-            (f"p90 input words (pool {self.pool_p90_input_words:.0f})", f"{s.p90_input_words:.0f}", f"{r.p90_input_words:.0f}", "")
-        )
+        out.append((f"p90 input words (pool {self.pool_p90_input_words:.0f})", f"{s.p90_input_words:.0f}", f"{r.p90_input_words:.0f}", ""))
         out.append(
             (
                 f"coverage: mean distance of {self.coverage_sample:,} pool rows to the nearest selected row",

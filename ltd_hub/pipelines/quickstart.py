@@ -1,0 +1,465 @@
+"""The README's quick start: the whole ltd-hub loop in one call, at CPU scale.
+
+From the first rows of an instruction pool it pushes a 0.5% coreset and a random slice that
+stands in for the full data (it is not the full pool, and every label says so) as dataset repos, trains a LoRA adapter on each, evaluates both (results go into their
+model cards), and publishes the comparison Space. Re-running is cheap and idempotent: embeddings
+come from the cache, trained adapters are reused while their recipe and data are unchanged, eval
+results already recorded for the same weights are kept, and a push of unchanged files makes no
+commit.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ltd_hub.errors import UsageError
+from ltd_hub.files import atomic_write
+
+DEFAULT_POOL = "../shared/data/ltd-nli/pool/p3_nli_pool.jsonl.gz"
+DEFAULT_EVAL_DATA = ("../shared/data/ltd-nli/eval/rte.jsonl.gz", "../shared/data/ltd-nli/eval/snli_heldout.jsonl.gz")
+DEFAULT_BASE_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
+CORESET_RATIO = 0.005
+REPO_PREFIX = "ltd-quickstart"
+# Repo name suffix and type of everything the quick start publishes, in push order.
+REPOS = {
+    "coreset": ("coreset", "dataset"),
+    "full": ("full", "dataset"),
+    "coreset_lora": ("coreset-lora", "model"),
+    "full_lora": ("full-lora", "model"),
+    "space": ("space", "space"),
+}
+_JSONL_SUFFIXES = (".jsonl", ".jsonl.gz")
+Log = Callable[[str], None]
+
+
+@dataclass
+class QuickstartConfig:
+    """The quick start's knobs; the ``ltd-hub quickstart`` flags are these names.
+
+    Attributes:
+        pool: instruction data to select from (a local JSONL/JSON/Parquet/CSV file, ``.gz`` allowed).
+        rows: use the first ``rows`` rows of the pool (the "task data").
+        full_rows: size of the random slice that stands in for the full data.
+        encoder: selection encoder (``minilm`` default, ``lexical``, ...).
+        base_model: Hub id of the model both adapters are trained on.
+        max_steps: optimizer steps per adapter.
+        max_length: longest training row in tokens.
+        eval_data: held-out eval files or dataset repos (``inputs``, ``targets``, ``answer_choices``).
+        templates: prompt templates evaluated per eval set.
+        max_examples: examples evaluated per template.
+        num_examples: examples bundled into the Space.
+        namespace: where the repos go (default: the token's user).
+        workdir: local state (pool slice, adapters); default ``cache_dir("quickstart")``.
+        progress: show progress bars.
+
+    Example:
+        >>> cfg = QuickstartConfig(rows=2000, full_rows=200, max_steps=5)
+    """
+
+    pool: str | os.PathLike = DEFAULT_POOL
+    # A demonstration sized to finish in about ten minutes on 2 CPU cores, not the experiment:
+    # scale it with --rows, --full-rows, --max-steps and --max-examples (see the README).
+    rows: int = 10000
+    full_rows: int = 1000
+    encoder: str | None = None
+    base_model: str = DEFAULT_BASE_MODEL
+    max_steps: int = 20
+    max_length: int = 256
+    eval_data: Sequence[str] = DEFAULT_EVAL_DATA
+    templates: int = 1
+    max_examples: int = 40
+    num_examples: int = 8
+    namespace: str | None = None
+    workdir: str | os.PathLike | None = None
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if isinstance(self.eval_data, (str, os.PathLike)):
+            self.eval_data = [os.fspath(self.eval_data)]
+
+    def validate(self) -> None:
+        """Check everything that needs no Hub: numbers, local paths, the encoder name."""
+        from ltd_hub.selection.encoders import get_encoder
+
+        min_rows = _min_rows_for_ratio()
+        if self.rows < min_rows:
+            raise UsageError(f"--rows must be at least {min_rows}, so that 0.5% of them is a row; got {self.rows}")
+        if self.full_rows < 1:
+            raise UsageError(f"--full-rows must be at least 1, got {self.full_rows}")
+        if self.full_rows > self.rows:
+            raise UsageError(f"--full-rows {self.full_rows} is more than --rows {self.rows}; lower it")
+        for flag, value in (("--max-steps", self.max_steps), ("--max-examples", self.max_examples), ("--templates", self.templates)):
+            if value < 1:
+                raise UsageError(f"{flag} must be at least 1, got {value}")
+        if self.num_examples < 0:
+            raise UsageError(f"--num-examples must be 0 or more, got {self.num_examples}")
+        pool = Path(self.pool).expanduser()
+        if not pool.is_file():
+            raise UsageError(
+                f"--pool {self.pool} not found (from {Path.cwd()}); pass --pool with the ltd-nli pool "
+                "(p3_nli_pool.jsonl.gz) or another instruction-data file"
+            )
+        if not self.eval_data:
+            raise UsageError("--eval-data needs at least one held-out file or dataset repo")
+        for spec in self.eval_data:
+            if not Path(spec).expanduser().exists() and (spec.startswith((".", "/", "~")) or spec.count("/") != 1):
+                raise UsageError(f"--eval-data {spec} not found (from {Path.cwd()}); pass held-out eval files or dataset repo ids")
+        if self.workdir is not None and Path(self.workdir).exists() and not Path(self.workdir).is_dir():
+            raise UsageError(f"--workdir {self.workdir} is a file; pass a folder")
+        if self.namespace is not None and (not self.namespace or "/" in self.namespace):
+            raise UsageError(f"--namespace {self.namespace!r} must be a user or organization name, without '/'")
+        get_encoder(self.encoder)  # an unknown encoder name is a UsageError listing the valid ones
+
+    def work_path(self) -> Path:
+        from ltd_hub.paths import cache_dir
+
+        return Path(self.workdir).expanduser() if self.workdir is not None else cache_dir("quickstart")
+
+
+@dataclass
+class QuickstartResult:
+    """What the quick start published.
+
+    Attributes:
+        repos: role (``coreset``, ``full``, ``coreset_lora``, ``full_lora``, ``space``) -> repo id.
+        urls: role -> repo URL.
+        accuracy: ``coreset``/``full`` -> average eval accuracy of its adapter.
+        new_commits: the roles whose repo got a new commit in this run (empty on an unchanged re-run).
+        reused: what was reused instead of recomputed (``coreset_lora``, ``full_lora``, ``coreset_eval``, ...).
+        seconds: wall time.
+    """
+
+    repos: dict[str, str]
+    urls: dict[str, str] = field(default_factory=dict)
+    accuracy: dict[str, float] = field(default_factory=dict)
+    new_commits: list[str] = field(default_factory=list)
+    reused: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def space_repo(self) -> str:
+        return self.repos["space"]
+
+
+def _min_rows_for_ratio() -> int:
+    """Fewest pool rows whose 0.5% budget is at least one row (the selection's own rounding decides)."""
+    from ltd_hub.selection.budget import budget_from_ratio
+
+    n = 1
+    while True:
+        try:
+            budget_from_ratio(n, CORESET_RATIO)
+            return n
+        except UsageError:
+            n += 1
+
+
+def _quiet(_message: str) -> None:
+    return None
+
+
+# --------------------------------------------------------------------------- the pool slice
+
+
+def slice_pool(pool: str | os.PathLike, rows: int, folder: Path) -> tuple[Path, int]:
+    """Write the first ``rows`` rows of ``pool`` to ``folder`` as JSON Lines; return the file and its row count.
+
+    The file keeps its name and is rewritten only when its content changes, so subset manifests
+    (which record the source path and sha256) stay the same from one run to the next.
+
+    Example:
+        >>> slice_pool("pool.jsonl.gz", 20000, Path("work/data"))  # doctest: +SKIP
+        (PosixPath('work/data/pool-first-20000.jsonl'), 20000)
+    """
+    pool = Path(pool).expanduser()
+    stem = pool.name
+    for suffix in (*_JSONL_SUFFIXES, ".json.gz", ".json", ".parquet", ".csv.gz", ".csv"):
+        if stem.endswith(suffix):
+            stem = stem[: -len(suffix)]
+            break
+    if pool.name.endswith(_JSONL_SUFFIXES):
+        # Copy the lines verbatim: reading 20k lines of a 500k-row pool takes a fraction of a second.
+        opener = gzip.open if pool.name.endswith(".gz") else open
+        lines: list[bytes] = []
+        try:
+            with opener(pool, "rb") as handle:
+                for line in handle:
+                    if line.strip():
+                        lines.append(line if line.endswith(b"\n") else line + b"\n")
+                        if len(lines) == rows:
+                            break
+        except (OSError, EOFError) as exc:
+            raise UsageError(f"--pool {pool}: cannot read it ({' '.join(str(exc).split())[:120]})") from None
+        data = b"".join(lines)
+        count = len(lines)
+    else:
+        from ltd_hub.data.sources import load_source
+
+        dataset = load_source(str(pool)).dataset
+        head = dataset.select(range(min(rows, len(dataset))))
+        buffer = io.BytesIO()
+        head.to_json(buffer, lines=True, force_ascii=False)
+        data, count = buffer.getvalue(), len(head)
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"{stem}-first-{rows}.jsonl"
+    if not (target.is_file() and target.read_bytes() == data):
+        atomic_write(target, data)
+    return target, count
+
+
+# --------------------------------------------------------------------------- adapters
+
+
+def _train_config(config: QuickstartConfig, dataset_repo: str, revision: str, output_dir: Path) -> Any:
+    from ltd_hub.training import TrainConfig
+
+    return TrainConfig(
+        dataset=dataset_repo,
+        dataset_revision=revision,
+        base_model=config.base_model,
+        output_dir=str(output_dir),
+        overwrite_output_dir=True,
+        max_steps=config.max_steps,
+        max_length=config.max_length,
+        logging_steps=max(1, min(10, config.max_steps // 3)),
+    )
+
+
+def reusable_adapter(folder: Path, train_config: Any) -> bool:
+    """True when ``folder`` holds a complete adapter trained with ``train_config``'s recipe and data."""
+    from ltd_hub.adapters import ADAPTER_CONFIG, WEIGHT_FILES, read_training_summary
+
+    if not (folder / ADAPTER_CONFIG).is_file() or not any((folder / name).is_file() for name in WEIGHT_FILES):
+        return False
+    summary = read_training_summary(folder)
+    if not summary:
+        return False
+    dataset = summary.get("dataset") or {}
+    wanted = train_config.hyperparameters()
+    recorded = summary.get("hyperparameters") or {}
+    # padding_free is recorded as resolved (True/False), the config may leave it None (auto).
+    same_recipe = all(recorded.get(key) == value for key, value in wanted.items() if key != "padding_free")
+    return (
+        summary.get("base_model") == train_config.base_model
+        and dataset.get("repo_id") == train_config.dataset
+        and dataset.get("revision") == train_config.dataset_revision
+        and same_recipe
+    )
+
+
+def recorded_accuracy(adapter_repo: str, weights_sha: str, eval_sets: Sequence[Any], config: QuickstartConfig) -> float | None:
+    """The average accuracy already recorded in ``adapter_repo`` for these weights and eval settings, or None."""
+    from ltd_hub.adapters import read_eval_results
+
+    recorded = read_eval_results(adapter_repo)
+    accuracies = []
+    for eval_set in eval_sets:
+        match = next(
+            (
+                r
+                for r in recorded
+                if r.get("name") == eval_set.name
+                and r.get("adapter_sha256") == weights_sha
+                and r.get("n_examples") == len(eval_set.rows)
+                and (r.get("settings") or {}).get("templates") == config.templates
+                and (r.get("settings") or {}).get("max_examples") == config.max_examples
+            ),
+            None,
+        )
+        if match is None:
+            return None
+        accuracies.append(float(match["accuracy_mean"]))
+    return statistics.fmean(accuracies)
+
+
+# --------------------------------------------------------------------------- the whole loop
+
+
+STEPS = 8  # check, coreset, stand-in, two trainings, two evaluations, Space
+STEPS_WITH_DEMO = 9  # ... and the local run of the Space
+
+
+class _Steps:
+    """Numbers the quick start's steps: ``[3/9] ...``, each number once."""
+
+    def __init__(self, say: Log, total: int):
+        self.say, self.total, self.n = say, total, 0
+
+    def __call__(self, text: str) -> None:
+        self.n += 1
+        self.say(f"[{self.n}/{self.total}] {text}")
+
+
+def stand_in_label(full_rows: int, pool_rows: int) -> str:
+    """What the "full data" arm of the quick start really is, for every label that names it.
+
+    Example:
+        >>> stand_in_label(2000, 20000)
+        'random 2,000 rows (stand-in for the full 20,000-row pool)'
+    """
+    return f"random {full_rows:,} rows (stand-in for the full {pool_rows:,}-row pool)"
+
+
+def _seen_line(folder: Path) -> str:
+    """ ", trained on N rows: S steps x B rows = R rows seen (E epochs)" from the adapter's training summary."""
+    from ltd_hub.adapters import read_training_summary, training_seen
+
+    summary = read_training_summary(folder) or {}
+    seen = training_seen(summary)
+    if not seen:
+        return ""
+    rows = (summary.get("dataset") or {}).get("train_rows")
+    return f"; {rows:,} rows, {seen['steps']} steps x {seen['batch']} = {seen['rows_seen']:,} rows seen ({seen['epochs']} epochs)"
+
+
+def quickstart(config: QuickstartConfig | None = None, *, log: Log | None = None, with_demo: bool = False) -> QuickstartResult:
+    """Run the quick start against the Hub that ``HF_ENDPOINT`` names (or huggingface.co).
+
+    Steps: check every input and all five push targets; slice the pool; push the 0.5% coreset
+    (selected inside k-means clusters) and a random ``full_rows`` stand-in for the full data; train a
+    LoRA adapter on each and push it; evaluate both with the results recorded in their cards;
+    push the comparison Space with held-out examples.
+
+    Args:
+        config: the settings (default :class:`QuickstartConfig()`).
+        log: called with short progress lines (and the URLs as they are created).
+        with_demo: a local run of the Space follows (the step count includes it).
+
+    Returns:
+        A :class:`QuickstartResult`.
+
+    Raises:
+        UsageError, HubError: bad input or a Hub refusal, before anything is pushed where possible.
+
+    Example:
+        >>> result = quickstart(QuickstartConfig(rows=2000, full_rows=200, max_steps=5))  # doctest: +SKIP
+        >>> result.urls["space"]  # doctest: +SKIP
+    """
+    from ltd_hub.adapters import push_adapter, weights_sha256
+    from ltd_hub.evaluation.evaluator import evaluate_adapter, load_eval_sets
+    from ltd_hub.hub import gateway as hub
+    from ltd_hub.selection.subset import push_subset
+    from ltd_hub.spaces.publish import push_space
+    from ltd_hub.training import train
+
+    config = config or QuickstartConfig()
+    say = log or _quiet
+    started = time.perf_counter()
+    config.validate()
+    workdir = config.work_path()
+
+    total = STEPS_WITH_DEMO if with_demo else STEPS
+    step = _Steps(say, total)
+    step("checking the Hub, the base model and the eval data")
+    targets = {}
+    for role, (suffix, repo_type) in REPOS.items():
+        name = f"{REPO_PREFIX}-{suffix}"
+        targets[role] = hub.preflight_push(f"{config.namespace}/{name}" if config.namespace else name, repo_type)
+    if not hub.repo_exists(config.base_model, "model"):
+        raise UsageError(
+            f"--base-model {config.base_model} is not on the Hub at {_endpoint()}; seed it (`ltd-hub hub seed`) or pass another --base-model"
+        )
+    eval_sets = load_eval_sets(list(config.eval_data), templates=config.templates, max_examples=config.max_examples)
+    result = QuickstartResult(repos={role: t.repo_id for role, t in targets.items()})
+
+    def record(role: str, pushed: Any) -> None:
+        result.urls[role] = pushed.url
+        if pushed.created_commit and role not in result.new_commits:
+            result.new_commits.append(role)
+        say(f"      {pushed.url} ({'new commit ' + pushed.revision[:10] if pushed.created_commit else 'unchanged'})")
+
+    pool_file, n_rows = slice_pool(config.pool, config.rows, workdir / "data")
+    if n_rows < _min_rows_for_ratio():
+        raise UsageError(f"--pool {config.pool} has only {n_rows} rows; 0.5% of them is no row, use a larger pool")
+    if config.full_rows > n_rows:
+        raise UsageError(f"--full-rows {config.full_rows} is more than the {n_rows} rows of --pool {config.pool}; lower it")
+    step(f"selecting a 0.5% coreset of the first {n_rows:,} rows of {Path(config.pool).name} (encode, k-means, select inside the clusters)")
+    selection = {"encoder": config.encoder, "progress": config.progress}
+    coreset = push_subset(pool_file, targets["coreset"].repo_id, ratio=CORESET_RATIO, log=say, **selection)
+    say(f"      0.5% coreset: {coreset.result.stats['n_selected']} rows -> {targets['coreset'].repo_id}")
+    record("coreset", coreset.push)
+    label = stand_in_label(config.full_rows, n_rows)
+    step(f"drawing {label}")
+    full = push_subset(
+        pool_file,
+        targets["full"].repo_id,
+        strategy="random",
+        size=config.full_rows,
+        log=say,
+        pretty_name=f"{targets['full'].repo_id.split('/')[-1]}: {label}",
+        **selection,
+    )
+    say(f"      {label} -> {targets['full'].repo_id}")
+    record("full", full.push)
+
+    weights: dict[str, str] = {}
+    names = {"coreset": "the 0.5% coreset", "full": label}
+    for role, data in (("coreset", coreset.push), ("full", full.push)):
+        lora = f"{role}_lora"
+        folder = workdir / "adapters" / role
+        train_config = _train_config(config, data.repo_id, data.revision, folder)
+        if reusable_adapter(folder, train_config):
+            step(f"reusing the adapter on {names[role]} trained earlier in {folder}")
+            result.reused.append(lora)
+        else:
+            step(f"training a LoRA adapter on {names[role]} ({config.max_steps} steps, base {config.base_model})")
+            trained = train(train_config)
+            seen = _seen_line(folder)
+            say(f"      loss {trained.train_loss:.3f}, {trained.seconds:.0f}s, {trained.tokens_per_second:.0f} tokens/s{seen} -> {folder}")
+        record(lora, push_adapter(folder, targets[lora].repo_id))
+        weights[role] = weights_sha256(folder)
+
+    for role in ("coreset", "full"):
+        repo = targets[f"{role}_lora"].repo_id
+        accuracy = recorded_accuracy(repo, weights[role], eval_sets, config)
+        if accuracy is not None:
+            step(f"evaluating the adapter on {names[role]}: results for these weights are already in {repo}'s card")
+            result.reused.append(f"{role}_eval")
+        else:
+            step(
+                f"evaluating the adapter on {names[role]} ({repo}) on {', '.join(s.name for s in eval_sets)} "
+                f"({config.max_examples} examples per template)"
+            )
+            report = evaluate_adapter(
+                repo,
+                list(config.eval_data),
+                templates=config.templates,
+                max_examples=config.max_examples,
+                push=True,
+                progress=config.progress,
+            )
+            accuracy = report.average
+            record(f"{role}_lora", report.push)
+        result.accuracy[role] = accuracy
+        say(f"      average accuracy {accuracy:.3f}")
+
+    step(f"publishing the comparison Space {targets['space'].repo_id}")
+    _, space = push_space(
+        targets["space"].repo_id,
+        full=targets["full_lora"].repo_id,
+        subset=targets["coreset_lora"].repo_id,
+        base_model=config.base_model,
+        examples=list(config.eval_data),
+        num_examples=config.num_examples,
+        title=f"Quick start: 0.5% coreset vs {label}",
+        short_description=f"Quick start: 0.5% coreset vs {config.full_rows:,} random rows"[:60],
+    )
+    record("space", space)
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _endpoint() -> str:
+    from huggingface_hub import constants
+
+    from ltd_hub.redact import safe_url
+
+    return safe_url(constants.ENDPOINT)  # it is printed: never with HF_ENDPOINT's user:password@
