@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ltd_hub.errors import HubError, UsageError
+from ltd_hub.errors import MissingFileError, MissingRepoError, UsageError
 from ltd_hub.files import sha256_file
 
 ADAPTER_CONFIG = "adapter_config.json"
@@ -44,19 +44,15 @@ def read_adapter_config(repo_id_or_dir: str | Path, *, revision: str | None = No
     else:
         try:
             path = hub.download(str(repo_id_or_dir), ADAPTER_CONFIG, repo_type="model", revision=revision, token=token)
-        except HubError as exc:
-            from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError
-
-            if isinstance(exc.__cause__, EntryNotFoundError):
-                hint = hub.empty_repo_hint(str(repo_id_or_dir), "model", token)
-                raise UsageError(
-                    f"{repo_id_or_dir} is not a PEFT adapter repo (no {ADAPTER_CONFIG}){hint}; pass an adapter pushed by `ltd-hub train`"
-                ) from None
-            if isinstance(exc.__cause__, RepositoryNotFoundError):
-                raise UsageError(
-                    f"adapter {repo_id_or_dir!r} not found: no such folder and no model repo on the Hub; check --adapter"
-                ) from None
-            raise
+        except MissingFileError:
+            hint = hub.empty_repo_hint(str(repo_id_or_dir), "model", token)
+            raise UsageError(
+                f"{repo_id_or_dir} is not a PEFT adapter repo (no {ADAPTER_CONFIG}){hint}; pass an adapter pushed by `ltd-hub train`"
+            ) from None
+        except MissingRepoError:
+            raise UsageError(
+                f"adapter {repo_id_or_dir!r} not found: no such folder and no model repo on the Hub; check --adapter"
+            ) from None
     try:
         config = json.loads(Path(path).read_text(encoding="utf-8"))
     except ValueError:
@@ -76,12 +72,8 @@ def _read_optional_json(repo_id_or_dir: str | Path, filename: str, *, revision: 
     else:
         try:
             path = hub.download(str(repo_id_or_dir), filename, repo_type="model", revision=revision, token=token)
-        except HubError as exc:
-            from huggingface_hub.errors import EntryNotFoundError
-
-            if isinstance(exc.__cause__, EntryNotFoundError):
-                return None
-            raise
+        except MissingFileError:
+            return None
     try:
         return json.loads(Path(path).read_text(encoding="utf-8"))
     except ValueError:

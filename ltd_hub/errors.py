@@ -25,6 +25,31 @@ class HubError(LtdHubError):
     """The Hub refused or could not complete a request (auth, missing repo, conflict, network)."""
 
 
+class NotFoundError(HubError):
+    """What was asked for is not on the Hub, or not visible with this token.
+
+    Raised by :mod:`ltd_hub.hub.gateway` in place of huggingface_hub's not-found errors (which stay
+    the ``__cause__``), so callers tell "absent" from "failed" by type: a read that may find nothing
+    catches the subclass it expects and lets every other :class:`HubError` through.
+    """
+
+
+class MissingRepoError(NotFoundError):
+    """No such repo, or a private or gated one this token cannot see."""
+
+
+class InvalidRepoIdError(MissingRepoError):
+    """The id is not a valid ``namespace/name`` repo id, so it names no repo."""
+
+
+class MissingRevisionError(NotFoundError):
+    """The repo exists but has no such branch, tag or commit."""
+
+
+class MissingFileError(NotFoundError):
+    """The repo and revision exist but hold no such file (answered by the Hub, not a cache miss)."""
+
+
 def read_yaml_mapping(path: str | os.PathLike) -> dict[str, Any]:
     """Read a YAML config file that must be a mapping; any problem is a one-line UsageError."""
     import yaml

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ltd_hub.errors import HubError, UsageError
+from ltd_hub.errors import InvalidRepoIdError, MissingRepoError, MissingRevisionError, NotFoundError, UsageError
 from ltd_hub.files import sha256_file
 from ltd_hub.selection.manifest import MANIFEST_FILENAME
 
@@ -359,21 +359,17 @@ def _check_utf8(ds: datasets.Dataset, desc: str) -> None:
 def _load_hub(repo_id: str, *, config, split, revision, token) -> tuple[datasets.Dataset, str, str | None]:
     import datasets
     from huggingface_hub import DatasetCard
-    from huggingface_hub.errors import HFValidationError, RepositoryNotFoundError, RevisionNotFoundError
 
     from ltd_hub.hub import gateway as hub
 
     try:
         sha = hub.repo_head(repo_id, repo_type="dataset", revision=revision, token=token)
-    except HubError as exc:
-        cause = exc.__cause__
-        if isinstance(cause, HFValidationError):
-            raise UsageError(f"{repo_id!r} is neither a local file nor a valid Hub dataset id; check SOURCE") from None
-        if isinstance(cause, RevisionNotFoundError):
-            raise UsageError(f"revision {revision!r} not found in dataset {repo_id}; check --revision") from None
-        if isinstance(cause, RepositoryNotFoundError):
-            raise UsageError(f"{repo_id!r} is not a local file and no Hub dataset has that id; check the path or repo id") from None
-        raise
+    except InvalidRepoIdError:
+        raise UsageError(f"{repo_id!r} is neither a local file nor a valid Hub dataset id; check SOURCE") from None
+    except MissingRevisionError:
+        raise UsageError(f"revision {revision!r} not found in dataset {repo_id}; check --revision") from None
+    except MissingRepoError:
+        raise UsageError(f"{repo_id!r} is not a local file and no Hub dataset has that id; check the path or repo id") from None
     try:
         ds = datasets.load_dataset(repo_id, name=config, split=split, revision=sha, token=token)
     except ValueError as exc:
@@ -575,11 +571,7 @@ def load_instruction_data(
         repo_id = source
         try:
             commit = hub.repo_head(repo_id, repo_type="dataset", revision=revision, token=token)
-        except HubError as exc:
-            from ltd_hub.errors_map import transport_errors
-
-            if isinstance(exc.__cause__, transport_errors()):
-                raise  # the Hub cannot be reached: say that, not that the dataset does not exist
+        except NotFoundError as exc:  # any other HubError (unreachable, refused) says so itself
             raise UsageError(f"dataset {source!r} not found: no such local path and no dataset repo on the Hub ({exc})") from None
         folder = hub.snapshot(
             repo_id,

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ltd_hub.errors import HubError, UsageError
+from ltd_hub.errors import MissingFileError, UsageError
 from ltd_hub.files import atomic_write, sha256_file
 
 # Formatting and scoring live in the module the comparison Space ships beside app.py, so the
@@ -657,8 +657,6 @@ def _push_results(
     repo_id: str, results: list[dict[str, Any]], summary: dict[str, Any] | None, *, revision: str | None, token: str | None
 ) -> Any:
 
-    from huggingface_hub.errors import RemoteEntryNotFoundError
-
     from ltd_hub.adapters import EVAL_FILE, WEIGHT_FILES, card_from_folder_or_repo, merge_eval_results, read_eval_results
     from ltd_hub.hub import gateway as hub
 
@@ -667,10 +665,8 @@ def _push_results(
         try:
             weights = hub.download(repo_id, name, repo_type="model", revision=revision, token=token)
             break
-        except HubError as exc:
-            if isinstance(exc.__cause__, RemoteEntryNotFoundError):
-                continue  # try the next weight file name
-            raise  # the Hub failed: never record results against unknown weights
+        except MissingFileError:
+            continue  # try the next weight file name; any other HubError stops: never record results against unknown weights
     sha = sha256_file(weights) if weights else None
     existing = [r for r in read_eval_results(repo_id, revision=revision, token=token) if r.get("adapter_sha256") == sha]
     # A re-run that measures the same thing keeps the recorded entry, so re-pushing makes no new commit

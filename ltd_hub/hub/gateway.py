@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from ltd_hub.errors import HubError, UsageError
+from ltd_hub.errors import HubError, InvalidRepoIdError, MissingFileError, MissingRepoError, MissingRevisionError, UsageError
 from ltd_hub.hub.cards import merge_card
 
 REPO_TYPES = ("model", "dataset", "space")
@@ -181,11 +181,23 @@ def with_retries(call: Callable[[], T], what: str, *, pushing: bool = False) -> 
 
 
 def _translate(exc: BaseException, repo_id: str, repo_type: str) -> HubError:
+    """One line for the user, typed: a not-found answer becomes the matching :class:`NotFoundError`."""
+    from huggingface_hub.errors import HFValidationError, RemoteEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
+
     from ltd_hub.errors_map import explain
     from ltd_hub.redact import safe_url
 
+    kind = HubError
+    if isinstance(exc, HFValidationError):
+        kind = InvalidRepoIdError
+    elif isinstance(exc, RepositoryNotFoundError):  # gated repos too: not visible with this token
+        kind = MissingRepoError
+    elif isinstance(exc, RevisionNotFoundError):
+        kind = MissingRevisionError
+    elif isinstance(exc, RemoteEntryNotFoundError):
+        kind = MissingFileError
     # Client errors quote request URLs, which carry HF_ENDPOINT's user:password@ when it has one.
-    return HubError(safe_url(f"{repo_type} repo {repo_id}: {explain(exc)}"))
+    return kind(safe_url(f"{repo_type} repo {repo_id}: {explain(exc)}"))
 
 
 def _check_repo_type(repo_type: str) -> None:
@@ -521,14 +533,10 @@ def _remove_if_untouched(api, repo_id: str, repo_type: str, created_head: str | 
 
 def read_card_text(repo_id: str, repo_type: str, revision: str | None = None, token: str | None = None) -> str | None:
     """Return the repo's README.md text, or None when it has none."""
-    from huggingface_hub.errors import RemoteEntryNotFoundError
-
     try:
         return download(repo_id, "README.md", repo_type=repo_type, revision=revision, token=token).read_text(encoding="utf-8")
-    except HubError as exc:
-        if isinstance(exc.__cause__, RemoteEntryNotFoundError):
-            return None
-        raise
+    except MissingFileError:
+        return None
 
 
 def _read(call: Callable[[], T], what: str, repo_id: str, repo_type: str) -> T:

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from ltd_hub.errors import HubError, UsageError
+from ltd_hub.errors import HubError, MissingFileError, MissingRepoError, MissingRevisionError, UsageError
 from ltd_hub.files import atomic_write_json, json_digest
 from ltd_hub.paths import cache_dir
 
@@ -102,22 +102,18 @@ class Encoder(ABC):
 
 
 def _resolve_hub_model(model_id: str, revision: str | None, token: str | None) -> str:
-    from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
-
     from ltd_hub.hub import gateway as hub
 
     try:
         return hub.repo_head(model_id, repo_type="model", revision=revision, token=token)
-    except HubError as exc:
-        if isinstance(exc.__cause__, RevisionNotFoundError):
-            raise UsageError(f"encoder model {model_id} has no revision {revision!r}; check the manifest or --encoder") from None
-        if isinstance(exc.__cause__, RepositoryNotFoundError):
-            from ltd_hub.redact import safe_url
+    except MissingRevisionError:
+        raise UsageError(f"encoder model {model_id} has no revision {revision!r}; check the manifest or --encoder") from None
+    except MissingRepoError:
+        from ltd_hub.redact import safe_url
 
-            # Named so the user sees which Hub was asked; never with HF_ENDPOINT's user:password@.
-            where = safe_url(os.environ.get("HF_ENDPOINT", "huggingface.co"))
-            raise UsageError(f"encoder model {model_id} not found on the Hub ({where}); check --encoder") from None
-        raise
+        # Named so the user sees which Hub was asked; never with HF_ENDPOINT's user:password@.
+        where = safe_url(os.environ.get("HF_ENDPOINT", "huggingface.co"))
+        raise UsageError(f"encoder model {model_id} not found on the Hub ({where}); check --encoder") from None
 
 
 def _check_causal_lm(model_id: str, revision: str, token: str | None) -> None:
@@ -126,7 +122,6 @@ def _check_causal_lm(model_id: str, revision: str, token: str | None) -> None:
     ``AutoModel`` loads a BERT happily and its mean-pooled states look like embeddings, so the
     mistake would pass silently; the config's ``model_type`` tells the kinds apart without weights.
     """
-    from huggingface_hub.errors import EntryNotFoundError
     from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
 
     from ltd_hub.hub import gateway as hub
@@ -134,12 +129,10 @@ def _check_causal_lm(model_id: str, revision: str, token: str | None) -> None:
     try:
         path = hub.download(model_id, "config.json", repo_type="model", revision=revision, token=token)
         config = json.loads(path.read_text(encoding="utf-8"))
-    except HubError as exc:
-        if isinstance(exc.__cause__, EntryNotFoundError):
-            raise UsageError(
-                f"{model_id} has no config.json, so it is no transformers causal LM; check --encoder causal-lm:{model_id}"
-            ) from None
-        raise
+    except MissingFileError:
+        raise UsageError(
+            f"{model_id} has no config.json, so it is no transformers causal LM; check --encoder causal-lm:{model_id}"
+        ) from None
     except ValueError:
         raise UsageError(f"the config.json of {model_id} is not valid JSON; check --encoder causal-lm:{model_id}") from None
     if not isinstance(config, dict):

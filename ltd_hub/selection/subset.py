@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ltd_hub.errors import UsageError
+from ltd_hub.errors import MissingFileError, MissingRepoError, UsageError
 from ltd_hub.selection.manifest import MANIFEST_FILENAME, SelectedRow, SelectionManifest
 
 if TYPE_CHECKING:
@@ -1040,27 +1040,22 @@ def load_manifest(repo_id_or_dir: str | os.PathLike, *, revision: str | None = N
         return SelectionManifest.load(path / MANIFEST_FILENAME)
     if path.is_file():
         return SelectionManifest.load(path)
-    from huggingface_hub.errors import EntryNotFoundError, HFValidationError, RepositoryNotFoundError
-
     try:
         local = hub.download(os.fspath(repo_id_or_dir), MANIFEST_FILENAME, repo_type="dataset", revision=revision, token=token)
-    except Exception as exc:
-        cause = exc.__cause__
-        if isinstance(cause, EntryNotFoundError):
-            # A repo an interrupted push left empty says so, with how to clean it up.
-            hint = hub.empty_repo_hint(os.fspath(repo_id_or_dir), "dataset", token)
-            raise UsageError(
-                f"dataset {repo_id_or_dir} has no {MANIFEST_FILENAME}{hint or '; it was not made by ltd-hub push-subset'}"
-            ) from None
-        if isinstance(cause, (RepositoryNotFoundError, HFValidationError)):
-            raise UsageError(f"{repo_id_or_dir} is neither a local folder nor a Hub dataset; check the path or repo id") from None
-        raise
+    except MissingFileError:
+        # A repo an interrupted push left empty says so, with how to clean it up.
+        hint = hub.empty_repo_hint(os.fspath(repo_id_or_dir), "dataset", token)
+        raise UsageError(
+            f"dataset {repo_id_or_dir} has no {MANIFEST_FILENAME}{hint or '; it was not made by ltd-hub push-subset'}"
+        ) from None
+    except MissingRepoError:
+        raise UsageError(f"{repo_id_or_dir} is neither a local folder nor a Hub dataset; check the path or repo id") from None
     return SelectionManifest.load(local)
 
 
 def _manifest_source(manifest: SelectionManifest, override: str | Sequence[str] | None) -> tuple[Any, dict[str, Any]]:
     """The SOURCE argument and loader options that reproduce the manifest's source."""
-    from ltd_hub.data.sources import _sha256
+    from ltd_hub.files import sha256_file
 
     src = manifest.source
     if src["kind"] == "hub" and not override:
@@ -1077,7 +1072,7 @@ def _manifest_source(manifest: SelectionManifest, override: str | Sequence[str] 
                     f"the source file {rec['path']} is not on this machine{where}; pass --source PATH with the same data "
                     f"(sha256 {rec['sha256'][:12]}, {rec.get('size', '?')} bytes)"
                 )
-            if _sha256(p) != rec["sha256"]:
+            if sha256_file(p) != rec["sha256"]:
                 raise UsageError(
                     f"the source file {p} changed since the subset was made (sha256 differs); pass --source with the original data"
                 )
@@ -1220,12 +1215,8 @@ def _published_rows(repo_id_or_dir, *, revision: str | None, token: str | None) 
     else:
         try:
             local = Path(hub.download(os.fspath(repo_id_or_dir), PARQUET_PATH, repo_type="dataset", revision=revision, token=token))
-        except Exception as exc:
-            from huggingface_hub.errors import EntryNotFoundError
-
-            if isinstance(exc.__cause__, EntryNotFoundError):
-                return None
-            raise
+        except MissingFileError:
+            return None
     was_disabled = datasets.are_progress_bars_disabled()
     datasets.disable_progress_bars()
     try:

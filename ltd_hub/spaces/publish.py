@@ -18,7 +18,7 @@ from importlib import metadata, resources
 from pathlib import Path
 from typing import Any
 
-from ltd_hub.errors import HubError, UsageError
+from ltd_hub.errors import MissingFileError, UsageError
 from ltd_hub.hub import gateway as hub
 
 SPACE_PACKAGE = "ltd_hub.space"
@@ -162,8 +162,6 @@ def inspect_adapter(repo_id: str, flag: str, token: str | None = None) -> Adapte
         >>> inspect_adapter("me/nli-subset-lora", "--subset").base_model  # doctest: +SKIP
         'HuggingFaceTB/SmolLM2-135M-Instruct'
     """
-    from huggingface_hub.errors import EntryNotFoundError
-
     from ltd_hub.hub.cards import split_card
 
     if not _REPO_ID.match(repo_id or ""):
@@ -175,11 +173,9 @@ def inspect_adapter(repo_id: str, flag: str, token: str | None = None) -> Adapte
         )
     try:
         config_path = hub.download(repo_id, "adapter_config.json", repo_type="model", token=token)
-    except HubError as exc:
-        if isinstance(exc.__cause__, EntryNotFoundError):
-            hint = hub.empty_repo_hint(repo_id, "model", token)
-            raise UsageError(f"{flag} {repo_id} is not a PEFT adapter (no adapter_config.json){hint}; give an adapter repo") from exc
-        raise
+    except MissingFileError as exc:
+        hint = hub.empty_repo_hint(repo_id, "model", token)
+        raise UsageError(f"{flag} {repo_id} is not a PEFT adapter (no adapter_config.json){hint}; give an adapter repo") from exc
     adapter_config = json.loads(Path(config_path).read_text(encoding="utf-8"))
     meta, _ = split_card(hub.read_card_text(repo_id, "model", token=token))
     card_base = meta.get("base_model")
