@@ -192,7 +192,7 @@ class TrainConfig:
 
 def _check_split(dataset: str, split: str) -> None:
     """A local dataset must hold the split asked for: never train on ``train`` when ``test`` was named."""
-    from ltd_hub.data.sources import _DATA_SUFFIXES
+    from ltd_hub.constants import DATA_SUFFIXES as _DATA_SUFFIXES
 
     path = Path(dataset).expanduser()
     if not split or not path.exists():

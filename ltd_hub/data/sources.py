@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ltd_hub.constants import DATA_BUILDERS, DATA_SUFFIXES
 from ltd_hub.errors import InvalidRepoIdError, MissingRepoError, MissingRevisionError, NotFoundError, UsageError
 from ltd_hub.files import sha256_file
 from ltd_hub.selection.manifest import MANIFEST_FILENAME
@@ -34,9 +35,9 @@ from ltd_hub.selection.manifest import MANIFEST_FILENAME
 if TYPE_CHECKING:
     import datasets
 
-# Builder name of `datasets.load_dataset` for each local file type.
-_BUILDERS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
-_DATA_SUFFIXES = tuple(_BUILDERS) + tuple(f"{s}.gz" for s in _BUILDERS if s != ".parquet")
+# Builder name of `datasets.load_dataset` for each local file type, and every data-file suffix.
+_BUILDERS = DATA_BUILDERS
+_DATA_SUFFIXES = DATA_SUFFIXES
 _GLOB_CHARS = set("*?[")
 # Owner/name as the Hub spells it; used only to tell "a local path that is missing" from "a repo id".
 _REPO_ID_RE = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")

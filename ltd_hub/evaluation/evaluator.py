@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ltd_hub.constants import DATA_SUFFIXES
 from ltd_hub.errors import MissingFileError, UsageError
 from ltd_hub.files import atomic_write, sha256_file
 
@@ -31,7 +32,6 @@ REQUIRED_COLUMNS = ("inputs", "targets", "answer_choices")
 # A SuperNI task is scored by rank classification over its label set (the distinct outputs of its
 # instances); a task with more distinct outputs than this is generation, not classification.
 MAX_SUPERNI_LABELS = 20
-DATA_SUFFIXES = (".jsonl.gz", ".json.gz", ".jsonl", ".json", ".parquet", ".csv")
 
 
 @dataclass

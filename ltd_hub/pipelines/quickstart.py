@@ -20,12 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ltd_hub.constants import DEFAULT_BASE_MODEL
 from ltd_hub.errors import UsageError
 from ltd_hub.files import atomic_write
 
 DEFAULT_POOL = "../shared/data/ltd-nli/pool/p3_nli_pool.jsonl.gz"
 DEFAULT_EVAL_DATA = ("../shared/data/ltd-nli/eval/rte.jsonl.gz", "../shared/data/ltd-nli/eval/snli_heldout.jsonl.gz")
-DEFAULT_BASE_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 CORESET_RATIO = 0.005
 REPO_PREFIX = "ltd-quickstart"
 # Repo name suffix and type of everything the quick start publishes, in push order.

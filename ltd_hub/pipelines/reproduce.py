@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ltd_hub.constants import DEFAULT_BASE_MODEL
 from ltd_hub.errors import UsageError
 from ltd_hub.files import atomic_write, json_digest, staged_dir, staged_file
 
@@ -95,7 +96,7 @@ class ReproduceConfig:
     pool_limit: int | None = None
     filters: list[str] = field(default_factory=list)
     text_fields: list[str] = field(default_factory=lambda: ["inputs", "targets"])
-    base_model: str = "HuggingFaceTB/SmolLM2-135M-Instruct"
+    base_model: str = DEFAULT_BASE_MODEL
     encoder: str = "sentence-transformers/all-MiniLM-L6-v2"
     strategy: str = "kcenter"
     n_clusters: int | None = None

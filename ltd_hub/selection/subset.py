@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ltd_hub.constants import DEFAULT_BASE_MODEL
 from ltd_hub.errors import MissingFileError, MissingRepoError, UsageError
 from ltd_hub.selection.manifest import MANIFEST_FILENAME, SelectedRow, SelectionManifest
 
@@ -73,7 +74,7 @@ PAPER = {
     "title": "Maybe Only 0.5% Data is Needed: A Preliminary Exploration of Low Training Data Instruction Tuning",
     "arxiv": "2305.09246",
 }
-DEFAULT_TRAIN_BASE = "HuggingFaceTB/SmolLM2-135M-Instruct"
+DEFAULT_TRAIN_BASE = DEFAULT_BASE_MODEL
 Log = Callable[[str], None]
 
 
