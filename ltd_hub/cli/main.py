@@ -25,7 +25,7 @@ from ltd_hub.errors import LtdHubError
 
 # Order is the order of the help listing.
 COMMAND_MODULES = (
-    "hub",
+    "local_hub",
     "quickstart",
     "push_subset",
     "rebuild_subset",
@@ -109,13 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"ltd-hub {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"ltd_hub.cli.commands.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"ltd_hub.cli.commands.{name}":
-                continue  # command not built yet in this checkout
-            raise
-        module.register(subparsers)
+        importlib.import_module(f"ltd_hub.cli.commands.{name}").register(subparsers)
     return parser
 
 
