@@ -122,7 +122,9 @@ def artifacts_dir() -> Path:
 def pytest_sessionstart(session):
     # CI (.ci/run sets the variable) must fail, not skip, when the real data is missing beside the clone.
     if os.environ.get("LTD_HUB_REQUIRE_SHARED_DATA") == "1" and not LTD_NLI.is_dir():
-        pytest.exit(f"the shared data is missing at {LTD_NLI} (LTD_HUB_REQUIRE_SHARED_DATA=1): put ../shared beside the clone", returncode=1)
+        pytest.exit(
+            f"the shared data is missing at {LTD_NLI} (LTD_HUB_REQUIRE_SHARED_DATA=1): put ../shared beside the clone", returncode=1
+        )
 
 
 def pytest_collection_modifyitems(config, items):

@@ -34,7 +34,18 @@ def test_help_lists_commands_and_imports_nothing_heavy():
     assert out.splitlines()[0] == "[]", out
     # Every command is listed (a command module that fails to register must fail here, not vanish).
     listed = {line.split()[0] for line in out.splitlines() if line.startswith("    ") and not line.startswith("     ")}
-    expected = {"hub", "quickstart", "push-subset", "rebuild-subset", "train", "push-adapter", "evaluate", "push-space", "demo", "reproduce"}
+    expected = {
+        "hub",
+        "quickstart",
+        "push-subset",
+        "rebuild-subset",
+        "train",
+        "push-adapter",
+        "evaluate",
+        "push-space",
+        "demo",
+        "reproduce",
+    }
     assert listed == expected, out
 
 
@@ -105,3 +116,26 @@ def test_merge_card_into_nothing_is_the_new_card():
 def test_split_card_rejects_non_mapping_front_matter():
     with pytest.raises(ValueError):
         split_card("---\n- a\n- b\n---\nbody")
+
+
+def test_a_missing_extra_is_one_line_naming_it(monkeypatch):
+    from ltd_hub import extras
+    from ltd_hub.errors import UsageError
+
+    monkeypatch.setitem(extras.EXTRAS, "server", ("starlette", "no_such_module_ltd"))
+    with pytest.raises(UsageError, match=r"needs the server extra \(no_such_module_ltd not installed\): pip install 'ltd-hub\[server\]'"):
+        extras.require("server", "the embedded Hub")
+    monkeypatch.setitem(extras.EXTRAS, "server", ("starlette",))
+    extras.require("server", "the embedded Hub")  # installed: no error
+
+
+def test_every_extra_that_code_checks_is_declared_in_pyproject():
+    import tomllib
+
+    from ltd_hub.extras import EXTRAS
+
+    declared = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    for extra, modules in EXTRAS.items():
+        names = " ".join(declared[extra]).lower().replace("-", "_")
+        for module in modules:
+            assert module.lower() in names, f"extra {extra!r} does not install {module}"
