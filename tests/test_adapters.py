@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import subprocess
@@ -15,6 +16,7 @@ from helpers import POOL_FILE, RTE_FILE, one_error_line, read_lines, train_tiny_
 
 from ltd_hub.adapters import render_model_card
 from ltd_hub.cli.main import main
+from ltd_hub.evaluation.results import EvalResult
 
 BASE_MODEL_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 
@@ -37,10 +39,10 @@ SUMMARY = {
     "hyperparameters": {"learning_rate": 0.0002, "lora_r": 8},
     "training": {"steps": 315, "train_loss": 0.41, "seconds": 600.0, "train_tokens": 1, "tokens_per_second": 500.0, "peak_memory_mb": 1.0, "device": "cpu", "world_size": 1, "bf16": True},
 }  # fmt: skip
-RESULT = {
+RESULT = EvalResult.from_dict({
     "name": "rte", "dataset_type": "super_glue/rte", "n_examples": 277, "n_templates": 1, "accuracy_mean": 0.5523,
     "accuracy_median": 0.5523, "ci_low": 0.49, "ci_high": 0.61, "exact_match": None, "templates": {},
-}  # fmt: skip
+})  # fmt: skip
 
 
 # --------------------------------------------------------------------------- the card
@@ -87,7 +89,7 @@ def test_foreign_model_index_entries_survive_a_re_render():
         {"task": {"type": "text-generation"}, "dataset": {"type": "mmlu", "name": "MMLU"}, "metrics": [{"type": "accuracy", "value": 0.3}]}
     )
     edited = "---\n" + yaml.safe_dump(meta) + "---" + body
-    newer = dict(RESULT, accuracy_mean=0.6)
+    newer = dataclasses.replace(RESULT, accuracy_mean=0.6)
     text = render_model_card(SUMMARY, repo_id="me/a", eval_results=[newer], existing_card=edited)
     from huggingface_hub import ModelCard
 

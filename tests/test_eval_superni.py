@@ -11,7 +11,7 @@ from conftest import LTD_NLI
 from helpers import train_tiny_adapter
 
 from ltd_hub.cli.main import main
-from ltd_hub.evaluation.evaluator import load_eval_sets
+from ltd_hub.data.eval_sets import load_eval_sets
 
 ANLI_R1 = LTD_NLI / "superni_format" / "eval" / "task1385_anli_r1_entailment.json"  # ~600 KB
 

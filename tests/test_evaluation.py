@@ -12,7 +12,8 @@ from conftest import LTD_NLI, TEST_USER
 from helpers import one_error_line, train_tiny_adapter
 
 from ltd_hub.cli.main import main
-from ltd_hub.evaluation.evaluator import bootstrap_interval, load_eval_sets, score_choices
+from ltd_hub.data.eval_sets import load_eval_sets
+from ltd_hub.evaluation.evaluator import bootstrap_interval, score_choices
 from ltd_hub.modeling import PromptFormatter
 
 RTE = LTD_NLI / "eval" / "rte.jsonl.gz"

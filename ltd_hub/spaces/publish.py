@@ -31,7 +31,6 @@ DEFAULT_TITLE = "Full data vs 0.5% data"
 DEFAULT_SHORT_DESCRIPTION = "LoRA adapters on full data vs a 0.5% coreset, side by side"
 MAX_SHORT_DESCRIPTION = 60
 SPACE_TAGS = ["ltd-hub", "lora", "peft", "instruction-tuning", "data-selection", "coreset"]
-EXAMPLE_FILE_SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".json.gz", ".parquet")
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
@@ -219,41 +218,6 @@ def _resolve_base(facts: Mapping[str, AdapterFacts], base_model: str | None, tok
 
 
 # ----- examples ---------------------------------------------------------------------------------
-def _example_files(source: str, token: str | None) -> list[Path]:
-    path = Path(source)
-    if path.is_file():
-        return [path]
-    if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file() and p.name.endswith(EXAMPLE_FILE_SUFFIXES))
-        if not files:
-            raise UsageError(f"--examples {source}: no .jsonl/.json/.parquet files in that folder")
-        return files
-    if _REPO_ID.match(source) and not source.startswith((".", "/")):
-        patterns = [f"*{suffix}" for suffix in EXAMPLE_FILE_SUFFIXES]
-        folder = hub.snapshot(source, repo_type="dataset", token=token, allow_patterns=patterns)
-        files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name.endswith(EXAMPLE_FILE_SUFFIXES))
-        if not files:
-            raise UsageError(f"--examples {source}: the dataset repo has no .jsonl/.json/.parquet files")
-        return files
-    raise UsageError(f"--examples {source}: no such file or folder (or Hub dataset id); name held-out eval data")
-
-
-def _read_rows(path: Path, columns: Sequence[str] | None = None):
-    import pandas as pd
-
-    try:
-        if path.name.endswith(".parquet"):
-            import pyarrow.parquet as pq
-
-            names = pq.read_schema(path).names
-            wanted = [c for c in columns if c in names] if columns else None
-            return pd.read_parquet(path, columns=wanted)
-        frame = pd.read_json(path, lines=".jsonl" in path.name, compression="infer")
-    except ValueError as exc:
-        raise UsageError(f"{path}: cannot read it as JSON lines / JSON / parquet ({' '.join(str(exc).split())[:120]})") from exc
-    return frame[[c for c in columns if c in frame.columns]] if columns else frame
-
-
 def _as_choices(value: Any) -> list[str]:
     if value is None or isinstance(value, float):
         return []
@@ -263,7 +227,7 @@ def _as_choices(value: Any) -> list[str]:
 def read_examples(source: str, token: str | None = None) -> list[dict[str, Any]]:
     """Read the rows of eval data (the ltd-nli format: ``inputs``, ``targets``, ``answer_choices``).
 
-    Classification data is read by the evaluation's own reader (:func:`ltd_hub.evaluation.evaluator.load_eval_sets`),
+    Classification data is read by the evaluation's own reader (:func:`ltd_hub.data.eval_sets.load_eval_sets`),
     so a bundled example is the very row ``evaluate`` scores: same prompt (SuperNI task files: definition +
     input, as training builds it), same choices (SuperNI: the task's label set). Data without
     ``answer_choices`` gives prompt-only examples.
@@ -280,21 +244,7 @@ def read_examples(source: str, token: str | None = None) -> list[dict[str, Any]]
         >>> read_examples("../shared/data/ltd-nli/eval/rte.jsonl.gz")[0]["choices"]  # doctest: +SKIP
         ['True', 'False']
     """
-    import datasets
-
-    from ltd_hub.evaluation.evaluator import load_eval_sets
-
-    quiet = datasets.are_progress_bars_disabled()
-    datasets.disable_progress_bars()  # a bad file must stay one error line, not progress bars and a line
-    try:
-        sets = load_eval_sets([source], token=token, log=lambda _message: None)
-    except UsageError as exc:
-        if "answer_choices" not in str(exc):
-            raise UsageError(f"--examples {source}: {str(exc).removeprefix('eval data: ')}") from None
-        sets = None  # generation data: prompt-only examples, read below
-    finally:
-        if not quiet:
-            datasets.enable_progress_bars()
+    sets = _classification_sets(source, token)
     if sets is not None:
         return [
             {
@@ -307,26 +257,38 @@ def read_examples(source: str, token: str | None = None) -> list[dict[str, Any]]
             for eval_set in sets
             for row in eval_set.rows
         ]
-    rows: list[dict[str, Any]] = []
-    for path in _example_files(source, token):
-        frame = _read_rows(path)
-        missing = [c for c in ("inputs", "targets") if c not in frame.columns]
-        if missing:
-            raise UsageError(
-                f"--examples {path}: missing column(s) {', '.join(missing)}; use eval data with inputs, targets "
-                "(and answer_choices), as in ltd-nli/eval"
-            )
-        for record in frame.to_dict("records"):
-            rows.append(
-                {
-                    "prompt": str(record["inputs"]),
-                    "gold": str(record["targets"]),
-                    "choices": _as_choices(record.get("answer_choices")),
-                    "dataset": str(record.get("dataset") or path.name.split(".")[0]),
-                    "template": str(record.get("template_name") or ""),
-                }
-            )
-    return rows
+    from ltd_hub.data.eval_sets import read_prompt_files
+
+    return [
+        {
+            "prompt": str(record["inputs"]),
+            "gold": str(record["targets"]),
+            "choices": _as_choices(record.get("answer_choices")),
+            "dataset": str(record.get("dataset") or path.name.split(".")[0]),
+            "template": str(record.get("template_name") or ""),
+        }
+        for path, records in read_prompt_files(source, token, label="--examples")
+        for record in records
+    ]
+
+
+def _classification_sets(source: str, token: str | None) -> list[Any] | None:
+    """The eval sets of ``source`` as ``evaluate`` reads them, or None for data without answer choices."""
+    import datasets
+
+    from ltd_hub.data.eval_sets import load_eval_sets
+
+    quiet = datasets.are_progress_bars_disabled()
+    datasets.disable_progress_bars()  # a bad file must stay one error line, not progress bars and a line
+    try:
+        return load_eval_sets([source], token=token, log=lambda _message: None)
+    except UsageError as exc:
+        if "answer_choices" not in str(exc):
+            raise UsageError(f"--examples {source}: {str(exc).removeprefix('eval data: ')}") from None
+        return None  # generation data: prompt-only examples
+    finally:
+        if not quiet:
+            datasets.enable_progress_bars()
 
 
 def pick_examples(
@@ -382,15 +344,17 @@ def pick_examples(
 
 def training_prompts(dataset_ids: Iterable[str], token: str | None = None) -> set[str]:
     """The ``inputs`` of every row of the given Hub datasets (the adapters' training data)."""
+    from ltd_hub.constants import DATA_SUFFIXES
+    from ltd_hub.data.eval_sets import hub_data_folder, read_frame
+
     prompts: set[str] = set()
     for dataset_id in dataset_ids:
         if not _REPO_ID.match(dataset_id) or not hub.repo_exists(dataset_id, "dataset", token=token):
             continue
-        patterns = [f"*{suffix}" for suffix in EXAMPLE_FILE_SUFFIXES]
-        folder = hub.snapshot(dataset_id, repo_type="dataset", token=token, allow_patterns=patterns)
+        folder = hub_data_folder(dataset_id, token)
         for path in sorted(folder.rglob("*")):
-            if path.is_file() and path.name.endswith(EXAMPLE_FILE_SUFFIXES) and "manifest" not in path.name:
-                frame = _read_rows(path, columns=["inputs"])
+            if path.is_file() and path.name.endswith(DATA_SUFFIXES) and "manifest" not in path.name:
+                frame = read_frame(path, columns=["inputs"])
                 if "inputs" in frame.columns:
                     prompts.update(str(p) for p in frame["inputs"])
     return prompts
@@ -602,17 +566,12 @@ def build_space_files(spec: SpaceSpec) -> dict[str, bytes]:
 
 def write_space(files: Mapping[str, bytes], folder: str | Path) -> Path:
     """Write the Space files into ``folder`` atomically (a temp folder renamed at the end)."""
-    import shutil
-    import tempfile
+    from ltd_hub.files import staged_dir
 
     target = Path(folder)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    for name, data in files.items():
-        (staging / name).write_bytes(data)
-    if target.exists():
-        shutil.rmtree(target)
-    staging.rename(target)
+    with staged_dir(target) as staging:
+        for name, data in files.items():
+            (staging / name).write_bytes(data)
     return target
 
 
