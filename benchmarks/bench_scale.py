@@ -174,8 +174,8 @@ def child(args) -> None:
                 "seconds_select": s["seconds_select"],
                 "peak_rss_driver_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
                 "peak_rss_all_mb": round(sampler.peak / 2**20),
-                "n_clusters": result.manifest.selection["n_clusters"],
-                "kmeans_sample_rows": result.manifest.selection.get("kmeans_sample_rows"),
+                "n_clusters": result.manifest.selection.n_clusters,
+                "kmeans_sample_rows": result.manifest.selection.kmeans_sample_rows,
                 "ids_head": result.manifest.row_indices[:5],
             }
         ),

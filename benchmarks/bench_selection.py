@@ -140,7 +140,7 @@ out = []
 for ratio, use_cache in ((0.005, False), (0.01, True)):
     start = time.perf_counter()
     r = select_subset(sys.argv[1], encoder="lexical", ratio=ratio, use_cache=use_cache, progress=False)
-    s = {k: v for k, v in r.stats.items() if k != "task_counts"}
+    s = {k: v for k, v in r.stats.to_dict().items() if k != "task_counts"}
     s["wall_s"] = time.perf_counter() - start
     out.append(s)
 print(json.dumps({"runs": out, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))

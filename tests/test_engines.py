@@ -118,9 +118,9 @@ def test_select_subset_with_a_covering_sample_gives_todays_ids_and_records_it(po
     today = select_subset(pool, **kw)
     covering = select_subset(pool, kmeans_sample=10_000, **kw)
     assert covering.manifest.row_indices == today.manifest.row_indices
-    assert "kmeans_sample" not in today.manifest.selection and "engine" not in today.manifest.selection
-    assert covering.manifest.selection["kmeans_sample"] == 10_000
-    assert covering.manifest.selection["kmeans_sample_rows"] == covering.stats["n_filtered_rows"]
+    assert "kmeans_sample" not in today.manifest.to_dict()["selection"] and "engine" not in today.manifest.to_dict()["selection"]
+    assert covering.manifest.selection.kmeans_sample == 10_000
+    assert covering.manifest.selection.kmeans_sample_rows == covering.stats.n_filtered_rows
 
 
 def test_a_sampled_selection_is_recorded_and_rebuilt_identically(pool, tmp_path, capsys):
@@ -207,7 +207,7 @@ def test_push_subset_on_ray_gives_the_local_engines_ids_in_one_commit(local_ray,
 
     pushed = load_manifest(repo_id)
     assert pushed.row_indices == [r["row"] for r in _manifest(tmp_path / "local")["selected"]]
-    assert pushed.selection["engine"] == "ray" and pushed.selection["kmeans_sample"] == 6
+    assert pushed.selection.engine == "ray" and pushed.selection.kmeans_sample == 6
     code, out, err = cli(capsys, "rebuild-subset", repo_id, "--engine", "ray")
     assert code == 0 and out.startswith("identical"), out + err
 
@@ -219,7 +219,7 @@ def test_ray_matches_local_over_examples_with_strata(local_ray, pool, strategy):
         local = select_subset(pool, kmeans_sample=sample, **kw)
         on_ray = select_subset(pool, engine="ray", kmeans_sample=sample, **kw)
         assert on_ray.manifest.row_indices == local.manifest.row_indices, (strategy, sample)
-        assert on_ray.manifest.selection["stratify_by"] == local.manifest.selection["stratify_by"] != []
+        assert on_ray.manifest.selection.stratify_by == local.manifest.selection.stratify_by != []
 
 
 def test_ray_encoding_equals_local_and_reuses_finished_shards(local_ray, monkeypatch):

@@ -93,8 +93,8 @@ def test_push_subset_end_to_end(capsys, pool_slice: Path):
     pushed = datasets.load_dataset(repo_id, split="train")
     assert pushed.to_list() == [source_rows[i] for i in manifest.row_indices]
     assert [r.id for r in manifest.selected] == [source_rows[i]["id"] for i in manifest.row_indices]
-    assert manifest.source["files"][0]["sha256"] and manifest.encoder["name"] == "lexical"
-    assert manifest.selection["n_clusters_auto"] and manifest.selection["n_clusters"] == 14
+    assert manifest.source.files[0]["sha256"] and manifest.encoder.name == "lexical"
+    assert manifest.selection.n_clusters_auto and manifest.selection.n_clusters == 14
     assert manifest.versions["scikit-learn"] and manifest.text_fields == ["inputs", "targets"]
 
     card = DatasetCard.load(repo_id, repo_type="dataset")
@@ -134,7 +134,7 @@ def test_second_run_at_another_ratio_or_strategy_does_not_reencode(pool_slice: P
     first = select_subset(pool_slice, ratio=0.05, encoder="lexical", seed=3, use_cache=False, progress=False)
     second = select_subset(pool_slice, ratio=0.1, strategy="random-in-cluster", encoder="lexical", seed=4, progress=False)
     assert calls == [SLICE_ROWS]
-    assert not first.stats["cache_hit"] and second.stats["cache_hit"] and second.stats["n_selected"] == 40
+    assert not first.stats.cache_hit and second.stats.cache_hit and second.stats.n_selected == 40
     # Another filter is other texts: encoded anew.
     select_subset(pool_slice, ratio=0.1, encoder="lexical", filters=["dataset=snli"], progress=False)
     assert len(calls) == 2 and calls[1] < SLICE_ROWS
@@ -244,8 +244,8 @@ def test_hub_dataset_source_keeps_its_license_and_commit(capsys):
     assert code == 0, err
     assert "keeps that license" in err
     manifest = SelectionManifest.from_json(Path(HfApi().hf_hub_download(repo_id, MANIFEST_FILENAME, repo_type="dataset")).read_text())
-    assert manifest.source["kind"] == "hub" and manifest.source["revision"] == pushed.revision
-    assert manifest.filter["filters"] == ["dataset=rte"] and manifest.filter["n_rows"] == 90
+    assert manifest.source.kind == "hub" and manifest.source.revision == pushed.revision
+    assert manifest.filter.filters == ["dataset=rte"] and manifest.filter.n_rows == 90
     assert all(rows[i]["dataset"] == "rte" for i in manifest.row_indices)
     data = DatasetCard.load(repo_id, repo_type="dataset").data
     assert data.license == "cc-by-4.0" and data.source_datasets == [pool_id]
@@ -273,7 +273,7 @@ def test_superni_tasks_dry_run(capsys, ltd_nli: Path, tmp_path: Path):
     )
     assert code == 0, err
     manifest = SelectionManifest.load(out_dir / MANIFEST_FILENAME)
-    assert manifest.source["kind"] == "superni" and manifest.columns["task"] == "task_name"
+    assert manifest.source.kind == "superni" and manifest.columns.task == "task_name"
     assert manifest.text_fields == ["instruction", "input", "output"]
     import pyarrow.parquet as pq
 
@@ -509,7 +509,7 @@ def test_minilm_from_the_seeded_hub_matches_sentence_transformers_and_reports_tr
     assert stats.n_truncated == sum(n > 32 for n in lengths) > 0
 
     result = select_subset(pool_slice, encoder="minilm", max_tokens=32, size=4, progress=False)
-    assert result.manifest.encoder["revision"] == encoder.revision and result.manifest.encoder["n_truncated"] > 0
+    assert result.manifest.encoder.revision == encoder.revision and result.manifest.encoder.n_truncated > 0
     write_subset_files(result, tmp_path / "out", repo_id="me/minilm")
     assert "**Truncation:**" in (tmp_path / "out" / "README.md").read_text()
 

@@ -103,19 +103,21 @@ def test_full_disk_under_the_cache_is_one_line_naming_it_and_leaves_no_partial_f
 
 
 def _fail_writes(monkeypatch: pytest.MonkeyPatch, prefix: str) -> None:
-    """ENOSPC for every write to a file whose name starts with ``prefix`` (whichever way it is written)."""
+    """ENOSPC for every write to a file whose name starts with ``prefix`` (whichever way it is written),
+    or to the temporary file an atomic write stages it in (``.<prefix>.*.tmp``, see ltd_hub.files)."""
     real_open, real_write_text = builtins.open, Path.write_text
+    names = (prefix, f".{prefix}.")
 
     def full(path) -> OSError:
         return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
 
     def fake_open(file, mode="r", *args, **kwargs):
-        if any(c in mode for c in "wax+") and Path(os.fspath(file)).name.startswith(prefix):
+        if any(c in mode for c in "wax+") and Path(os.fspath(file)).name.startswith(names):
             raise full(file)
         return real_open(file, mode, *args, **kwargs)
 
     def fake_write_text(self, *args, **kwargs):
-        if self.name.startswith(prefix):
+        if self.name.startswith(names):
             raise full(self)
         return real_write_text(self, *args, **kwargs)
 
@@ -266,7 +268,7 @@ def test_rows_with_null_or_empty_targets_are_dropped_with_a_count(tmp_path, capl
     with caplog.at_level(logging.WARNING, logger="ltd_hub.data.sources"):
         result = select_subset(pool, encoder="lexical", size=36, progress=False)
     assert "dropped 4 of 40 rows whose target column 'targets' is null or empty" in caplog.text
-    assert result.stats["n_filtered_rows"] == 36
+    assert result.stats.n_filtered_rows == 36
     assert all(isinstance(t, str) and t.strip() for t in result.dataset["targets"])
     assert not {3, 7, 11, 19} & set(result.manifest.row_indices), "row ids must stay source positions"
 

@@ -30,7 +30,7 @@ import numpy as np
 from ltd_hub.constants import DATA_BUILDERS, DATA_SUFFIXES
 from ltd_hub.errors import InvalidRepoIdError, MissingRepoError, MissingRevisionError, NotFoundError, UsageError
 from ltd_hub.files import sha256_file
-from ltd_hub.selection.manifest import MANIFEST_FILENAME
+from ltd_hub.selection.manifest import MANIFEST_FILENAME, ColumnMap, SourceRecord
 
 if TYPE_CHECKING:
     import datasets
@@ -54,19 +54,6 @@ _KNOWN_LAYOUTS: tuple[tuple[tuple[str, ...], str], ...] = (
 _TASK_COLUMNS = ("dataset", "task_name", "task", "category")
 _ID_COLUMNS = ("id", "idx", "example_id")
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ColumnMap:
-    """Which columns hold the prompt parts, the target, the task name and a row id."""
-
-    inputs: tuple[str, ...]
-    target: str | None
-    task: str | None = None
-    id: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"inputs": list(self.inputs), "target": self.target, "task": self.task, "id": self.id}
 
 
 @dataclass
@@ -99,18 +86,19 @@ class LoadedSource:
     columns: ColumnMap = ColumnMap(inputs=(), target=None)
     specs: list[str] = field(default_factory=list)
 
-    def to_manifest(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
+    def to_manifest(self) -> SourceRecord:
+        """The manifest's record of this source."""
+        return SourceRecord(
+            kind=self.kind,
             # Local SOURCE arguments are published as relative paths or file names only.
-            "id": self.id if self.kind == "hub" else ",".join(public_path(spec) for spec in self.specs or [self.id]),
-            "revision": self.revision,
-            "config": self.config,
-            "split": self.split,
-            "files": self.files,
-            "fingerprint": self.fingerprint,
-            "n_rows": len(self.dataset),
-        }
+            id=self.id if self.kind == "hub" else ",".join(public_path(spec) for spec in self.specs or [self.id]),
+            revision=self.revision,
+            config=self.config,
+            split=self.split,
+            files=self.files,
+            fingerprint=self.fingerprint,
+            n_rows=len(self.dataset),
+        )
 
 
 @dataclass

@@ -384,7 +384,7 @@ def quickstart(config: QuickstartConfig | None = None, *, log: Log | None = None
     step(f"selecting a 0.5% coreset of the first {n_rows:,} rows of {Path(config.pool).name} (encode, k-means, select inside the clusters)")
     selection = {"encoder": config.encoder, "progress": config.progress}
     coreset = push_subset(pool_file, targets["coreset"].repo_id, ratio=CORESET_RATIO, log=say, **selection)
-    say(f"      0.5% coreset: {coreset.result.stats['n_selected']} rows -> {targets['coreset'].repo_id}")
+    say(f"      0.5% coreset: {coreset.result.stats.n_selected} rows -> {targets['coreset'].repo_id}")
     record("coreset", coreset.push)
     label = stand_in_label(config.full_rows, n_rows)
     step(f"drawing {label}")

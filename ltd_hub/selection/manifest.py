@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import json
 import platform
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 from ltd_hub.errors import UsageError
+from ltd_hub.selection.quality import QualityReport
 
 MANIFEST_FILENAME = "selection_manifest.json"
 FORMAT_VERSION = 1
@@ -43,6 +44,30 @@ class SelectedRow:
     distance: float
     id: str | None = None
     sha: str | None = None
+
+
+@dataclass(frozen=True)
+class ColumnMap:
+    """Which columns hold the prompt parts, the target, the task name and a row id."""
+
+    inputs: tuple[str, ...]
+    target: str | None
+    task: str | None = None
+    id: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"inputs": list(self.inputs), "target": self.target, "task": self.task, "id": self.id}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ColumnMap:
+        """The mapping as a manifest records it (``inputs`` may be one name; missing keys are None)."""
+        inputs = data.get("inputs") or ()
+        return cls(
+            inputs=(inputs,) if isinstance(inputs, str) else tuple(inputs),
+            target=data.get("target"),
+            task=data.get("task"),
+            id=data.get("id"),
+        )
 
 
 def library_versions() -> dict[str, str | None]:
@@ -137,37 +162,154 @@ def _check_fields(data: dict[str, Any], where: str) -> None:
             raise UsageError(f"{where}: field 'source.files[{i}]' needs a 'path' and a 'sha256' string; {fix}")
 
 
+class _Record:
+    """A manifest section: a dataclass written as one JSON object, its keys in field order.
+
+    Keys a reader does not know (written by a later ltd-hub of the same format) are kept in
+    ``extra`` and written back after the known ones, so reading and writing loses nothing.
+    """
+
+    extra: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {f.name: _plain(getattr(self, f.name)) for f in fields(self) if f.name != "extra"}  # type: ignore[arg-type]
+        return {**out, **self.extra}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]):
+        names = {f.name for f in fields(cls)} - {"extra"}  # type: ignore[arg-type]
+        return cls(**{k: v for k, v in data.items() if k in names}, extra={k: v for k, v in data.items() if k not in names})
+
+
+def _plain(value: Any) -> Any:
+    return value.to_dict() if hasattr(value, "to_dict") else value
+
+
+@dataclass(kw_only=True)
+class SourceRecord(_Record):
+    """Where the rows came from: ``kind`` (``files``, ``superni`` or ``hub``), the public ``id``, the
+    Hub ``revision``/``config``/``split``, the local ``files`` ([{path, name, sha256, size}]), the
+    ``fingerprint`` that changes whenever the data can have changed, and the source's ``n_rows``."""
+
+    kind: str
+    id: str
+    revision: str | None = None
+    config: str | None = None
+    split: str | None = None
+    files: list[dict[str, Any]] | None = None
+    fingerprint: str | None = None
+    n_rows: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(kw_only=True)
+class FilterRecord(_Record):
+    """The rows kept: ``filters`` (["COLUMN=GLOB"]), ``tasks`` on ``task_column``, and ``n_rows`` after filtering."""
+
+    filters: list[str] = field(default_factory=list)
+    tasks: list[str] | None = None
+    task_column: str | None = None
+    n_rows: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(kw_only=True)
+class EncoderRecord(_Record):
+    """The encoder: registry ``name``, model ``id`` and pinned ``revision``, ``max_tokens``, the ``params``
+    that change the embeddings, the embedding ``dim`` and how many texts were truncated (``n_truncated``)."""
+
+    name: str
+    id: str | None = None
+    revision: str | None = None
+    max_tokens: int | None = None
+    params: dict[str, Any] | None = None
+    dim: int | None = None
+    n_truncated: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(kw_only=True)
+class SelectionRecord(_Record):
+    """The selection's parameters and outcome (see :func:`~ltd_hub.selection.subset.select_subset`).
+
+    With ``group_by`` the clusters, sizes and budgets count examples. ``kmeans_sample`` (with the
+    rows it drew) and ``engine`` are written only when set, so that a default selection's
+    manifest stays byte-identical to one written before they existed.
+    """
+
+    strategy: str
+    ratio: float | None = None
+    size: int | None = None
+    n_selected: int | None = None
+    seed: int = 0
+    group_by: str | None = None
+    n_groups: int | None = None
+    template_column: str | None = None
+    stratify_by: list[str] | None = None
+    strata: list[str] | None = None
+    stratum_budget: list[list[int]] | None = None
+    n_clusters: int | None = None
+    n_clusters_auto: bool | None = None
+    algorithm: str | None = None
+    inertia: float | None = None
+    cluster_sizes: list[int] | None = None
+    cluster_budget: list[int] | None = None
+    kmeans_sample: int | None = None
+    kmeans_sample_rows: int | None = None
+    engine: str | None = None  # None: the local engine
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = super().to_dict()
+        if self.kmeans_sample is None:
+            data.pop("kmeans_sample")
+            data.pop("kmeans_sample_rows")
+        if self.engine is None:
+            data.pop("engine")
+        return data
+
+
+_SECTIONS: dict[str, Any] = {"source": SourceRecord, "filter": FilterRecord, "encoder": EncoderRecord, "selection": SelectionRecord}
+
+
 @dataclass
 class SelectionManifest:
     """The rebuild recipe of a subset.
 
     Attributes:
-        source: ``kind``, ``id``, ``revision``, ``config``, ``split``, ``files`` ([{path, sha256, size}]),
-            ``fingerprint``, ``n_rows``.
-        filter: ``filters`` (["COLUMN=GLOB"]), ``tasks``, ``task_column``, ``n_rows`` (after filtering).
-        columns: ``inputs``, ``target``, ``task``, ``id`` column names.
+        source: where the rows came from (:class:`SourceRecord`).
+        filter: which rows were kept (:class:`FilterRecord`).
+        columns: the prompt, target, task and id columns (:class:`ColumnMap`).
         text_fields: the columns joined (by newlines) into the embedded text.
-        encoder: ``name``, ``id``, ``revision``, ``max_tokens``, ``params``, ``dim``, ``n_truncated``.
-        selection: ``strategy``, ``ratio``, ``size``, ``n_selected``, ``seed``, ``group_by``,
-            ``n_groups``, ``template_column``, ``stratify_by``, ``strata``, ``stratum_budget``,
-            ``n_clusters``, ``n_clusters_auto``, ``algorithm``, ``inertia``, ``cluster_sizes``,
-            ``cluster_budget``. With ``group_by`` the clusters, sizes and budgets count examples.
+        encoder: the encoder and its embeddings (:class:`EncoderRecord`).
+        selection: the selection's parameters and outcome (:class:`SelectionRecord`).
         selected: the selected rows, in source order.
         versions: library versions at selection time.
-        quality: the quality report (figures of the subset and of a random subset of the same size).
+        quality: the quality report (figures of the subset and of a random subset of the same size), if any.
+
+    A section given as a plain dict (as read from JSON) is converted to its type.
     """
 
-    source: dict[str, Any]
-    filter: dict[str, Any]
-    columns: dict[str, Any]
+    source: SourceRecord
+    filter: FilterRecord
+    columns: ColumnMap
     text_fields: list[str]
-    encoder: dict[str, Any]
-    selection: dict[str, Any]
+    encoder: EncoderRecord
+    selection: SelectionRecord
     selected: list[SelectedRow]
     versions: dict[str, str | None] = field(default_factory=library_versions)
-    quality: dict[str, Any] = field(default_factory=dict)
+    quality: QualityReport | None = None
     format_version: int = FORMAT_VERSION
     tool: str = "ltd-hub"
+
+    def __post_init__(self) -> None:
+        for name, record in _SECTIONS.items():
+            if isinstance(getattr(self, name), dict):
+                setattr(self, name, record.from_dict(getattr(self, name)))
+        if isinstance(self.columns, dict):
+            self.columns = ColumnMap.from_dict(self.columns)
+        if isinstance(self.quality, dict):
+            self.quality = QualityReport.from_dict(self.quality) if self.quality else None
 
     @property
     def row_indices(self) -> list[int]:
@@ -175,10 +317,21 @@ class SelectionManifest:
         return [r.row for r in self.selected]
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        # Columnar rows would be smaller, but one object per row is what a reader scans for.
-        data["selected"] = [{k: v for k, v in asdict(r).items() if not (k in ("id", "sha") and v is None)} for r in self.selected]
-        return {"format_version": data.pop("format_version"), "tool": data.pop("tool"), **data}
+        """The JSON object of ``selection_manifest.json`` (``format_version`` and ``tool`` first)."""
+        return {
+            "format_version": self.format_version,
+            "tool": self.tool,
+            "source": self.source.to_dict(),
+            "filter": self.filter.to_dict(),
+            "columns": self.columns.to_dict(),
+            "text_fields": list(self.text_fields),
+            "encoder": self.encoder.to_dict(),
+            "selection": self.selection.to_dict(),
+            # Columnar rows would be smaller, but one object per row is what a reader scans for.
+            "selected": [{k: v for k, v in asdict(r).items() if not (k in ("id", "sha") and v is None)} for r in self.selected],
+            "versions": self.versions,
+            "quality": self.quality.to_dict() if self.quality else {},
+        }
 
     def to_json(self) -> str:
         """Stable JSON (same selection, same text)."""
@@ -208,15 +361,15 @@ class SelectionManifest:
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise UsageError(f"{where} has a malformed 'selected' entry ({exc}); re-create the subset") from None
         return cls(
-            source=data["source"],
-            filter=data["filter"],
-            columns=data["columns"],
+            source=SourceRecord.from_dict(data["source"]),
+            filter=FilterRecord.from_dict(data["filter"]),
+            columns=ColumnMap.from_dict(data["columns"]),
             text_fields=list(data["text_fields"]),
-            encoder=data["encoder"],
-            selection=data["selection"],
+            encoder=EncoderRecord.from_dict(data["encoder"]),
+            selection=SelectionRecord.from_dict(data["selection"]),
             selected=selected,
             versions=data.get("versions", {}),
-            quality=data.get("quality") or {},
+            quality=QualityReport.from_dict(data["quality"]) if data.get("quality") else None,
             format_version=data.get("format_version", FORMAT_VERSION),
             tool=data.get("tool", "ltd-hub"),
         )

@@ -17,7 +17,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,15 +25,24 @@ import numpy as np
 
 from ltd_hub.constants import DEFAULT_BASE_MODEL
 from ltd_hub.errors import MissingFileError, MissingRepoError, UsageError
-from ltd_hub.selection.manifest import MANIFEST_FILENAME, SelectedRow, SelectionManifest
+from ltd_hub.selection.manifest import (
+    MANIFEST_FILENAME,
+    ColumnMap,
+    EncoderRecord,
+    FilterRecord,
+    SelectedRow,
+    SelectionManifest,
+    SelectionRecord,
+    SourceRecord,
+)
+from ltd_hub.selection.quality import QualityReport
 
 if TYPE_CHECKING:
     import datasets
 
-    from ltd_hub.data.sources import ColumnMap, LoadedSource
+    from ltd_hub.data.sources import LoadedSource
     from ltd_hub.hub.gateway import PushResult
     from ltd_hub.selection.groups import Groups
-    from ltd_hub.selection.quality import QualityReport
 
 DEFAULT_RATIO = 0.005
 # Column names that hold the prompt template in P3 / promptsource-style pools, in order of preference.
@@ -79,15 +88,49 @@ Log = Callable[[str], None]
 
 
 @dataclass
+class SubsetStats:
+    """Counts and timings of one selection.
+
+    Attributes:
+        n_source_rows, n_filtered_rows, n_selected: rows of the source, after the filter, selected.
+        ratio: ``n_selected / n_filtered_rows`` (the share actually selected).
+        strategy, group_by, stratify_by, encoder: what ran (``stratify_by`` as resolved).
+        seconds_load, seconds_encode, seconds_select, seconds: wall time of each step and in all.
+        cache_hit: the embeddings came from the cache.
+        n_truncated: texts cut to the encoder's window.
+        task_counts: ``{task: [rows after the filter, rows selected]}``, most common first.
+        group_hint: a column that looks like the example key, when selecting rows without ``group_by``.
+    """
+
+    n_source_rows: int
+    n_filtered_rows: int
+    n_selected: int
+    ratio: float
+    strategy: str
+    group_by: str | None
+    stratify_by: list[str]
+    encoder: str
+    seconds_load: float
+    seconds_encode: float
+    seconds_select: float
+    seconds: float
+    cache_hit: bool
+    n_truncated: int
+    task_counts: dict[str, list[int]] = field(default_factory=dict)
+    group_hint: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
 class SubsetResult:
     """A selected subset, before anything is written or pushed.
 
     Attributes:
         dataset: the selected rows with all their original columns, in source order.
         manifest: the rebuild recipe (see :class:`~ltd_hub.selection.manifest.SelectionManifest`).
-        stats: counts and timings: ``n_source_rows``, ``n_filtered_rows``, ``n_selected``,
-            ``ratio``, ``strategy``, ``seconds_load``, ``seconds_encode``, ``seconds_select``,
-            ``seconds``, ``cache_hit``, ``n_truncated``, ``task_counts`` ({task: [filtered, selected]}).
+        stats: counts and timings (:class:`SubsetStats`).
         source_license: the license the source declares, if any.
         quality: the subset's figures beside a random subset of the same size
             (see :class:`~ltd_hub.selection.quality.QualityReport`).
@@ -95,9 +138,23 @@ class SubsetResult:
 
     dataset: datasets.Dataset
     manifest: SelectionManifest
-    stats: dict[str, Any] = field(default_factory=dict)
+    stats: SubsetStats
     source_license: str | None = None
     quality: QualityReport | None = None
+
+    def summary(self) -> dict[str, Any]:
+        """The selection's part of the ``--format json`` object (a push or a dry run adds its own keys)."""
+        s = self.stats
+        return {
+            "n_source_rows": s.n_source_rows,
+            "n_filtered_rows": s.n_filtered_rows,
+            "n_selected": s.n_selected,
+            "ratio": s.ratio,
+            "strategy": s.strategy,
+            "group_by": s.group_by,
+            "stratify_by": s.stratify_by,
+            "quality": self.quality.to_dict() if self.quality else None,
+        }
 
 
 @dataclass
@@ -110,20 +167,12 @@ class PushSubsetResult:
 
     def summary(self) -> dict[str, Any]:
         """The ``--format json`` object."""
-        s = self.result.stats
         return {
             "repo_id": self.push.repo_id,
             "commit_url": self.push.commit_url,
             "revision": self.push.revision,
             "unchanged": not self.push.created_commit,  # the repo already had these files: no commit
-            "n_source_rows": s["n_source_rows"],
-            "n_filtered_rows": s["n_filtered_rows"],
-            "n_selected": s["n_selected"],
-            "ratio": s["ratio"],
-            "strategy": s["strategy"],
-            "group_by": s.get("group_by"),
-            "stratify_by": s.get("stratify_by"),
-            "quality": self.result.quality.to_dict() if self.result.quality else None,
+            **self.result.summary(),
             "seconds": round(self.seconds, 3),
         }
 
@@ -329,7 +378,7 @@ def select_subset(
 
     Example:
         >>> result = select_subset("pool.jsonl.gz", ratio=0.005, encoder="lexical", filters=["dataset=snli"])
-        >>> len(result.dataset) == result.stats["n_selected"]
+        >>> len(result.dataset) == result.stats.n_selected
         True
     """
     request = SelectionRequest(
@@ -398,24 +447,24 @@ def _run_selection(source, req: SelectionRequest, *, log: Log | None = None, che
     quality = _quality(filtered, src.columns, X, units, picked, texts, req.seed)
     manifest = _manifest(src, filtered, rows, subset, picked, units, quality, encoder, enc_stats, fields, filter_record, req)
     t_select = time.perf_counter() - t1
-    stats = {
-        "n_source_rows": len(src.dataset),
-        "n_filtered_rows": len(filtered),
-        "n_selected": len(subset),
-        "ratio": len(subset) / len(filtered),
-        "strategy": req.strategy,
-        "group_by": req.group_by,
-        "stratify_by": units.stratify_by,
-        "encoder": encoder.name,
-        "seconds_load": round(t_load, 3),
-        "seconds_encode": round(enc_stats.seconds, 3),
-        "seconds_select": round(t_select, 3),
-        "seconds": round(time.perf_counter() - t0, 3),
-        "cache_hit": enc_stats.cache_hit,
-        "n_truncated": enc_stats.n_truncated,
-        "task_counts": _task_counts(filtered, subset, src.columns.task),
-        "group_hint": units.group_hint,
-    }
+    stats = SubsetStats(
+        n_source_rows=len(src.dataset),
+        n_filtered_rows=len(filtered),
+        n_selected=len(subset),
+        ratio=len(subset) / len(filtered),
+        strategy=req.strategy,
+        group_by=req.group_by,
+        stratify_by=units.stratify_by,
+        encoder=encoder.name,
+        seconds_load=round(t_load, 3),
+        seconds_encode=round(enc_stats.seconds, 3),
+        seconds_select=round(t_select, 3),
+        seconds=round(time.perf_counter() - t0, 3),
+        cache_hit=enc_stats.cache_hit,
+        n_truncated=enc_stats.n_truncated,
+        task_counts=_task_counts(filtered, subset, src.columns.task),
+        group_hint=units.group_hint,
+    )
     say(f"selected {len(subset)} rows in {t_select:.1f}s")
     return SubsetResult(dataset=subset, manifest=manifest, stats=stats, source_license=src.license, quality=quality)
 
@@ -498,38 +547,46 @@ def _manifest(src, filtered, rows, subset, picked: _Picked, units: _Units, quali
         )
         for i, (r, c, d) in enumerate(zip(rows[picked.rows], picked.clusters, picked.distances))
     ]
-    selector = picked.selector
-    clustering = selector.clustering_
     return SelectionManifest(
         source=src.to_manifest(),
-        filter={**filter_record, "n_rows": len(filtered)},
-        columns=src.columns.to_dict(),
+        filter=FilterRecord(**filter_record, n_rows=len(filtered)),
+        columns=src.columns,
         text_fields=fields,
-        encoder={**encoder.describe(), "max_tokens": enc_stats.max_tokens, "dim": enc_stats.dim, "n_truncated": enc_stats.n_truncated},
-        selection={
-            "strategy": req.strategy,
-            "ratio": req.ratio,
-            "size": req.size,
-            "n_selected": len(selected),
-            "seed": req.seed,
-            "group_by": req.group_by,
-            "n_groups": units.groups.n_groups if units.groups else None,
-            "template_column": units.template_column,
-            "stratify_by": units.stratify_by,
-            "strata": units.strata_values,
-            "stratum_budget": None if selector.stratum_budget_ is None else selector.stratum_budget_.tolist(),
-            "n_clusters": selector.n_clusters_,
-            "n_clusters_auto": bool(selector.n_clusters_auto_),
-            "algorithm": clustering.algorithm if clustering else None,
-            "inertia": round(clustering.inertia, 4) if clustering else None,
-            "cluster_sizes": selector.cluster_sizes_.tolist() if clustering else None,
-            "cluster_budget": selector.cluster_budget_.tolist() if clustering else None,
-            # Only when set, so that a default selection's manifest stays byte-identical to before.
-            **({"kmeans_sample": req.kmeans_sample, "kmeans_sample_rows": selector.kmeans_sample_rows_} if req.kmeans_sample else {}),
-            **({"engine": req.engine} if req.engine != "local" else {}),
-        },
+        encoder=EncoderRecord(
+            **{**encoder.describe(), "max_tokens": enc_stats.max_tokens}, dim=enc_stats.dim, n_truncated=enc_stats.n_truncated
+        ),
+        selection=_selection_record(picked.selector, units, req, len(selected)),
         selected=selected,
-        quality=quality.to_dict(),
+        # The manifest records the rounded figures: the card is rendered from them, before and after a reload.
+        quality=QualityReport.from_dict(quality.to_dict()),
+    )
+
+
+def _selection_record(selector, units: _Units, req: SelectionRequest, n_selected: int) -> SelectionRecord:
+    """The manifest's ``selection`` section: the request as resolved, and what the fitted selector found."""
+    clustering = selector.clustering_
+    return SelectionRecord(
+        strategy=req.strategy,
+        ratio=req.ratio,
+        size=req.size,
+        n_selected=n_selected,
+        seed=req.seed,
+        group_by=req.group_by,
+        n_groups=units.groups.n_groups if units.groups else None,
+        template_column=units.template_column,
+        stratify_by=units.stratify_by,
+        strata=units.strata_values,
+        stratum_budget=None if selector.stratum_budget_ is None else selector.stratum_budget_.tolist(),
+        n_clusters=selector.n_clusters_,
+        n_clusters_auto=bool(selector.n_clusters_auto_),
+        algorithm=clustering.algorithm if clustering else None,
+        inertia=round(clustering.inertia, 4) if clustering else None,
+        cluster_sizes=selector.cluster_sizes_.tolist() if clustering else None,
+        cluster_budget=selector.cluster_budget_.tolist() if clustering else None,
+        # Written only when set (see SelectionRecord), so a default selection's manifest is unchanged.
+        kmeans_sample=req.kmeans_sample or None,
+        kmeans_sample_rows=selector.kmeans_sample_rows_ if req.kmeans_sample else None,
+        engine=req.engine if req.engine != "local" else None,
     )
 
 
@@ -768,73 +825,86 @@ def _size_category(n: int) -> str:
 
 
 def _card_context(result: SubsetResult, repo_id: str, license_id: str, pretty_name: str) -> dict[str, Any]:
-    from ltd_hub.selection.quality import QualityReport
-
+    """The values the dataset card template shows: what was selected, how, from where."""
     m, s = result.manifest, result.stats
-    sel, enc, src = m.selection, m.encoder, m.source
-    sizes = sel["cluster_sizes"] or []
-    budget = sel["cluster_budget"] or []
-    if src["kind"] == "hub":
-        source_line = f"[{src['id']}](https://huggingface.co/datasets/{src['id']}) at commit `{src['revision']}`"
-        source_line += f", config `{src['config']}`" if src["config"] else ""
-        source_line += f", split `{src['split']}`"
-    else:
-        names = ", ".join(f"`{Path(f['path']).name}` (sha256 `{f['sha256'][:12]}`)" for f in src["files"][:10])
-        more = f" and {len(src['files']) - 10} more files" if len(src["files"]) > 10 else ""
-        source_line = f"local {'SuperNI task files' if src['kind'] == 'superni' else 'files'} {names}{more}"
-    filt = m.filter
-    filter_parts = [f"`{f}`" for f in filt["filters"]] + (
-        [f"tasks {', '.join(f'`{t}`' for t in filt['tasks'])} (column `{filt['task_column']}`)"] if filt["tasks"] else []
-    )
-    counts = s.get("task_counts") or {}
+    sel, enc = m.selection, m.encoder
+    counts = s.task_counts or {}
     task_rows = [{"task": t, "filtered": n, "selected": k} for t, (n, k) in list(counts.items())[:40]]
     return {
         "repo_id": repo_id,
         "pretty_name": pretty_name,
         "license": license_id,
-        "n_selected": s["n_selected"],
-        "n_filtered": s["n_filtered_rows"],
-        "n_source": s["n_source_rows"],
-        "ratio_pct": f"{100 * s['ratio']:.3g}%",
-        "requested": f"ratio {sel['ratio']}" if sel["ratio"] is not None else f"size {sel['size']}",
-        "strategy": sel["strategy"],
-        "strategy_description": _strategy_description(sel["strategy"]),
-        "clustered": sel["n_clusters"] is not None,
-        "group_by": sel.get("group_by"),
-        "n_groups": sel.get("n_groups"),
-        "template_column": sel.get("template_column"),
-        "stratify_by": sel.get("stratify_by") or [],
-        "n_strata": len(sel.get("strata") or []),
-        "quality_md": QualityReport.from_dict(m.quality).to_markdown() if m.quality else "",
-        "quality_examples_by": (m.quality or {}).get("examples_by"),
-        "encoder_name": enc["name"],
-        "encoder_id": enc["id"],
-        "encoder_revision": enc["revision"],
-        "encoder_dim": enc["dim"],
-        "max_tokens": enc["max_tokens"],
-        "n_truncated": enc["n_truncated"],
-        "seed": sel["seed"],
-        "n_clusters": sel["n_clusters"],
-        "n_clusters_auto": sel["n_clusters_auto"],
-        "algorithm": sel["algorithm"],
-        "inertia": sel["inertia"],
-        "cluster_min": min(sizes) if sizes else None,
-        "cluster_median": statistics.median(sizes) if sizes else None,
-        "cluster_max": max(sizes) if sizes else None,
-        "clusters_selected": sum(1 for b in budget if b) if budget else None,
-        "source_line": source_line,
-        "filter_line": ", ".join(filter_parts) if filter_parts else "none (all rows)",
-        "task_column": m.columns.get("task"),
+        "n_selected": s.n_selected,
+        "n_filtered": s.n_filtered_rows,
+        "n_source": s.n_source_rows,
+        "ratio_pct": f"{100 * s.ratio:.3g}%",
+        "requested": f"ratio {sel.ratio}" if sel.ratio is not None else f"size {sel.size}",
+        "strategy": sel.strategy,
+        "strategy_description": _strategy_description(sel.strategy),
+        "clustered": sel.n_clusters is not None,
+        "group_by": sel.group_by,
+        "n_groups": sel.n_groups,
+        "template_column": sel.template_column,
+        "stratify_by": sel.stratify_by or [],
+        "n_strata": len(sel.strata or []),
+        "quality_md": m.quality.to_markdown() if m.quality else "",
+        "quality_examples_by": m.quality.examples_by if m.quality else None,
+        "encoder_name": enc.name,
+        "encoder_id": enc.id,
+        "encoder_revision": enc.revision,
+        "encoder_dim": enc.dim,
+        "max_tokens": enc.max_tokens,
+        "n_truncated": enc.n_truncated,
+        "seed": sel.seed,
+        "n_clusters": sel.n_clusters,
+        "n_clusters_auto": sel.n_clusters_auto,
+        "algorithm": sel.algorithm,
+        "inertia": sel.inertia,
+        **_cluster_facts(sel),
+        "source_line": _source_line(m.source),
+        "filter_line": _filter_line(m.filter),
+        "task_column": m.columns.task,
         "task_rows": task_rows,
         "n_more_tasks": max(0, len(counts) - len(task_rows)),
-        "input_columns_md": " + ".join(f"`{c}`" for c in m.columns["inputs"]),
+        "input_columns_md": " + ".join(f"`{c}`" for c in m.columns.inputs),
         "text_fields_md": " + ".join(f"`{c}`" for c in m.text_fields),
-        "target_column": m.columns["target"],
+        "target_column": m.columns.target,
         "train_base_model": DEFAULT_TRAIN_BASE,
         "paper": PAPER,
         "manifest_file": MANIFEST_FILENAME,
         "versions": m.versions,
     }
+
+
+def _cluster_facts(sel: SelectionRecord) -> dict[str, Any]:
+    """The smallest, median and largest cluster, and how many clusters gave rows (None without clusters)."""
+    sizes, budget = sel.cluster_sizes or [], sel.cluster_budget or []
+    return {
+        "cluster_min": min(sizes) if sizes else None,
+        "cluster_median": statistics.median(sizes) if sizes else None,
+        "cluster_max": max(sizes) if sizes else None,
+        "clusters_selected": sum(1 for b in budget if b) if budget else None,
+    }
+
+
+def _source_line(src: SourceRecord) -> str:
+    """The card's one line on the source: the Hub dataset at its commit, or the local files and their sha256."""
+    if src.kind == "hub":
+        line = f"[{src.id}](https://huggingface.co/datasets/{src.id}) at commit `{src.revision}`"
+        line += f", config `{src.config}`" if src.config else ""
+        return line + f", split `{src.split}`"
+    files = src.files or []
+    names = ", ".join(f"`{Path(f['path']).name}` (sha256 `{f['sha256'][:12]}`)" for f in files[:10])
+    more = f" and {len(files) - 10} more files" if len(files) > 10 else ""
+    return f"local {'SuperNI task files' if src.kind == 'superni' else 'files'} {names}{more}"
+
+
+def _filter_line(filt: FilterRecord) -> str:
+    """The card's one line on the filter."""
+    parts = [f"`{f}`" for f in filt.filters]
+    if filt.tasks:
+        parts.append(f"tasks {', '.join(f'`{t}`' for t in filt.tasks)} (column `{filt.task_column}`)")
+    return ", ".join(parts) if parts else "none (all rows)"
 
 
 def _strategy_description(name: str) -> str:
@@ -865,11 +935,12 @@ def render_dataset_card(
     license_id = result.source_license or license or "unknown"
     if result.source_license and license and license != result.source_license and log:
         log(f"note: the source is licensed {result.source_license}; the card keeps that license, not --license {license}")
-    pretty = pretty_name or f"{repo_id.split('/')[-1]} ({result.stats['n_selected']} rows, ltd-hub {result.manifest.selection['strategy']})"
+    strategy = result.manifest.selection.strategy
+    pretty = pretty_name or f"{repo_id.split('/')[-1]} ({result.stats.n_selected} rows, ltd-hub {strategy})"
     src = result.manifest.source
-    tasks = [str(t) for t in (result.stats.get("task_counts") or {})]
-    if src["kind"] == "hub":
-        source_datasets = [src["id"]]
+    tasks = [str(t) for t in (result.stats.task_counts or {})]
+    if src.kind == "hub":
+        source_datasets = [src.id]
     else:
         # The Hub validates source_datasets as dataset ids: local task names are given only when
         # they are known datasets (the ltd-nli sources), by their Hub id.
@@ -881,14 +952,14 @@ def render_dataset_card(
         # natural-language-inference is a task id of text-classification (the Hub's task taxonomy).
         "task_categories": ["text-generation", "text-classification"] if nli else ["text-generation"],
         **({"task_ids": ["natural-language-inference"]} if nli else {}),
-        "size_categories": [_size_category(result.stats["n_selected"])],
+        "size_categories": [_size_category(result.stats.n_selected)],
     }
     if source_datasets:
         card_data["source_datasets"] = source_datasets
     card_data.update(
         {
             "pretty_name": pretty,
-            "tags": ["ltd-hub", "data-selection", "instruction-tuning", result.manifest.selection["strategy"]],
+            "tags": ["ltd-hub", "data-selection", "instruction-tuning", strategy],
             "configs": [{"config_name": "default", "data_files": [{"split": "train", "path": PARQUET_PATH}]}],
         }
     )
@@ -1020,11 +1091,11 @@ def push_subset(
     result = _run_selection(source, request, log=log, checked=checked)
     # The pushed rows are the source's rows verbatim: a private source keeps the subset private.
     src = result.manifest.source
-    sources = hub.private_inputs([(src["id"], "dataset")] if src.get("kind") == "hub" else [], token=token)
+    sources = hub.private_inputs([(src.id, "dataset")] if src.kind == "hub" else [], token=token)
     private = hub.derived_visibility(target, private, sources)
     files = subset_files(result, target.repo_id, license=license, language=language, pretty_name=pretty_name, log=log)
     s = result.stats
-    message = commit_message or f"Add ltd-hub subset ({s['n_selected']} of {s['n_filtered_rows']} rows, {s['strategy']})"
+    message = commit_message or f"Add ltd-hub subset ({s.n_selected} of {s.n_filtered_rows} rows, {s.strategy})"
     pushed = hub.push_files(target.repo_id, files, repo_type="dataset", commit_message=message, token=token, private=private)
     return PushSubsetResult(result=result, push=pushed, seconds=time.perf_counter() - start)
 
@@ -1059,11 +1130,11 @@ def _manifest_source(manifest: SelectionManifest, override: str | Sequence[str] 
     from ltd_hub.files import sha256_file
 
     src = manifest.source
-    if src["kind"] == "hub" and not override:
-        return src["id"], {"config": src.get("config"), "split": src.get("split"), "revision": src["revision"]}
-    paths = [override] if isinstance(override, str) else list(override) if override else [f["path"] for f in src["files"]]
+    if src.kind == "hub" and not override:
+        return src.id, {"config": src.config, "split": src.split, "revision": src.revision}
+    paths = [override] if isinstance(override, str) else list(override) if override else [f["path"] for f in src.files or []]
     if not override:
-        for rec in src["files"]:
+        for rec in src.files or []:
             # Manifests record a relative path as given (resolved from the cwd here) or, for a path
             # that was absolute, only the file name: then the data's location must be given.
             p = Path(rec["path"])
@@ -1077,7 +1148,7 @@ def _manifest_source(manifest: SelectionManifest, override: str | Sequence[str] 
                 raise UsageError(
                     f"the source file {p} changed since the subset was made (sha256 differs); pass --source with the original data"
                 )
-    return paths, {"split": src.get("split")}
+    return paths, {"split": src.split}
 
 
 def rebuild_subset(
@@ -1114,38 +1185,17 @@ def rebuild_subset(
     start = time.perf_counter()
     manifest = load_manifest(repo_id_or_dir, revision=revision, token=token)
     src_arg, loader = _manifest_source(manifest, source)
-    sel, enc, cols, filt = manifest.selection, manifest.encoder, manifest.columns, manifest.filter
-    encoder_params = enc.get("params") or {}
+    sel, enc = manifest.selection, manifest.encoder
     if log:
-        log(f"re-running {sel['strategy']} on {manifest.source['id']} with encoder {enc['name']} @ {enc['revision']}")
+        log(f"re-running {sel.strategy} on {manifest.source.id} with encoder {enc.name} @ {enc.revision}")
     result = select_subset(
         src_arg,
-        ratio=sel["ratio"] if sel.get("size") is None else None,
-        size=sel.get("size"),
-        strategy=sel["strategy"],
-        encoder=enc["name"],
-        encoder_revision=enc["revision"],
-        encoder_dtype=encoder_params.get("dtype", "float32"),
-        max_tokens=encoder_params.get("max_tokens"),
-        n_clusters=None if sel.get("n_clusters_auto") else sel.get("n_clusters"),
-        seed=sel["seed"],
-        group_by=sel.get("group_by"),
-        # Manifests from before strata existed selected without them.
-        stratify_by=sel.get("stratify_by") or [],
-        template_column=sel.get("template_column"),
-        filters=filt.get("filters", []),
-        tasks=filt.get("tasks") or None,
-        text_fields=manifest.text_fields,
-        input_columns=cols.get("inputs"),
-        target_column=cols.get("target"),
-        task_column=filt.get("task_column") or cols.get("task"),
+        **_recorded_options(manifest),
         token=token,
         use_cache=use_cache,
         progress=progress,
         engine=engine,
         ray_address=ray_address,
-        # Manifests from before the bounded engine fitted k-means on every row.
-        kmeans_sample=sel.get("kmeans_sample"),
         log=log,
         **loader,
     )
@@ -1169,10 +1219,39 @@ def rebuild_subset(
     )
 
 
+def _recorded_options(manifest: SelectionManifest) -> dict[str, Any]:
+    """The :func:`select_subset` options that re-run the selection a manifest records."""
+    sel, enc, cols, filt = manifest.selection, manifest.encoder, manifest.columns, manifest.filter
+    encoder_params = enc.params or {}
+    return {
+        "ratio": sel.ratio if sel.size is None else None,
+        "size": sel.size,
+        "strategy": sel.strategy,
+        "encoder": enc.name,
+        "encoder_revision": enc.revision,
+        "encoder_dtype": encoder_params.get("dtype", "float32"),
+        "max_tokens": encoder_params.get("max_tokens"),
+        "n_clusters": None if sel.n_clusters_auto else sel.n_clusters,
+        "seed": sel.seed,
+        "group_by": sel.group_by,
+        # Manifests from before strata existed selected without them.
+        "stratify_by": sel.stratify_by or [],
+        "template_column": sel.template_column,
+        "filters": filt.filters,
+        "tasks": filt.tasks or None,
+        "text_fields": manifest.text_fields,
+        "input_columns": list(cols.inputs) or None,
+        "target_column": cols.target,
+        "task_column": filt.task_column or cols.task,
+        # Manifests from before the bounded engine fitted k-means on every row.
+        "kmeans_sample": sel.kmeans_sample,
+    }
+
+
 def _content_differences(recorded: SelectionManifest, rebuilt: SelectionManifest) -> list[str]:
     """What differs between the recorded and the re-run selection beyond the row ids."""
     out = []
-    was, now = recorded.source.get("fingerprint"), rebuilt.source.get("fingerprint")
+    was, now = recorded.source.fingerprint, rebuilt.source.fingerprint
     if was and now and was != now:
         out.append(f"the source data differs from the recorded one (fingerprint {now[:12]} now, {was[:12]} recorded)")
     now_sha = {r.row: r.sha for r in rebuilt.selected}
