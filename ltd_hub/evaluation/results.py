@@ -8,7 +8,7 @@ JSON these files have always had, so recorded results of earlier versions read b
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -188,6 +188,22 @@ class EvalReport:
 # --------------------------------------------------------------------------- the result table
 
 
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """A Markdown table: one header line, the separator, one line per row (an empty cell stays empty).
+
+    Example:
+        >>> print(markdown_table(["Eval set", "Accuracy"], [["rte", "0.5523"]]))
+        | Eval set | Accuracy |
+        |---|---|
+        | rte | 0.5523 |
+    """
+
+    def line(cells: Sequence[Any]) -> str:
+        return "|" + "".join(f" {cell} |" if cell != "" else " |" for cell in cells)
+
+    return "\n".join([line(header), "|" + "---|" * len(header), *(line(row) for row in rows)])
+
+
 def results_table(results: Sequence[EvalResult], *, exact_match: bool | None = None) -> str:
     """The Markdown table of eval results, one row per eval set: what every report and card prints.
 
@@ -196,25 +212,24 @@ def results_table(results: Sequence[EvalResult], *, exact_match: bool | None = N
         exact_match: add the exact-match column (default: when any result has exact match).
     """
     em = any(r.exact_match is not None for r in results) if exact_match is None else exact_match
-    lines = [
-        "| Eval set | Examples | Templates | Accuracy (mean) | Median | 95% CI |" + (" Exact match |" if em else ""),
-        "|---|---|---|---|---|---|" + ("---|" if em else ""),
-    ]
+    header = ["Eval set", "Examples", "Templates", "Accuracy (mean)", "Median", "95% CI"] + (["Exact match"] if em else [])
+    rows = []
     for r in results:
-        row = (
-            f"| {r.name} | {r.n_examples} | {r.n_templates} | {r.accuracy_mean:.4f} | "
-            f"{r.accuracy_median:.4f} | {r.ci_low:.4f} – {r.ci_high:.4f} |"
-        )
+        row = [
+            r.name,
+            r.n_examples,
+            r.n_templates,
+            f"{r.accuracy_mean:.4f}",
+            f"{r.accuracy_median:.4f}",
+            f"{r.ci_low:.4f} – {r.ci_high:.4f}",
+        ]
         if em:
-            row += f" {r.exact_match:.4f} |" if r.exact_match is not None else " |"
-        lines.append(row)
-    return "\n".join(lines)
+            row.append(f"{r.exact_match:.4f}" if r.exact_match is not None else "")
+        rows.append(row)
+    return markdown_table(header, rows)
 
 
 def template_table(results: Sequence[EvalResult]) -> str:
     """The Markdown table of accuracy per eval set and template."""
-    lines = ["| Eval set | Template | Examples | Accuracy |", "|---|---|---|---|"]
-    for r in results:
-        for name, t in r.templates.items():
-            lines.append(f"| {r.name} | {name} | {t.n} | {t.accuracy:.4f} |")
-    return "\n".join(lines)
+    rows = [[r.name, name, t.n, f"{t.accuracy:.4f}"] for r in results for name, t in r.templates.items()]
+    return markdown_table(["Eval set", "Template", "Examples", "Accuracy"], rows)

@@ -59,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ltd_hub.errors import UsageError
     from ltd_hub.evaluation.evaluator import evaluate_adapter
+    from ltd_hub.files import atomic_write_json
 
     if args.output and not Path(args.output).expanduser().resolve().parent.is_dir():
         raise UsageError(f"--output {args.output}: its folder does not exist")
@@ -82,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     )
     data = report.to_dict()
     if args.output:
-        Path(args.output).expanduser().write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+        atomic_write_json(Path(args.output).expanduser(), data)
     if args.format == "json":
         json.dump(data, sys.stdout, indent=2)
         print()
