@@ -90,6 +90,25 @@ def test_other_file_types_give_the_same_rows(fmt: str, tmp_path: Path):
     assert src.columns.target == "targets"
 
 
+def test_pool_head_is_the_first_rows_of_any_format_and_rewritten_only_on_change(tmp_path: Path):
+    import pandas as pd
+
+    from ltd_hub.data.sources import write_pool_head
+
+    rows = _mixed_rows()
+    pd.DataFrame([{k: v for k, v in r.items() if k != "answer_choices"} for r in rows]).to_parquet(tmp_path / "pool.parquet")
+    target = tmp_path / "head.jsonl"
+    assert write_pool_head(tmp_path / "pool.parquet", 12, target) == 12
+    assert [json.loads(line)["id"] for line in target.read_text().splitlines()] == [r["id"] for r in rows[:12]]
+    mtime = target.stat().st_mtime_ns
+    assert write_pool_head(tmp_path / "pool.parquet", 12, target) == 12 and target.stat().st_mtime_ns == mtime
+    (tmp_path / "pool.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    assert write_pool_head(tmp_path / "pool.jsonl", 12, target, keep_existing=True) == 12
+    assert target.stat().st_mtime_ns == mtime  # kept as it is, though the bytes would differ
+    assert write_pool_head(tmp_path / "pool.jsonl", 50, target) == 30  # a short pool gives all its rows
+    assert target.read_text().splitlines() == [json.dumps(r) for r in rows]
+
+
 def test_glob_and_folder_load_every_file(tmp_path: Path):
     rows = _mixed_rows()
     for part in range(3):

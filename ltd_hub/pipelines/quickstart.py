@@ -10,8 +10,6 @@ commit.
 
 from __future__ import annotations
 
-import gzip
-import io
 import os
 import statistics
 import time
@@ -20,9 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ltd_hub.constants import DEFAULT_BASE_MODEL
+from ltd_hub.constants import DATA_SUFFIXES, DEFAULT_BASE_MODEL
 from ltd_hub.errors import UsageError
-from ltd_hub.files import atomic_write
 
 DEFAULT_POOL = "../shared/data/ltd-nli/pool/p3_nli_pool.jsonl.gz"
 DEFAULT_EVAL_DATA = ("../shared/data/ltd-nli/eval/rte.jsonl.gz", "../shared/data/ltd-nli/eval/snli_heldout.jsonl.gz")
@@ -36,7 +33,6 @@ REPOS = {
     "full_lora": ("full-lora", "model"),
     "space": ("space", "space"),
 }
-_JSONL_SUFFIXES = (".jsonl", ".jsonl.gz")
 Log = Callable[[str], None]
 
 
@@ -179,40 +175,12 @@ def slice_pool(pool: str | os.PathLike, rows: int, folder: Path) -> tuple[Path, 
         >>> slice_pool("pool.jsonl.gz", 20000, Path("work/data"))  # doctest: +SKIP
         (PosixPath('work/data/pool-first-20000.jsonl'), 20000)
     """
-    pool = Path(pool).expanduser()
-    stem = pool.name
-    for suffix in (*_JSONL_SUFFIXES, ".json.gz", ".json", ".parquet", ".csv.gz", ".csv"):
-        if stem.endswith(suffix):
-            stem = stem[: -len(suffix)]
-            break
-    if pool.name.endswith(_JSONL_SUFFIXES):
-        # Copy the lines verbatim: reading 20k lines of a 500k-row pool takes a fraction of a second.
-        opener = gzip.open if pool.name.endswith(".gz") else open
-        lines: list[bytes] = []
-        try:
-            with opener(pool, "rb") as handle:
-                for line in handle:
-                    if line.strip():
-                        lines.append(line if line.endswith(b"\n") else line + b"\n")
-                        if len(lines) == rows:
-                            break
-        except (OSError, EOFError) as exc:
-            raise UsageError(f"--pool {pool}: cannot read it ({' '.join(str(exc).split())[:120]})") from None
-        data = b"".join(lines)
-        count = len(lines)
-    else:
-        from ltd_hub.data.sources import load_source
+    from ltd_hub.data.sources import write_pool_head
 
-        dataset = load_source(str(pool)).dataset
-        head = dataset.select(range(min(rows, len(dataset))))
-        buffer = io.BytesIO()
-        head.to_json(buffer, lines=True, force_ascii=False)
-        data, count = buffer.getvalue(), len(head)
-    folder.mkdir(parents=True, exist_ok=True)
+    name = Path(pool).name
+    stem = next((name[: -len(suffix)] for suffix in DATA_SUFFIXES if name.endswith(suffix)), name)
     target = folder / f"{stem}-first-{rows}.jsonl"
-    if not (target.is_file() and target.read_bytes() == data):
-        atomic_write(target, data)
-    return target, count
+    return target, write_pool_head(Path(pool).expanduser(), rows, target)
 
 
 # --------------------------------------------------------------------------- adapters
@@ -259,7 +227,7 @@ def recorded_accuracy(adapter_repo: str, weights_sha: str, eval_sets: Sequence[A
     """The average accuracy already recorded in ``adapter_repo`` for these weights and eval settings, or None."""
     from ltd_hub.adapters import read_eval_results
 
-    recorded = read_eval_results(adapter_repo)
+    recorded = [r.to_dict() for r in read_eval_results(adapter_repo)]
     accuracies = []
     for eval_set in eval_sets:
         match = next(
