@@ -361,6 +361,8 @@ def training_prompts(dataset_ids: Iterable[str], token: str | None = None) -> se
 
 
 # ----- planning and building ---------------------------------------------------------------------
+# Over 60 lines only by its keyword signature and Args docstring (the public API's reference, read
+# whole); the body is a short sequence of named steps.
 def plan_space(
     repo_id: str,
     *,
@@ -409,16 +411,7 @@ def plan_space(
         ...                   examples=["../shared/data/ltd-nli/eval/rte.jsonl.gz"])  # doctest: +SKIP
     """
     short_description = short_description or DEFAULT_SHORT_DESCRIPTION
-    if len(short_description) > MAX_SHORT_DESCRIPTION:
-        raise UsageError(f"--short-description is {len(short_description)} characters; Spaces allow at most {MAX_SHORT_DESCRIPTION}")
-    if num_examples < 0:
-        raise UsageError("--num-examples must be 0 or more")
-    if hardware is not None:
-        from huggingface_hub import SpaceHardware
-
-        flavors = [h.value for h in SpaceHardware]
-        if hardware not in flavors:
-            raise UsageError(f"--hardware {hardware!r} is not a Spaces hardware flavor; use one of {', '.join(flavors)}")
+    _check_space_options(short_description, num_examples, hardware)
     roles = {"full": full, "subset": subset, **({"random": random_adapter} if random_adapter else {})}
     if len(set(roles.values())) != len(roles):
         raise UsageError("the same adapter repo is given for two roles; --full, --subset and --random must differ")
@@ -428,15 +421,7 @@ def plan_space(
     subset_dataset = subset_dataset or next(iter(facts["subset"].datasets), None)
     full_data = full_data or next(iter(facts["full"].datasets), None)
     trained_on = {d for f in facts.values() for d in f.datasets} | {d for d in (subset_dataset, full_data) if d}
-    for source in examples:
-        if source in trained_on:
-            raise UsageError(f"--examples {source} is training data of an adapter; name held-out eval data instead")
-    rows = {source: read_examples(source, token) for source in examples}
-    picked, dropped = [], 0
-    if rows and num_examples:
-        picked, dropped = pick_examples(rows, num_examples, seed=seed, exclude_prompts=training_prompts(sorted(trained_on), token))
-        if not picked:
-            raise UsageError("no usable held-out example left (all are training rows or malformed); name other --examples")
+    picked, dropped = _held_out_examples(examples, trained_on, num_examples, seed, token)
     return SpaceSpec(
         repo_id=repo_id,
         base_model=base,
@@ -455,6 +440,35 @@ def plan_space(
         formatting={r: dict(f.summary["formatting"]) for r, f in facts.items() if f.summary and f.summary.get("formatting")},
         hardware=hardware,
     )
+
+
+def _check_space_options(short_description: str, num_examples: int, hardware: str | None) -> None:
+    if len(short_description) > MAX_SHORT_DESCRIPTION:
+        raise UsageError(f"--short-description is {len(short_description)} characters; Spaces allow at most {MAX_SHORT_DESCRIPTION}")
+    if num_examples < 0:
+        raise UsageError("--num-examples must be 0 or more")
+    if hardware is not None:
+        from huggingface_hub import SpaceHardware
+
+        flavors = [h.value for h in SpaceHardware]
+        if hardware not in flavors:
+            raise UsageError(f"--hardware {hardware!r} is not a Spaces hardware flavor; use one of {', '.join(flavors)}")
+
+
+def _held_out_examples(
+    examples: Sequence[str], trained_on: set[str], num_examples: int, seed: int, token: str | None
+) -> tuple[list[dict[str, Any]], int]:
+    """The examples to bundle from ``examples`` (never a training row), and how many training rows were dropped."""
+    for source in examples:
+        if source in trained_on:
+            raise UsageError(f"--examples {source} is training data of an adapter; name held-out eval data instead")
+    rows = {source: read_examples(source, token) for source in examples}
+    if not (rows and num_examples):
+        return [], 0
+    picked, dropped = pick_examples(rows, num_examples, seed=seed, exclude_prompts=training_prompts(sorted(trained_on), token))
+    if not picked:
+        raise UsageError("no usable held-out example left (all are training rows or malformed); name other --examples")
+    return picked, dropped
 
 
 def _space_file(name: str) -> bytes:
