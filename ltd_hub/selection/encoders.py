@@ -25,6 +25,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -439,37 +440,47 @@ def get_encoder(
         >>> enc.name
         'lexical'
     """
-    spec = (spec or DEFAULT_ENCODER).strip()
+    _check_encoder_options(dtype, batch_size, max_tokens)
+    spec, kind, model_id = _parse_spec(spec)
+    if spec in ("lexical", "hashing"):
+        enc = LexicalEncoder(spec) if spec == "lexical" else HashingEncoder(spec)
+        enc.revision = revision
+        return enc
+    if spec == "minilm":
+        kind, model_id = "sentence-transformers", MINILM_ID
+    elif kind not in ("sentence-transformers", "causal-lm") or not model_id:
+        raise UsageError(f"unknown encoder {spec!r}; valid encoders: {', '.join(ENCODER_NAMES)}")
+    cls = SentenceTransformerEncoder if kind == "sentence-transformers" else CausalLMEncoder
+    default_bs = 64 if kind == "sentence-transformers" else 16
+    return cls(
+        spec,
+        model_id,
+        revision=revision,
+        batch_size=batch_size or default_bs,
+        max_tokens=max_tokens,
+        dtype=dtype,
+        device=device,
+        token=token,
+    )
+
+
+def _check_encoder_options(dtype: str, batch_size: int | None, max_tokens: int | None) -> None:
     if dtype not in _DTYPES:
         raise UsageError(f"unknown encoder dtype {dtype!r}; use one of: {', '.join(_DTYPES)}")
     if batch_size is not None and batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
     if max_tokens is not None and max_tokens < 8:
         raise UsageError(f"--max-tokens must be at least 8, got {max_tokens}")
+
+
+def _parse_spec(spec: str | None) -> tuple[str, str, str]:
+    """``(spec, kind, model id)``; a bare Hub id becomes ``sentence-transformers:<id>``, a model id is validated."""
+    spec = (spec or DEFAULT_ENCODER).strip()
     kind, _, model_id = spec.partition(":")
     if ":" not in spec and "/" in spec:
         # A bare Hub id (`sentence-transformers/all-MiniLM-L6-v2`, as configs and model cards write
         # it) means a sentence-transformers encoder, named in its explicit form so caches are shared.
         kind, model_id, spec = "sentence-transformers", spec, f"sentence-transformers:{spec}"
-    if spec == "minilm":
-        return SentenceTransformerEncoder(
-            spec,
-            MINILM_ID,
-            revision=revision,
-            batch_size=batch_size or 64,
-            max_tokens=max_tokens,
-            dtype=dtype,
-            device=device,
-            token=token,
-        )
-    if spec == "lexical":
-        enc = LexicalEncoder(spec)
-        enc.revision = revision
-        return enc
-    if spec == "hashing":
-        enc = HashingEncoder(spec)
-        enc.revision = revision
-        return enc
     if kind in ("sentence-transformers", "causal-lm") and model_id:
         from huggingface_hub.errors import HFValidationError
         from huggingface_hub.utils import validate_repo_id
@@ -478,19 +489,7 @@ def get_encoder(
             validate_repo_id(model_id)
         except HFValidationError:
             raise UsageError(f"invalid model id {model_id!r} in --encoder {spec}; use {kind}:NAMESPACE/NAME") from None
-        cls = SentenceTransformerEncoder if kind == "sentence-transformers" else CausalLMEncoder
-        default_bs = 64 if kind == "sentence-transformers" else 16
-        return cls(
-            spec,
-            model_id,
-            revision=revision,
-            batch_size=batch_size or default_bs,
-            max_tokens=max_tokens,
-            dtype=dtype,
-            device=device,
-            token=token,
-        )
-    raise UsageError(f"unknown encoder {spec!r}; valid encoders: {', '.join(ENCODER_NAMES)}")
+    return spec, kind, model_id
 
 
 # --------------------------------------------------------------------------- cache
@@ -623,17 +622,82 @@ def _resume_state(partial, state_path, shape: tuple[int, int]) -> tuple[Any, dic
     return out, {"rows_done": rows_done, "n_truncated": n_truncated}
 
 
-def _release(out) -> None:
-    """Drop the flushed pages of the memory-mapped entry from resident memory (the file keeps them),
-    so writing a large entry does not grow the process by the whole file."""
-    import mmap
+@dataclass
+class CacheEntry:
+    """One embedding cache entry: the key of an encoder over some texts, and its files.
 
-    handle = getattr(out, "_mmap", None)
-    if handle is not None and hasattr(handle, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
-        try:
-            handle.madvise(mmap.MADV_DONTNEED)
-        except (OSError, ValueError):
-            pass
+    ``embeddings.npy`` and ``meta.json`` (written last: its presence marks the entry finished);
+    while encoding, ``partial.npy`` and ``partial.json`` (the rows done) let a re-run resume.
+    """
+
+    key: str
+    identity: dict[str, Any]
+    folder: Path
+
+    @property
+    def final(self) -> Path:
+        return self.folder / "embeddings.npy"
+
+    @property
+    def meta(self) -> Path:
+        return self.folder / "meta.json"
+
+    @property
+    def partial(self) -> Path:
+        return self.folder / "partial.npy"
+
+    @property
+    def state(self) -> Path:
+        return self.folder / "partial.json"
+
+
+def cache_entry(encoder: Encoder, texts: Sequence[str], identity: dict[str, Any]) -> CacheEntry:
+    """The cache entry of ``encoder`` (resolved here) over ``texts``; ``identity`` gains their count and digest,
+    so a changed file can never hit a stale entry."""
+    encoder.resolve()
+    identity = {**identity, "n_rows": len(texts), "texts_sha256": texts_digest(texts)}
+    key = cache_key(encoder, identity)
+    try:
+        folder = cache_dir("embeddings").joinpath(key)
+    except OSError as exc:
+        if exc.errno not in _NO_ROOM | _NOT_WRITABLE:
+            raise
+        raise _cache_write_error(exc, exc.filename or "the ltd-hub cache folder") from None
+    return CacheEntry(key, identity, folder)
+
+
+def cached_embeddings(entry: CacheEntry, n_rows: int, *, use_cache: bool, start: float) -> tuple[np.ndarray, EncodeStats] | None:
+    """The finished entry's memory-mapped embeddings and stats, or None (then the entry is to be encoded).
+
+    A damaged entry is discarded with a warning; ``use_cache=False`` discards the entry unread.
+    """
+    if not use_cache:
+        shutil.rmtree(entry.folder, ignore_errors=True)
+        return None
+    try:
+        hit = _read_entry(entry.final, entry.meta, n_rows)
+    except _DamagedEntry as exc:
+        logger.warning("discarded a damaged embedding cache entry in %s (%s); encoding anew", entry.folder, exc)
+        shutil.rmtree(entry.folder, ignore_errors=True)
+        return None
+    if hit is None:
+        return None
+    X, meta = hit
+    seconds = time.perf_counter() - start
+    return X, EncodeStats(n_rows, X.shape[1], meta["n_truncated"], meta.get("max_tokens"), seconds, True, entry.key)
+
+
+def finish_entry(entry: CacheEntry, encoder: Encoder, dim: int, n_truncated: int) -> None:
+    """Move the complete ``partial.npy`` into place, then write ``meta.json`` (last: it marks the entry finished)."""
+    os.replace(entry.partial, entry.final)
+    meta = {
+        "n_truncated": n_truncated,
+        "max_tokens": encoder.max_tokens,
+        "dim": dim,
+        "encoder": encoder.describe(),
+        "identity": entry.identity,
+    }
+    _write_json(entry.meta, meta)
 
 
 def encode_cached(
@@ -670,85 +734,69 @@ def encode_cached(
     Example:
         >>> X, stats = encode_cached(get_encoder("lexical"), texts, {"source": "abc"})
     """
+    entry = cache_entry(encoder, texts, identity)
+    start = time.perf_counter()
+    hit = cached_embeddings(entry, len(texts), use_cache=use_cache, start=start)
+    if hit is not None:
+        X, stats = hit
+        return (X if mmap else np.asarray(X)), stats
+    dim = encoder.prepare(texts)
+    try:
+        n_truncated = _encode_entry(entry, encoder, texts, dim, progress)
+    except OSError as exc:
+        if exc.errno not in _NO_ROOM | _NOT_WRITABLE:
+            raise
+        shutil.rmtree(entry.folder, ignore_errors=True)  # nothing half-written stays behind
+        raise _cache_write_error(exc, entry.folder.parent) from None  # the entry below it is a hash nobody types
+    stats = EncodeStats(len(texts), dim, n_truncated, encoder.max_tokens, time.perf_counter() - start, False, entry.key)
+    X = np.load(entry.final, mmap_mode="r")
+    return (X if mmap else np.array(X)), stats
+
+
+def _encode_entry(entry: CacheEntry, encoder: Encoder, texts: Sequence[str], dim: int, progress: bool) -> int:
+    """Encode the rows not done yet into ``partial.npy``, a checkpoint per chunk, then finish the entry.
+
+    Returns:
+        The number of texts truncated to the encoder's window.
+    """
     from tqdm.auto import tqdm
 
-    encoder.resolve()
-    identity = {**identity, "n_rows": len(texts), "texts_sha256": texts_digest(texts)}
-    key = cache_key(encoder, identity)
+    from ltd_hub.selection.engines.bounded import release
+
+    entry.folder.mkdir(parents=True, exist_ok=True)
+    entry.meta.unlink(missing_ok=True)  # from here on the entry is unfinished
+    out, state = _open_partial(entry, (len(texts), dim))
+    bar = tqdm(total=len(texts), initial=state["rows_done"], desc=f"encoding ({encoder.name})", unit="row", disable=not progress)
+    encoder.on_batch = bar.update
     try:
-        folder = cache_dir("embeddings").joinpath(key)
-    except OSError as exc:
-        if exc.errno not in _NO_ROOM | _NOT_WRITABLE:
-            raise
-        raise _cache_write_error(exc, exc.filename or "the ltd-hub cache folder") from None
-    final, meta_path = folder / "embeddings.npy", folder / "meta.json"
-    partial, state_path = folder / "partial.npy", folder / "partial.json"
-    start = time.perf_counter()
-    if use_cache:
-        try:
-            hit = _read_entry(final, meta_path, len(texts))
-        except _DamagedEntry as exc:
-            logger.warning("discarded a damaged embedding cache entry in %s (%s); encoding anew", folder, exc)
-            shutil.rmtree(folder, ignore_errors=True)
-            hit = None
-        if hit is not None:
-            X, meta = hit
-            stats = EncodeStats(len(texts), X.shape[1], meta["n_truncated"], meta.get("max_tokens"), time.perf_counter() - start, True, key)
-            return (X if mmap else np.asarray(X)), stats
-    else:
-        shutil.rmtree(folder, ignore_errors=True)
-    dim = encoder.prepare(texts)
-    out = None
+        for begin in range(state["rows_done"], len(texts), _CHUNK_ROWS):
+            chunk = list(texts[begin : begin + _CHUNK_ROWS])
+            emb, n_trunc = encoder.encode_batch(chunk)
+            out[begin : begin + len(chunk)] = emb
+            out.flush()
+            release(out)  # written pages leave resident memory: a large entry does not grow the process
+            state = {"rows_done": begin + len(chunk), "n_truncated": state["n_truncated"] + n_trunc}
+            _write_json(entry.state, state)
+    finally:
+        encoder.on_batch = None
+        bar.close()
+        del out  # the map is closed before the file is renamed (or removed after a failure)
+    finish_entry(entry, encoder, dim, state["n_truncated"])
+    entry.state.unlink(missing_ok=True)
+    return state["n_truncated"]
+
+
+def _open_partial(entry: CacheEntry, shape: tuple[int, int]) -> tuple[Any, dict[str, int]]:
+    """The partial embeddings and progress of an interrupted run, else a fresh, fully allocated file."""
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        meta_path.unlink(missing_ok=True)  # from here on the entry is unfinished
+        resumed = _resume_state(entry.partial, entry.state, shape)
+    except _DamagedEntry as exc:
+        logger.warning("discarded a damaged partial embedding cache entry in %s (%s); encoding from the start", entry.folder, exc)
         resumed = None
-        try:
-            resumed = _resume_state(partial, state_path, (len(texts), dim))
-        except _DamagedEntry as exc:
-            logger.warning("discarded a damaged partial embedding cache entry in %s (%s); encoding from the start", folder, exc)
-        if resumed is not None:
-            out, state = resumed
-        else:
-            state = {"rows_done": 0, "n_truncated": 0}
-            state_path.unlink(missing_ok=True)
-            partial.unlink(missing_ok=True)
-            out = np.lib.format.open_memmap(partial, mode="w+", dtype=np.float32, shape=(len(texts), dim))
-            _reserve(partial)
-        bar = tqdm(total=len(texts), initial=state["rows_done"], desc=f"encoding ({encoder.name})", unit="row", disable=not progress)
-        encoder.on_batch = bar.update
-        try:
-            for begin in range(state["rows_done"], len(texts), _CHUNK_ROWS):
-                chunk = list(texts[begin : begin + _CHUNK_ROWS])
-                emb, n_trunc = encoder.encode_batch(chunk)
-                out[begin : begin + len(chunk)] = emb
-                out.flush()
-                _release(out)
-                state = {"rows_done": begin + len(chunk), "n_truncated": state["n_truncated"] + n_trunc}
-                _write_json(state_path, state)
-        finally:
-            encoder.on_batch = None
-            bar.close()
-        X = None if mmap else np.array(out)
-        del out
-        out = None
-        os.replace(partial, final)
-        meta = {
-            "n_truncated": state["n_truncated"],
-            "max_tokens": encoder.max_tokens,
-            "dim": dim,
-            "encoder": encoder.describe(),
-            "identity": identity,
-        }
-        _write_json(meta_path, meta)  # last: its presence marks the entry finished
-        state_path.unlink(missing_ok=True)
-    except OSError as exc:
-        if exc.errno not in _NO_ROOM | _NOT_WRITABLE:
-            raise
-        del out
-        shutil.rmtree(folder, ignore_errors=True)  # nothing half-written stays behind
-        raise _cache_write_error(exc, folder.parent) from None  # the entry below it is a hash nobody types
-    stats = EncodeStats(len(texts), dim, state["n_truncated"], encoder.max_tokens, time.perf_counter() - start, False, key)
-    if X is None:
-        X = np.load(final, mmap_mode="r")
-    return X, stats
+    if resumed is not None:
+        return resumed
+    entry.state.unlink(missing_ok=True)
+    entry.partial.unlink(missing_ok=True)
+    out = np.lib.format.open_memmap(entry.partial, mode="w+", dtype=np.float32, shape=shape)
+    _reserve(entry.partial)
+    return out, {"rows_done": 0, "n_truncated": 0}

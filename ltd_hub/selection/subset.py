@@ -248,6 +248,10 @@ class SelectionRequest:
     kmeans_sample: int | None = None
     ray_address: str | None = None
 
+    def __post_init__(self) -> None:
+        if self.stratify_by is not None:
+            self.stratify_by = tuple(self.stratify_by)
+
     def validate(self) -> tuple[Any, list[tuple[str, str]], list[str]]:
         """Check every cheap option before any loading, encoding or network call.
 
@@ -381,39 +385,11 @@ def select_subset(
         >>> len(result.dataset) == result.stats.n_selected
         True
     """
-    request = SelectionRequest(
-        ratio=ratio,
-        size=size,
-        strategy=strategy,
-        encoder=encoder,
-        n_clusters=n_clusters,
-        seed=seed,
-        group_by=group_by,
-        stratify_by=None if stratify_by is None else tuple(stratify_by),
-        template_column=template_column,
-        filters=filters,
-        tasks=tasks,
-        text_fields=text_fields,
-        include_target=include_target,
-        input_columns=input_columns,
-        target_column=target_column,
-        task_column=task_column,
-        config=config,
-        split=split,
-        revision=revision,
-        encoder_revision=encoder_revision,
-        batch_size=batch_size,
-        max_tokens=max_tokens,
-        encoder_dtype=encoder_dtype,
-        device=device,
-        token=token,
-        use_cache=use_cache,
-        progress=progress,
-        engine=engine,
-        kmeans_sample=kmeans_sample,
-        ray_address=ray_address,
-    )
-    return _run_selection(source, request, log=log)
+    # Long only by its signature and docstring, the public API: one documented keyword per
+    # SelectionRequest field, taken over as they are.
+    options = dict(locals())
+    source, log = options.pop("source"), options.pop("log")
+    return _run_selection(source, SelectionRequest(**options), log=log)
 
 
 def _run_selection(source, req: SelectionRequest, *, log: Log | None = None, checked=None) -> SubsetResult:
@@ -1199,21 +1175,23 @@ def rebuild_subset(
         log=log,
         **loader,
     )
-    expected = manifest.row_indices
-    rebuilt = result.manifest.row_indices
-    missing = sorted(set(expected) - set(rebuilt))
-    extra = sorted(set(rebuilt) - set(expected))
     differences = _content_differences(manifest, result.manifest)
     published = _published_rows(repo_id_or_dir, revision=revision, token=token)
     if published is not None:
         differences += _published_differences(manifest, published)
+    return _compare(manifest, result.manifest, differences, start)
+
+
+def _compare(recorded: SelectionManifest, rebuilt: SelectionManifest, differences: list[str], start: float) -> RebuildReport:
+    """The report: identical when the same row ids were selected and nothing else differs."""
+    expected, now = recorded.row_indices, rebuilt.row_indices
     return RebuildReport(
-        identical=expected == rebuilt and not differences,
+        identical=expected == now and not differences,
         n_expected=len(expected),
-        n_rebuilt=len(rebuilt),
-        missing=missing,
-        extra=extra,
-        manifest=manifest,
+        n_rebuilt=len(now),
+        missing=sorted(set(expected) - set(now)),
+        extra=sorted(set(now) - set(expected)),
+        manifest=recorded,
         seconds=time.perf_counter() - start,
         differences=differences,
     )

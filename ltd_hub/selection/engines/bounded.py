@@ -272,34 +272,11 @@ def fit_selector(
     Example:
         >>> sel = fit_selector(get_selector("centroid", n_select=25, seed=0), X, kmeans_sample=256)
     """
-    from ltd_hub.selection.clustering import default_n_clusters
     from ltd_hub.selection.strategies import partition
 
     name = selector.name
-    if name not in VECTOR_RULES | RANDOM_RULES | DISTANCE_RULES:
-        raise ValueError(f"strategy {name!r} is not classified for the bounded engine")
-    if kmeans_sample is not None and kmeans_sample < 1:
-        raise UsageError(f"--kmeans-sample must be at least 1 row per cluster, got {kmeans_sample}")
-    if X.dtype != np.float32:
-        X = np.asarray(X, dtype=np.float32)
-    if X.ndim != 2 or len(X) == 0:
-        raise UsageError("selection needs a non-empty 2-D array of embeddings")
-    n = len(X)
-    if selector.n_select > n:
-        raise UsageError(f"cannot select {selector.n_select} rows from {n}; lower --size or --ratio")
-    if strata is not None and len(strata) != n:
-        raise ValueError(f"strata has {len(strata)} entries for {n} rows")
-    sample_rows_seen = None
-    if not selector.clustered:
-        clustering = None
-    elif kmeans_sample is None:
-        clustering = selector._cluster(X)
-        sample_rows_seen = n
-    else:
-        k = selector.n_clusters or default_n_clusters(n, selector.n_select)
-        if k > n:
-            raise UsageError(f"--n-clusters {k} is more than the {n} rows; lower it")
-        clustering, sample_rows_seen = sampled_clustering(X, k, selector.seed, kmeans_sample, progress=selector.progress, assign=assign)
+    X = _checked_inputs(selector, X, strata, kmeans_sample)
+    clustering, sample_rows_seen = _fit_clustering(selector, X, kmeans_sample, assign)
     labels, centers, sizes = partition(X, clustering)
     dist = row_distances(X, centers, labels)
     jobs, stratum_budget = selector.cell_jobs(labels, sizes, strata, weights)
@@ -314,3 +291,36 @@ def fit_selector(
     selector.kmeans_sample_ = kmeans_sample if clustering is not None else None
     selector.kmeans_sample_rows_ = sample_rows_seen
     return selector
+
+
+def _checked_inputs(selector, X: np.ndarray, strata: np.ndarray | None, kmeans_sample: int | None) -> np.ndarray:
+    """``X`` as float32, after checking the strategy, the sample size, the shape and the budget."""
+    if selector.name not in VECTOR_RULES | RANDOM_RULES | DISTANCE_RULES:
+        raise ValueError(f"strategy {selector.name!r} is not classified for the bounded engine")
+    if kmeans_sample is not None and kmeans_sample < 1:
+        raise UsageError(f"--kmeans-sample must be at least 1 row per cluster, got {kmeans_sample}")
+    if X.dtype != np.float32:
+        X = np.asarray(X, dtype=np.float32)
+    if X.ndim != 2 or len(X) == 0:
+        raise UsageError("selection needs a non-empty 2-D array of embeddings")
+    n = len(X)
+    if selector.n_select > n:
+        raise UsageError(f"cannot select {selector.n_select} rows from {n}; lower --size or --ratio")
+    if strata is not None and len(strata) != n:
+        raise ValueError(f"strata has {len(strata)} entries for {n} rows")
+    return X
+
+
+def _fit_clustering(selector, X: np.ndarray, kmeans_sample: int | None, assign):
+    """``(clustering, rows the k-means fit saw)``: None for the unclustered rules, every row, or a seeded sample."""
+    from ltd_hub.selection.clustering import default_n_clusters
+
+    n = len(X)
+    if not selector.clustered:
+        return None, None
+    if kmeans_sample is None:
+        return selector._cluster(X), n
+    k = selector.n_clusters or default_n_clusters(n, selector.n_select)
+    if k > n:
+        raise UsageError(f"--n-clusters {k} is more than the {n} rows; lower it")
+    return sampled_clustering(X, k, selector.seed, kmeans_sample, progress=selector.progress, assign=assign)

@@ -132,48 +132,36 @@ def encode_cached_ray(
     Returns:
         ``(memory-mapped float32 embeddings, EncodeStats)``.
     """
-    import ray
-
-    from ltd_hub.paths import cache_dir
-    from ltd_hub.selection.encoders import (
-        _CHUNK_ROWS,
-        EncodeStats,
-        LexicalEncoder,
-        _DamagedEntry,
-        _read_entry,
-        _write_json,
-        cache_key,
-        texts_digest,
-    )
-    from ltd_hub.selection.engines.bounded import release
+    from ltd_hub.selection.encoders import _CHUNK_ROWS, EncodeStats, cache_entry, cached_embeddings, finish_entry
 
     say = log or (lambda _m: None)
-    encoder.resolve()
-    identity = {**identity, "n_rows": len(texts), "texts_sha256": texts_digest(texts)}
-    key = cache_key(encoder, identity)
-    folder = cache_dir("embeddings").joinpath(key)
-    final, meta_path = folder / "embeddings.npy", folder / "meta.json"
+    entry = cache_entry(encoder, texts, identity)
     start = time.perf_counter()
-    if use_cache:
-        try:
-            hit = _read_entry(final, meta_path, len(texts))
-        except _DamagedEntry:
-            shutil.rmtree(folder, ignore_errors=True)
-            hit = None
-        if hit is not None:
-            X, meta = hit
-            return X, EncodeStats(
-                len(texts), X.shape[1], meta["n_truncated"], meta.get("max_tokens"), time.perf_counter() - start, True, key
-            )
-    else:
-        shutil.rmtree(folder, ignore_errors=True)
-    work = folder / "ray-shards"
+    hit = cached_embeddings(entry, len(texts), use_cache=use_cache, start=start)
+    if hit is not None:
+        return hit
+    work = entry.folder / "ray-shards"
     work.mkdir(parents=True, exist_ok=True)
-    meta_path.unlink(missing_ok=True)
+    entry.meta.unlink(missing_ok=True)
+    n_chunks = -(-len(texts) // _CHUNK_ROWS)
+    max_tokens = _encode_shards(encoder, texts, work, n_chunks, address, say)
+    dim, n_truncated = _assemble_shards(work, entry.partial, len(texts), n_chunks)
+    encoder.max_tokens = max_tokens
+    finish_entry(entry, encoder, dim, n_truncated)
+    shutil.rmtree(work, ignore_errors=True)
+    X = np.load(entry.final, mmap_mode="r")
+    return X, EncodeStats(len(texts), dim, n_truncated, max_tokens, time.perf_counter() - start, False, entry.key)
+
+
+def _encode_shards(encoder, texts: Sequence[str], work: Path, n_chunks: int, address: str | None, say) -> int | None:
+    """Encode the chunks that have no shard yet on an actor pool; return the encoder's window (max_tokens)."""
+    import ray
+
+    from ltd_hub.selection.encoders import _CHUNK_ROWS, LexicalEncoder
+
     texts_path = work / "texts.parquet"
     if not texts_path.is_file():
         _write_texts(texts, texts_path, _CHUNK_ROWS)
-    n_chunks = -(-len(texts) // _CHUNK_ROWS)
     # The lexical encoder is fitted on all the texts: once, here, and shipped to the actors. A
     # neural encoder is shipped unloaded; each actor loads the weights once.
     prepared = isinstance(encoder, LexicalEncoder)
@@ -201,12 +189,18 @@ def encode_cached_ray(
         got = {int(r["max_tokens"]) for r in done}
         if got and got != {-1}:
             max_tokens = max(got)
+    return max_tokens
+
+
+def _assemble_shards(work: Path, partial: Path, n_rows: int, n_chunks: int) -> tuple[int, int]:
+    """Write the shards, in order, into ``partial`` (the local engine's entry format); return ``(dim, n_truncated)``."""
+    from ltd_hub.selection.encoders import _CHUNK_ROWS
+    from ltd_hub.selection.engines.bounded import release
+
     first = np.load(work / f"{0:07d}.npy", mmap_mode="r")
     dim = first.shape[1]
     del first
-    # Assemble the ordinary cache entry (the local engine's format), shard by shard.
-    partial = folder / "partial.npy"
-    out = np.lib.format.open_memmap(partial, mode="w+", dtype=np.float32, shape=(len(texts), dim))
+    out = np.lib.format.open_memmap(partial, mode="w+", dtype=np.float32, shape=(n_rows, dim))
     n_truncated = 0
     for i in range(n_chunks):
         out[i * _CHUNK_ROWS : (i + 1) * _CHUNK_ROWS] = np.load(work / f"{i:07d}.npy")
@@ -215,13 +209,7 @@ def encode_cached_ray(
         n_truncated += json.loads((work / f"{i:07d}.json").read_text())["n_truncated"]
     out.flush()
     del out
-    os.replace(partial, final)
-    encoder.max_tokens = max_tokens
-    meta = {"n_truncated": n_truncated, "max_tokens": max_tokens, "dim": dim, "encoder": encoder.describe(), "identity": identity}
-    _write_json(meta_path, meta)
-    shutil.rmtree(work, ignore_errors=True)
-    X = np.load(final, mmap_mode="r")
-    return X, EncodeStats(len(texts), dim, n_truncated, max_tokens, time.perf_counter() - start, False, key)
+    return dim, n_truncated
 
 
 # --------------------------------------------------------------------------- assignment and picking
