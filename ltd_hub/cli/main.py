@@ -18,6 +18,8 @@ import importlib
 import json
 import os
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import NoReturn
 
 from ltd_hub import __version__
@@ -113,9 +115,56 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return text or type(exc).__name__
+@dataclass(frozen=True)
+class _Exit:
+    """How the CLI ends on an exception: the exit code and one line on stderr."""
+
+    code: int
+    message: str
+    error: bool = True  # an `error:` line (also JSON with --format json); False: a plain note, never a traceback
+
+
+def _stopped_or_interrupted(exc: BaseException, args: argparse.Namespace) -> _Exit:
+    if getattr(args, "command", None) == "hub" and getattr(args, "hub_command", None) == "serve":
+        # Ctrl-C is how a server is stopped; nothing was being pushed.
+        return _Exit(0, "stopped the embedded Hub; its data stays in its --root", error=False)
+    return _Exit(130, "interrupted: nothing was pushed by the step in progress; re-run the same command to resume", error=False)
+
+
+def _library_error(exc: BaseException, args: argparse.Namespace) -> _Exit:
+    from ltd_hub.errors import flag
+
+    return _Exit(exc.exit_code, " ".join(exc.render(flag).split()) or type(exc).__name__)
+
+
+def _unexpected_error(exc: BaseException, args: argparse.Namespace) -> _Exit:
+    from ltd_hub.errors_map import explain
+
+    return _Exit(2, explain(exc))
+
+
+#: The CLI's error edge: exception type -> how the command ends. First match wins (subclasses first).
+#: Library errors render their parameters as flags; anything else is explained by :mod:`ltd_hub.errors_map`.
+_EXITS: tuple[tuple[type[BaseException], Callable[[BaseException, argparse.Namespace], _Exit]], ...] = (
+    (KeyboardInterrupt, _stopped_or_interrupted),
+    (LtdHubError, _library_error),
+    (Exception, _unexpected_error),
+)
+
+
+def _exit_for(exc: BaseException, args: argparse.Namespace) -> _Exit | None:
+    return next((outcome(exc, args) for kind, outcome in _EXITS if isinstance(exc, kind)), None)
+
+
+def _remember_tokens(args: argparse.Namespace) -> None:
+    """Every command's --token is a secret whatever its shape: masked in every message from here on."""
+    from ltd_hub.redact import remember_token
+
+    # (`hub serve --token NAME=TOKEN[:read]` gives a list; each token is masked, not just the whole entry.)
+    given = getattr(args, "token", None)
+    for value in given if isinstance(given, list) else [given]:
+        if isinstance(value, str):
+            remember_token(value.partition("=")[2].removesuffix(":read") if isinstance(given, list) else value)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -128,42 +177,21 @@ def main(argv: list[str] | None = None) -> int:
     if extras:
         _emit_error(_unknown_flags_message(parser, getattr(args, "command", None), extras), 2, _ARGV)
         return 2
-    from ltd_hub.redact import remember_token
-
-    # Every command's --token is a secret whatever its shape: masked in every message from here on.
-    # (`hub serve --token NAME=TOKEN[:read]` gives a list; each token is masked, not just the whole entry.)
-    given = getattr(args, "token", None)
-    for value in given if isinstance(given, list) else [given]:
-        if isinstance(value, str):
-            remember_token(value.partition("=")[2].removesuffix(":read") if isinstance(given, list) else value)
+    _remember_tokens(args)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    debug = os.environ.get("LTD_HUB_DEBUG") == "1"
     try:
         return int(args.func(args) or 0)
-    except KeyboardInterrupt:
-        if getattr(args, "command", None) == "hub" and getattr(args, "hub_command", None) == "serve":
-            # Ctrl-C is how a server is stopped; nothing was being pushed.
-            print("stopped the embedded Hub; its data stays in its --root", file=sys.stderr)
-            return 0
-        print("interrupted: nothing was pushed by the step in progress; re-run the same command to resume", file=sys.stderr)
-        return 130
-    except LtdHubError as exc:
-        if debug:
-            raise
-        from ltd_hub.redact import redact
-
-        _emit_error(redact(_one_line(exc)), exc.exit_code, _ARGV)
-        return exc.exit_code
-    except Exception as exc:  # noqa: BLE001 - the CLI edge turns library errors into one line
-        if debug:
-            raise
-        from ltd_hub.errors_map import explain
-        from ltd_hub.redact import redact
-
-        _emit_error(redact(explain(exc)), 2, _ARGV)
-        return 2
+    except BaseException as exc:  # noqa: BLE001 - the CLI edge: _EXITS turns each kind into one line
+        outcome = _exit_for(exc, args)
+        if outcome is None or (outcome.error and os.environ.get("LTD_HUB_DEBUG") == "1"):
+            raise  # SystemExit and the like; or a traceback asked for with LTD_HUB_DEBUG=1
+        if outcome.error:
+            _emit_error(outcome.message, outcome.code, _ARGV)  # redacted there
+        else:
+            print(outcome.message, file=sys.stderr)
+        return outcome.code
 
 
 if __name__ == "__main__":
