@@ -471,45 +471,16 @@ def load_source(
     specs = [os.fspath(source)] if isinstance(source, (str, os.PathLike)) else [os.fspath(s) for s in source]
     if not specs:
         raise UsageError("no SOURCE given; pass a file, folder, glob or Hub dataset id")
-    is_hub = len(specs) == 1 and is_hub_id(specs[0])
-    if is_hub:
-        repo_id = specs[0]
+    if len(specs) == 1 and is_hub_id(specs[0]):
         split = split or "train"
-        ds, sha, license_id = _load_hub(repo_id, config=config, split=split, revision=revision, token=token)
+        ds, sha, license_id = _load_hub(specs[0], config=config, split=split, revision=revision, token=token)
         loaded = LoadedSource(
-            dataset=ds, kind="hub", id=repo_id, revision=sha, config=config, split=split, fingerprint=sha, license=license_id
+            dataset=ds, kind="hub", id=specs[0], revision=sha, config=config, split=split, fingerprint=sha, license=license_id
         )
     else:
         if config or revision:
             raise UsageError("--config and --revision apply to Hub dataset ids only, not to local files")
-        paths: list[Path] = []
-        named_by: dict[Path, str] = {}  # resolved file -> the SOURCE argument that named it
-        for spec in specs:
-            for path in _expand(spec):
-                first = named_by.get(path.resolve())
-                if first is not None:
-                    also = "" if first == spec else f" (by {first} and by {spec})"
-                    raise UsageError(f"{path} is given twice in SOURCE{also}; its rows would count twice, give each file once")
-                named_by[path.resolve()] = spec
-                paths.append(path)
-        for path in paths:
-            if _suffix(path) not in _BUILDERS:
-                raise UsageError(f"unsupported file type: {path}; use JSONL, JSON, Parquet or CSV (optionally .gz)")
-            _check_readable(path)
-        superni = [_is_superni_file(p) for p in paths]
-        if any(superni) and not all(superni):
-            raise UsageError("SOURCE mixes SuperNI task files with other data files; give one kind")
-        ds = _load_superni(paths) if all(superni) else _load_files(paths)
-        records = _file_records(paths)
-        loaded = LoadedSource(
-            dataset=ds,
-            kind="superni" if all(superni) else "files",
-            id=specs[0] if len(specs) == 1 else ",".join(specs),
-            specs=list(specs),
-            files=records,
-            split=split,
-            fingerprint=_combined_fingerprint(records),
-        )
+        loaded = _load_local(specs, split)
     if len(loaded.dataset) == 0:
         raise UsageError(f"{loaded.id} holds no rows; point SOURCE at data with rows")
     loaded.columns = _resolve_columns(loaded.dataset.column_names, input_columns, target_column, task_column)
@@ -573,6 +544,49 @@ def _open_bytes(path: Path):
     return gzip.open(path, "rb") if path.name.lower().endswith(".gz") else open(path, "rb")
 
 
+def _load_local(specs: Sequence[str], split: str | None) -> LoadedSource:
+    """Local files (or SuperNI task files) named by the SOURCE arguments, fingerprinted by their sha256."""
+    paths = _source_files(specs)
+    for path in paths:
+        _check_data_file(path)
+    superni = [_is_superni_file(p) for p in paths]
+    if any(superni) and not all(superni):
+        raise UsageError("SOURCE mixes SuperNI task files with other data files; give one kind")
+    ds = _load_superni(paths) if all(superni) else _load_files(paths)
+    records = _file_records(paths)
+    return LoadedSource(
+        dataset=ds,
+        kind="superni" if all(superni) else "files",
+        id=specs[0] if len(specs) == 1 else ",".join(specs),
+        specs=list(specs),
+        files=records,
+        split=split,
+        fingerprint=_combined_fingerprint(records),
+    )
+
+
+def _source_files(specs: Sequence[str]) -> list[Path]:
+    """The files the SOURCE arguments name, in order; a file named twice is refused (its rows would count twice)."""
+    paths: list[Path] = []
+    named_by: dict[Path, str] = {}  # resolved file -> the SOURCE argument that named it
+    for spec in specs:
+        for path in _expand(spec):
+            first = named_by.get(path.resolve())
+            if first is not None:
+                also = "" if first == spec else f" (by {first} and by {spec})"
+                raise UsageError(f"{path} is given twice in SOURCE{also}; its rows would count twice, give each file once")
+            named_by[path.resolve()] = spec
+            paths.append(path)
+    return paths
+
+
+def _check_data_file(path: Path) -> None:
+    """A supported data file type, not empty, and (if gzipped) readable."""
+    if _suffix(path) not in _BUILDERS:
+        raise UsageError(f"unsupported file type: {path}; use JSONL, JSON, Parquet or CSV (optionally .gz)")
+    _check_readable(path)
+
+
 def _split_files(folder: Path, split: str) -> list[Path]:
     """Data files under a dataset folder, those of ``split`` when the folder names splits."""
     files = sorted(
@@ -616,17 +630,7 @@ def load_instruction_data(
         files, folder, repo_id, commit = _split_files(local, split), local, None, None
     elif _REPO_ID_RE.match(source) and not source.startswith((".", "/", "~")):
         repo_id = source
-        try:
-            commit = hub.repo_head(repo_id, repo_type="dataset", revision=revision, token=token)
-        except NotFoundError as exc:  # any other HubError (unreachable, refused) says so itself
-            raise UsageError(f"dataset {source!r} not found: no such local path and no dataset repo on the Hub ({exc})") from None
-        folder = hub.snapshot(
-            repo_id,
-            repo_type="dataset",
-            revision=commit,
-            token=token,
-            allow_patterns=[f"*{s}" for s in _DATA_SUFFIXES] + [MANIFEST_FILENAME],
-        )
+        commit, folder = _dataset_snapshot(repo_id, revision, token)
         files = _split_files(folder, split)
     else:
         raise UsageError(f"dataset {source!r} not found: no such file or folder (and not a NAMESPACE/NAME repo id)")
@@ -635,25 +639,40 @@ def load_instruction_data(
         hint = hub.empty_repo_hint(repo_id, "dataset", token) if repo_id else ""
         raise UsageError(f"no data files ({', '.join(_DATA_SUFFIXES)}) in {source}{hint}; point --dataset at a file or a pushed subset")
     for path in files:
-        if _suffix(path) not in _BUILDERS:
-            raise UsageError(f"unsupported file type: {path}; use JSONL, JSON, Parquet or CSV (optionally .gz)")
-        _check_readable(path)
+        _check_data_file(path)
     rows = _load_files(files)
-    manifest = None
-    if (folder / MANIFEST_FILENAME).is_file():
-        try:
-            manifest = json.loads((folder / MANIFEST_FILENAME).read_text(encoding="utf-8"))
-        except ValueError:
-            manifest = None  # a broken manifest does not stop training; the card just lacks its facts
     info = DataSource(
         name=repo_id or public_path(source),
         repo_id=repo_id,
         revision=commit,
         path=None if repo_id else public_path(source),
         sha256=None if repo_id else _combined_fingerprint(_file_records(files)),
-        manifest=manifest,
+        manifest=_read_manifest_json(folder),
     )
     return rows, info
+
+
+def _dataset_snapshot(repo_id: str, revision: str | None, token: str | None) -> tuple[str, Path]:
+    """``(commit, local folder)`` of a Hub dataset's data files and selection manifest."""
+    from ltd_hub.hub import gateway as hub
+
+    try:
+        commit = hub.repo_head(repo_id, repo_type="dataset", revision=revision, token=token)
+    except NotFoundError as exc:  # any other HubError (unreachable, refused) says so itself
+        raise UsageError(f"dataset {repo_id!r} not found: no such local path and no dataset repo on the Hub ({exc})") from None
+    patterns = [f"*{s}" for s in _DATA_SUFFIXES] + [MANIFEST_FILENAME]
+    return commit, hub.snapshot(repo_id, repo_type="dataset", revision=commit, token=token, allow_patterns=patterns)
+
+
+def _read_manifest_json(folder: Path) -> dict[str, Any] | None:
+    """The selection manifest beside the data, as JSON; None when there is none or it is broken
+    (a broken manifest does not stop training; the card just lacks its facts)."""
+    if not (folder / MANIFEST_FILENAME).is_file():
+        return None
+    try:
+        return json.loads((folder / MANIFEST_FILENAME).read_text(encoding="utf-8"))
+    except ValueError:
+        return None
 
 
 def parse_filters(specs: Sequence[str] | None) -> list[tuple[str, str]]:
