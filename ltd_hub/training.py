@@ -9,7 +9,6 @@ on CPU, one GPU, or several under ``accelerate launch``.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
@@ -18,12 +17,11 @@ import shutil
 import sys
 import tempfile
 import time
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+from ltd_hub.configs import ConfigMixin
 from ltd_hub.data.sources import DataSource, drop_rows_without_target, load_instruction_data
 from ltd_hub.errors import HubError, UsageError
 from ltd_hub.files import replace_dir
@@ -37,27 +35,43 @@ def _help(text: str, **extra: Any) -> dict[str, Any]:
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(ConfigMixin):
     """Everything one training run needs; the CLI flags and the ``--config`` YAML keys are these names.
 
     Names follow TRL/transformers (``num_train_epochs``, ``per_device_train_batch_size``,
-    ``lora_r`` ...), so a TRL config carries over.
+    ``lora_r`` ...), so a TRL config carries over. Read from flags and YAML by :mod:`ltd_hub.configs`
+    (``TrainConfig.from_yaml(path, overrides)``, ``TrainConfig.from_mapping(values)``).
+
+    The fields shared with ``transformers.TrainingArguments`` are copies, not a composed
+    ``TrainingArguments``, because composing would change the CLI and the results: its defaults differ
+    (learning rate 5e-5, 3 epochs, a log line every 500 steps), its 114 options would all become flags
+    of ``ltd-hub train``, three of ours are gone from it in transformers 5 (``warmup_ratio``,
+    ``group_by_length``, ``gradient_checkpointing``), building one imports torch and checks the machine
+    before the config is validated, and ``reproduce`` hashes these keys to tell which committed
+    results are still valid. :meth:`training_arguments` passes the shared ones through by name
+    (:data:`TRAINING_ARGUMENTS`), so each mapping is written once.
 
     Example:
         >>> cfg = TrainConfig(dataset="me/nli-coreset", base_model="HuggingFaceTB/SmolLM2-135M-Instruct",
         ...                   output_dir="runs/coreset", max_steps=100)
     """
 
+    config_words: ClassVar[dict[Any, str]] = {int: "a whole number"}
+    config_scalar_lists: ClassVar[bool] = True  # `lora_target_modules: all-linear`, as TRL configs write it
+
     dataset: str = field(
         default="",
         metadata=_help(
-            "training data: a Hub dataset repo id (a pushed subset) or a local file/folder (JSONL, JSON, Parquet, CSV)", required=True
+            "training data: a Hub dataset repo id (a pushed subset) or a local file/folder (JSONL, JSON, Parquet, CSV); required",
+            metavar="REPO_OR_PATH",
         ),
     )
-    base_model: str = field(default="", metadata=_help("base model: a Hub model id (or a local folder when not pushing)", required=True))
-    output_dir: str = field(default="", metadata=_help("folder for the adapter, its card and training summary", required=True))
+    base_model: str = field(
+        default="", metadata=_help("base model: a Hub model id (or a local folder when not pushing); required", metavar="HUB_ID")
+    )
+    output_dir: str = field(default="", metadata=_help("folder for the adapter, its card and training summary; required", metavar="DIR"))
     push_to: str | None = field(
-        default=None, metadata=_help("push the adapter with its model card to this Hub model repo (NAMESPACE/NAME)")
+        default=None, metadata=_help("push the adapter with its model card to this Hub model repo (NAMESPACE/NAME)", metavar="REPO_ID")
     )
     private: bool = field(
         default=False,
@@ -114,30 +128,6 @@ class TrainConfig:
     )
     attn_implementation: str = field(default="sdpa", metadata=_help("attention kernel: sdpa, eager, flash_attention_2"))
 
-    @classmethod
-    def field_names(cls) -> list[str]:
-        return [f.name for f in dataclasses.fields(cls)]
-
-    @classmethod
-    def from_mapping(cls, values: dict[str, Any], *, source: str = "config") -> TrainConfig:
-        """Build a config from a mapping; an unknown key is a one-line UsageError naming the valid ones."""
-        unknown = sorted(set(values) - set(cls.field_names()))
-        if unknown:
-            raise UsageError(f"unknown key {unknown[0]!r} in {source}; valid keys: {', '.join(cls.field_names())}")
-        hints = typing.get_type_hints(cls)
-        coerced = {name: _coerce(name, value, hints[name], source) for name, value in values.items()}
-        return cls(**coerced)
-
-    @classmethod
-    def from_yaml(cls, path: str | os.PathLike, overrides: dict[str, Any] | None = None) -> TrainConfig:
-        """Read a YAML config (keys = field names), then apply ``overrides`` (e.g. CLI flags)."""
-        from ltd_hub.errors import read_yaml_mapping
-
-        path = Path(path)
-        loaded = read_yaml_mapping(path)
-        loaded = {str(k).replace("-", "_"): v for k, v in loaded.items()}
-        return cls.from_mapping({**loaded, **(overrides or {})}, source=path.name)
-
     def validate(self) -> None:
         """Check every value before any download or training; raise UsageError naming the flag."""
         for name in ("dataset", "base_model", "output_dir"):
@@ -175,6 +165,28 @@ class TrainConfig:
         if out.is_dir() and any(out.iterdir()) and not self.overwrite_output_dir:
             raise UsageError(f"--output-dir {out} is not empty; choose another folder or pass --overwrite-output-dir")
 
+    def training_arguments(self, *, work_dir: Path, bf16: bool, on_gpu: bool, padding_free: bool) -> Any:
+        """The ``transformers.TrainingArguments`` of this run (checkpoints off: the adapter is saved at the end)."""
+        from transformers import TrainingArguments
+
+        return TrainingArguments(
+            output_dir=str(work_dir),
+            **{name: getattr(self, name) for name in TRAINING_ARGUMENTS},
+            warmup_steps=self.warmup_ratio,  # a float in [0, 1) is a ratio of the total steps
+            logging_first_step=True,
+            save_strategy="no",
+            data_seed=self.seed,
+            bf16=bf16,
+            use_cpu=not on_gpu,
+            activation_checkpointing=self.gradient_checkpointing,
+            activation_checkpointing_kwargs={"use_reentrant": False} if self.gradient_checkpointing else None,
+            train_sampling_strategy="group_by_length" if self.group_by_length else "random",
+            dataloader_num_workers=0,
+            disable_tqdm=False,
+            # Real tokens per step: a flattened batch has no padding at all; a padded one is counted by its mask.
+            include_num_input_tokens_seen="all" if padding_free else "non_padding",
+        )
+
     def visibility(self) -> bool | None:
         """The pushed repo's ``private``: True (--private), False (--public) or None (inherit from the data)."""
         return True if self.private else False if self.public else None
@@ -188,6 +200,13 @@ class TrainConfig:
             "system_prompt",
         )  # fmt: skip
         return {key: getattr(self, key) for key in keys}
+
+
+#: TrainConfig fields passed to ``transformers.TrainingArguments`` under the same name.
+TRAINING_ARGUMENTS = (
+    "num_train_epochs", "max_steps", "learning_rate", "lr_scheduler_type", "weight_decay", "per_device_train_batch_size",
+    "gradient_accumulation_steps", "logging_steps", "report_to", "seed",
+)  # fmt: skip
 
 
 def _check_split(dataset: str, split: str) -> None:
@@ -209,47 +228,6 @@ def _check_split(dataset: str, split: str) -> None:
         raise UsageError(
             f"dataset_split {split!r}: no {split}-* files in {path} (it has {', '.join(sorted({p.name for p in files})[:3])}); set dataset_split to a split the folder has"
         )
-
-
-def _coerce(name: str, value: Any, hint: Any, source: str) -> Any:
-    """Check a YAML value against the field's type (YAML already parsed numbers and booleans)."""
-    if value is None:
-        return None
-    if typing.get_origin(hint) in (typing.Union, types.UnionType):
-        hint = next(a for a in typing.get_args(hint) if a is not type(None))
-    base = typing.get_origin(hint) or hint
-    scalar = (str, int, float)
-    try:
-        if base is list:
-            items = list(value) if isinstance(value, (list, tuple)) else [value]
-            if not all(isinstance(v, scalar) and not isinstance(v, bool) for v in items):
-                raise ValueError
-            return [str(v) for v in items]
-        if base is bool:
-            if isinstance(value, bool):
-                return value
-            raise ValueError
-        if base is int:
-            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()) or not isinstance(value, scalar):
-                raise ValueError
-            return int(value)  # OverflowError for .inf
-        if base is float:
-            if isinstance(value, bool) or not isinstance(value, scalar):
-                raise ValueError
-            number = float(value)
-            if not math.isfinite(number):
-                # YAML's .inf/.nan parse as floats; an infinite epoch count would train forever.
-                raise UsageError(f"{name} in {source} must be a finite number, got {value!r}; fix its value")
-            return number
-        if not isinstance(value, scalar) or isinstance(value, bool):
-            # A list or mapping here would be stringified (a folder named "['a', 'b']").
-            raise ValueError
-        return str(value)
-    except (TypeError, ValueError, OverflowError):
-        kind = {"str": "string", "int": "whole number", "float": "number", "bool": "true/false", "list": "list of names"}.get(
-            getattr(base, "__name__", ""), str(base)
-        )
-        raise UsageError(f"{name} in {source} must be a {kind}, got {value!r}; fix its value") from None
 
 
 @dataclass
@@ -573,7 +551,7 @@ def _log_to_stderr(trainer: Any) -> None:
 def _run_trainer(model: Any, tokenizer: Any, tokenized: Any, config: TrainConfig, *, bf16: bool, work_dir: Path) -> dict[str, Any]:
     import torch
     from peft import LoraConfig, get_peft_model
-    from transformers import Trainer, TrainingArguments
+    from transformers import Trainer
 
     target_modules: Any = config.lora_target_modules
     if target_modules == ["all-linear"]:
@@ -592,32 +570,7 @@ def _run_trainer(model: Any, tokenizer: Any, tokenized: Any, config: TrainConfig
         raise UsageError(f"--lora-target-modules do not match the base model ({short_error(exc)}); check the module names") from None
     on_gpu = torch.cuda.is_available()
     padding_free = resolve_padding_free(config)
-    args = TrainingArguments(
-        output_dir=str(work_dir),
-        num_train_epochs=config.num_train_epochs,
-        max_steps=config.max_steps,
-        learning_rate=config.learning_rate,
-        lr_scheduler_type=config.lr_scheduler_type,
-        warmup_steps=config.warmup_ratio,  # a float in [0, 1) is a ratio of the total steps
-        weight_decay=config.weight_decay,
-        per_device_train_batch_size=config.per_device_train_batch_size,
-        gradient_accumulation_steps=config.gradient_accumulation_steps,
-        logging_steps=config.logging_steps,
-        logging_first_step=True,
-        save_strategy="no",
-        report_to=config.report_to,
-        seed=config.seed,
-        data_seed=config.seed,
-        bf16=bf16,
-        use_cpu=not on_gpu,
-        activation_checkpointing=config.gradient_checkpointing,
-        activation_checkpointing_kwargs={"use_reentrant": False} if config.gradient_checkpointing else None,
-        train_sampling_strategy="group_by_length" if config.group_by_length else "random",
-        dataloader_num_workers=0,
-        disable_tqdm=False,
-        # Real tokens per step: a flattened batch has no padding at all; a padded one is counted by its mask.
-        include_num_input_tokens_seen="all" if padding_free else "non_padding",
-    )
+    args = config.training_arguments(work_dir=work_dir, bf16=bf16, on_gpu=on_gpu, padding_free=padding_free)
     collator = build_collator(
         tokenizer,
         padding_free=padding_free,

@@ -34,11 +34,12 @@ import time
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+from ltd_hub.configs import ConfigMixin
 from ltd_hub.constants import DEFAULT_BASE_MODEL
 from ltd_hub.errors import UsageError
-from ltd_hub.files import atomic_write, json_digest, staged_dir, staged_file
+from ltd_hub.files import atomic_write, json_digest, staged_dir
 
 RESULTS_FILE = "results.json"
 TABLE_FILE = "results.md"
@@ -53,8 +54,8 @@ _ARM_KEYS = ("name", "kind", "selection", "selection_seeds", "train_seeds", "see
 
 
 @dataclass
-class EvalSpec:
-    """Evaluation settings shared by every arm."""
+class EvalSpec(ConfigMixin):
+    """Evaluation settings shared by every arm (the config's ``eval:`` section)."""
 
     data: list[str] = field(default_factory=list)
     templates: int | None = None
@@ -64,7 +65,7 @@ class EvalSpec:
 
 
 @dataclass
-class PushSpec:
+class PushSpec(ConfigMixin):
     """Where ``--push`` publishes subsets, adapters and the results dataset.
 
     ``private`` is the config's ``--private``/``--public``: ``true`` keeps every pushed repo private,
@@ -79,7 +80,7 @@ class PushSpec:
 
 
 @dataclass
-class ReproduceConfig:
+class ReproduceConfig(ConfigMixin):
     """An experiment: the pool, the arms and the shared training and eval settings.
 
     Arms come from ``arms:`` (a list of ``{name, kind, selection, selection_seeds, train_seeds,
@@ -90,6 +91,13 @@ class ReproduceConfig:
     Example:
         >>> cfg = ReproduceConfig.from_yaml("experiments/nli-cpu.yaml")  # doctest: +SKIP
     """
+
+    # What a key takes, where its type alone says too little (error lines of ltd_hub.configs).
+    config_words: ClassVar[dict[Any, str]] = {
+        "full_data": "'all' (every task row) or a number of rows",
+        "output_dir": "a string (a folder)",
+        "results_dir": "a string (a folder)",
+    }
 
     name: str = "experiment"
     pool: str = ""
@@ -125,8 +133,7 @@ class ReproduceConfig:
         from ltd_hub.errors import read_yaml_mapping
 
         path = Path(path)
-        raw = read_yaml_mapping(path)
-        config = _build(cls, raw, path.name)
+        config = cls.from_mapping(read_yaml_mapping(path), source=path.name)
         # Relative paths in a config are relative to the config file, so configs run from anywhere.
         base = path.resolve().parent
         config.pool = _resolve(config.pool, base)
@@ -219,110 +226,6 @@ def _resolve(value: str, base: Path) -> str:
         return value
     candidate = (base / value).resolve()
     return str(candidate) if candidate.exists() or value.startswith(".") else value
-
-
-def _describe(hint: Any) -> str:
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, __import__("types").UnionType):
-        parts = [_describe(a) for a in typing.get_args(hint) if a is not type(None)]
-        return " or ".join(parts)
-    if origin is list:
-        (inner,) = typing.get_args(hint) or (Any,)
-        return f"a list of {_describe(inner).removeprefix('a ').removeprefix('an ')}s" if inner is not Any else "a list"
-    if origin is dict or hint is dict:
-        return "a mapping"
-    return {str: "a string", int: "an integer", float: "a number", bool: "true or false"}.get(hint, getattr(hint, "__name__", str(hint)))
-
-
-# What a key takes, where its type alone says too little.
-_EXPECTED = {
-    "full_data": "'all' (every task row) or a number of rows",
-    "output_dir": "a string (a folder)",
-    "results_dir": "a string (a folder)",
-}
-
-
-def _check_value(key: str, value: Any, hint: Any, source: str) -> Any:
-    """``value`` if it has the type of ``hint`` (YAML already parsed it), else a one-line UsageError."""
-    import types as _types
-
-    def bad() -> UsageError:
-        return UsageError(f"{key} in {source} must be {_EXPECTED.get(key) or _describe(hint)}, got {value!r}; fix its value in the config")
-
-    origin = typing.get_origin(hint)
-    if hint is Any:
-        return value
-    if origin in (typing.Union, _types.UnionType):
-        if value is None and type(None) in typing.get_args(hint):
-            return None
-        for arg in typing.get_args(hint):
-            if arg is type(None):
-                continue
-            try:
-                return _check_value(key, value, arg, source)
-            except UsageError:
-                continue
-        raise bad()
-    if origin is list:
-        if not isinstance(value, list):
-            raise bad()
-        (inner,) = typing.get_args(hint) or (Any,)
-        for item in value:
-            try:
-                _check_value(key, item, inner, source)
-            except UsageError:
-                raise bad() from None
-        return value
-    if origin is dict or hint is dict:
-        if not isinstance(value, dict):
-            raise bad()
-        return value
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise bad()
-        return value
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise bad()
-        return value
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise bad()
-        if not math.isfinite(value):
-            raise UsageError(f"{key} in {source} must be a finite number, got {value!r}; fix its value in the config")
-        return float(value)
-    if hint is str:
-        if not isinstance(value, str):
-            raise bad()
-        return value
-    return value
-
-
-def _build(cls: type, raw: dict[str, Any], source: str) -> Any:
-    names = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(raw) - set(names), key=str)
-    if unknown:
-        raise UsageError(f"unknown key {unknown[0]!r} in {source}; valid keys: {', '.join(names)}")
-    hints = typing.get_type_hints(cls)
-    values = {}
-    for key, value in raw.items():
-        hint = hints[key]
-        nested = _first_class(hint)
-        if dataclasses.is_dataclass(nested) and value is not None:
-            if not isinstance(value, dict):
-                raise UsageError(f"{key} in {source} must be a mapping of key: value")
-            value = _build(nested, value, f"{source}:{key}")
-        else:
-            value = _check_value(key, value, hint, source)
-        values[key] = value
-    return cls(**values)
-
-
-def _first_class(hint: Any) -> Any:
-    for arg in (hint, *typing.get_args(hint)):
-        if isinstance(arg, type):
-            return arg
-    return None
 
 
 # --------------------------------------------------------------------------- arms and runs
@@ -924,14 +827,10 @@ class Runner:
         c = self.config
         if not c.pool_limit:
             return c.pool
-        path = self.out / "data" / f"pool-first-{c.pool_limit}.jsonl"
-        if not path.exists():
-            from ltd_hub.data.sources import load_source
+        from ltd_hub.data.sources import write_pool_head
 
-            pool = load_source(c.pool, token=self.token).dataset
-            rows = pool.select(range(min(c.pool_limit, len(pool))))
-            with staged_file(path) as tmp:
-                rows.to_json(str(tmp), lines=True, force_ascii=False)
+        path = self.out / "data" / f"pool-first-{c.pool_limit}.jsonl"
+        write_pool_head(c.pool, c.pool_limit, path, token=self.token, keep_existing=True)  # a resumed run keeps its file
         return str(path)
 
     def loaded_pool(self) -> Any:
@@ -969,7 +868,7 @@ class Runner:
             )  # fmt: skip
             check_no_eval_rows(result.dataset, self.eval_prompts())
             write_subset_files(result, folder, repo_id=self.subset_repo(run))
-            return {"n_selected": len(result.dataset), "n_filtered": result.stats["n_filtered_rows"]}
+            return {"n_selected": len(result.dataset), "n_filtered": result.stats.n_filtered_rows}
 
         info = self.cache.run("selection", key, work)
         info["folder"] = str(self.cache.path("selection", key))
@@ -1043,7 +942,7 @@ class Runner:
                 templates=e.templates, max_examples=e.max_examples, batch_size=e.batch_size, bootstrap=e.bootstrap,
                 record=adapter is not None, token=self.token, progress=self.progress,
             )  # fmt: skip
-            results = [dict(r) for r in report.results]
+            results = [r.to_dict() for r in report.results]
             per_example = getattr(report, "predictions", None) or {}  # EvalReport.predictions: {set name: records}
             for r in results:
                 if r["name"] in per_example:

@@ -1,13 +1,57 @@
-"""``ltd-hub reproduce --config FILE.yaml``: every arm of the LTD comparison, with table and plot."""
+"""``ltd-hub reproduce --config FILE.yaml``: every arm of the LTD comparison, with table and plot.
+
+The experiment is the YAML file (:class:`ltd_hub.pipelines.reproduce.ReproduceConfig`); the command's
+own options are :class:`ReproduceOptions`, flags built by :mod:`ltd_hub.configs` like every command's.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import time
+from dataclasses import dataclass, field
+from typing import Literal
+
+from ltd_hub.configs import ConfigMixin
+
+
+@dataclass
+class ReproduceOptions(ConfigMixin):
+    """What to do with an experiment config: run it (all, some arms, a shard), plan it, or summarize it."""
+
+    config: str = field(metadata={"help": "experiment YAML (e.g. experiments/nli-cpu.yaml)", "metavar": "FILE.yaml"})
+    output_dir: str | None = field(
+        default=None, metadata={"help": "override output_dir of the config (the local stage cache)", "metavar": "DIR"}
+    )
+    results_dir: str | None = field(
+        default=None,
+        metadata={"help": "override results_dir of the config (where result files and the summary go)", "metavar": "DIR"},
+    )
+    push: bool = field(default=False, metadata={"help": "publish subsets, adapters and a results dataset (needs push.namespace)"})
+    only: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "run only these: arm kinds (base, full, subset, coreset, random, ...), arm names or their slugs, or run ids (see --dry-run)",
+            "metavar": "ARM",
+        },
+    )
+    shard: str | None = field(
+        default=None,
+        metadata={"help": "run only the I-th of N interleaved shares of the plan (one per machine or session)", "metavar": "I/N"},
+    )
+    max_minutes: float | None = field(
+        default=None, metadata={"help": "start no new run after M minutes (finished runs are kept)", "metavar": "M"}
+    )
+    dry_run: bool = field(
+        default=False, metadata={"help": "validate the whole config and print the run plan (done / to run, est. steps); run nothing"}
+    )
+    summary: bool = field(default=False, metadata={"help": "rebuild results.md/json and the plot from the result files; run nothing"})
+    format: Literal["table", "json"] = field(default="table", metadata={"help": "what to print at the end"})
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from ltd_hub.configs import add_dataclass_flags
+
     parser = subparsers.add_parser(
         "reproduce",
         help="run the paper's comparison (coreset vs random vs full data) end to end",
@@ -20,21 +64,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "is rebuilt from the result files. Local stages are cached under output_dir, so a re-run resumes."
         ),
     )
-    parser.add_argument("--config", required=True, help="experiment YAML (e.g. experiments/nli-cpu.yaml)")
-    parser.add_argument("--output-dir", help="override output_dir of the config (the local stage cache)")
-    parser.add_argument("--results-dir", help="override results_dir of the config (where result files and the summary go)")
-    parser.add_argument("--push", action="store_true", help="publish subsets, adapters and a results dataset (needs push.namespace)")
-    parser.add_argument(
-        "--only", nargs="+", metavar="ARM",
-        help="run only these: arm kinds (base, full, subset, coreset, random, ...), arm names or their slugs, or run ids (see --dry-run)",
-    )  # fmt: skip
-    parser.add_argument("--shard", metavar="I/N", help="run only the I-th of N interleaved shares of the plan (one per machine or session)")
-    parser.add_argument("--max-minutes", type=float, metavar="M", help="start no new run after M minutes (finished runs are kept)")
-    parser.add_argument(
-        "--dry-run", action="store_true", help="validate the whole config and print the run plan (done / to run, est. steps); run nothing"
-    )
-    parser.add_argument("--summary", action="store_true", help="rebuild results.md/json and the plot from the result files; run nothing")
-    parser.add_argument("--format", choices=("table", "json"), default="table", help="what to print at the end")
+    add_dataclass_flags(parser, ReproduceOptions, negations=False)  # no options file: nothing to turn off
     parser.set_defaults(func=run)
 
 
@@ -43,9 +73,11 @@ def run(args: argparse.Namespace) -> int:
     import os
     from pathlib import Path
 
+    from ltd_hub.configs import parse_config
     from ltd_hub.errors import UsageError
     from ltd_hub.pipelines.reproduce import ReproduceConfig, dry_run, parse_shard, reproduce, results_table, write_summary
 
+    args = parse_config(ReproduceOptions, args)
     config = ReproduceConfig.from_yaml(args.config)
     overrides = {}
     if args.output_dir:
