@@ -311,89 +311,128 @@ def quickstart(config: QuickstartConfig | None = None, *, log: Log | None = None
         >>> result = quickstart(QuickstartConfig(rows=2000, full_rows=200, max_steps=5))  # doctest: +SKIP
         >>> result.urls["space"]  # doctest: +SKIP
     """
-    from ltd_hub.adapters import push_adapter, weights_sha256
-    from ltd_hub.evaluation.evaluator import evaluate_adapter, load_eval_sets
-    from ltd_hub.hub import gateway as hub
-    from ltd_hub.selection.subset import push_subset
-    from ltd_hub.spaces.publish import push_space
-    from ltd_hub.training import train
-
     config = config or QuickstartConfig()
-    say = log or _quiet
     started = time.perf_counter()
     config.validate()
-    workdir = config.work_path()
-
-    total = STEPS_WITH_DEMO if with_demo else STEPS
-    step = _Steps(say, total)
-    step("checking the Hub, the base model and the eval data")
-    targets = {}
-    for role, (suffix, repo_type) in REPOS.items():
-        name = f"{REPO_PREFIX}-{suffix}"
-        targets[role] = hub.preflight_push(f"{config.namespace}/{name}" if config.namespace else name, repo_type)
-    if not hub.repo_exists(config.base_model, "model"):
-        raise UsageError(
-            f"--base-model {config.base_model} is not on the Hub at {_endpoint()}; seed it (`ltd-hub hub seed`) or pass another --base-model"
-        )
-    eval_sets = load_eval_sets(list(config.eval_data), templates=config.templates, max_examples=config.max_examples)
-    result = QuickstartResult(repos={role: t.repo_id for role, t in targets.items()})
-
-    def record(role: str, pushed: Any) -> None:
-        result.urls[role] = pushed.url
-        if pushed.created_commit and role not in result.new_commits:
-            result.new_commits.append(role)
-        say(f"      {pushed.url} ({'new commit ' + pushed.revision[:10] if pushed.created_commit else 'unchanged'})")
-
-    pool_file, n_rows = slice_pool(config.pool, config.rows, workdir / "data")
-    if n_rows < _min_rows_for_ratio():
-        raise UsageError(f"--pool {config.pool} has only {n_rows} rows; 0.5% of them is no row, use a larger pool")
-    if config.full_rows > n_rows:
-        raise UsageError(f"--full-rows {config.full_rows} is more than the {n_rows} rows of --pool {config.pool}; lower it")
-    step(f"selecting a 0.5% coreset of the first {n_rows:,} rows of {Path(config.pool).name} (encode, k-means, select inside the clusters)")
-    selection = {"encoder": config.encoder, "progress": config.progress}
-    coreset = push_subset(pool_file, targets["coreset"].repo_id, ratio=CORESET_RATIO, log=say, **selection)
-    say(f"      0.5% coreset: {coreset.result.stats.n_selected} rows -> {targets['coreset'].repo_id}")
-    record("coreset", coreset.push)
+    run = _Run(config, log or _quiet, STEPS_WITH_DEMO if with_demo else STEPS)
+    run.check_targets()
+    pool_file, n_rows = run.slice_pool()
     label = stand_in_label(config.full_rows, n_rows)
-    step(f"drawing {label}")
-    full = push_subset(
-        pool_file,
-        targets["full"].repo_id,
-        strategy="random",
-        size=config.full_rows,
-        log=say,
-        pretty_name=f"{targets['full'].repo_id.split('/')[-1]}: {label}",
-        **selection,
-    )
-    say(f"      {label} -> {targets['full'].repo_id}")
-    record("full", full.push)
-
-    weights: dict[str, str] = {}
+    data = run.push_data(pool_file, n_rows, label)
     names = {"coreset": "the 0.5% coreset", "full": label}
-    for role, data in (("coreset", coreset.push), ("full", full.push)):
-        lora = f"{role}_lora"
-        folder = workdir / "adapters" / role
+    weights = {role: run.train_adapter(role, data[role], names[role]) for role in ("coreset", "full")}
+    for role in ("coreset", "full"):
+        run.evaluate(role, weights[role], names[role])
+    run.publish_space(label)
+    run.result.seconds = time.perf_counter() - started
+    return run.result
+
+
+class _Run:
+    """One quick start run: its settings, the numbered steps, the push targets and what it published so far."""
+
+    def __init__(self, config: QuickstartConfig, say: Log, total_steps: int):
+        self.config, self.say = config, say
+        self.step = _Steps(say, total_steps)
+        self.workdir = config.work_path()
+        self.targets: dict[str, Any] = {}
+        self.eval_sets: list[Any] = []
+        self.result = QuickstartResult(repos={})
+
+    def record(self, role: str, pushed: Any) -> None:
+        """Note a push (its URL, and whether it made a commit) and print it."""
+        self.result.urls[role] = pushed.url
+        if pushed.created_commit and role not in self.result.new_commits:
+            self.result.new_commits.append(role)
+        self.say(f"      {pushed.url} ({'new commit ' + pushed.revision[:10] if pushed.created_commit else 'unchanged'})")
+
+    def check_targets(self) -> None:
+        """Step 1: every push target is writable, the base model is on the Hub, the eval data loads."""
+        from ltd_hub.evaluation.evaluator import load_eval_sets
+        from ltd_hub.hub import gateway as hub
+
+        config = self.config
+        self.step("checking the Hub, the base model and the eval data")
+        for role, (suffix, repo_type) in REPOS.items():
+            name = f"{REPO_PREFIX}-{suffix}"
+            self.targets[role] = hub.preflight_push(f"{config.namespace}/{name}" if config.namespace else name, repo_type)
+        if not hub.repo_exists(config.base_model, "model"):
+            raise UsageError(
+                f"--base-model {config.base_model} is not on the Hub at {_endpoint()}; seed it (`ltd-hub hub seed`) or pass another --base-model"
+            )
+        self.eval_sets = load_eval_sets(list(config.eval_data), templates=config.templates, max_examples=config.max_examples)
+        self.result.repos = {role: t.repo_id for role, t in self.targets.items()}
+
+    def slice_pool(self) -> tuple[Path, int]:
+        """The pool's first ``rows`` rows as a file of their own, checked against the budget and ``full_rows``."""
+        config = self.config
+        pool_file, n_rows = slice_pool(config.pool, config.rows, self.workdir / "data")
+        if n_rows < _min_rows_for_ratio():
+            raise UsageError(f"--pool {config.pool} has only {n_rows} rows; 0.5% of them is no row, use a larger pool")
+        if config.full_rows > n_rows:
+            raise UsageError(f"--full-rows {config.full_rows} is more than the {n_rows} rows of --pool {config.pool}; lower it")
+        return pool_file, n_rows
+
+    def push_data(self, pool_file: Path, n_rows: int, label: str) -> dict[str, Any]:
+        """Steps 2-3: push the 0.5% coreset and the random stand-in for the full data; their pushes by role."""
+        from ltd_hub.selection.subset import push_subset
+
+        config, targets = self.config, self.targets
+        self.step(
+            f"selecting a 0.5% coreset of the first {n_rows:,} rows of {Path(config.pool).name} (encode, k-means, select inside the clusters)"
+        )
+        selection = {"encoder": config.encoder, "progress": config.progress}
+        coreset = push_subset(pool_file, targets["coreset"].repo_id, ratio=CORESET_RATIO, log=self.say, **selection)
+        self.say(f"      0.5% coreset: {coreset.result.stats.n_selected} rows -> {targets['coreset'].repo_id}")
+        self.record("coreset", coreset.push)
+        self.step(f"drawing {label}")
+        full = push_subset(
+            pool_file,
+            targets["full"].repo_id,
+            strategy="random",
+            size=config.full_rows,
+            log=self.say,
+            pretty_name=f"{targets['full'].repo_id.split('/')[-1]}: {label}",
+            **selection,
+        )
+        self.say(f"      {label} -> {targets['full'].repo_id}")
+        self.record("full", full.push)
+        return {"coreset": coreset.push, "full": full.push}
+
+    def train_adapter(self, role: str, data: Any, name: str) -> str:
+        """Steps 4-5: train (or reuse) the adapter on ``data`` and push it; return its weights' sha256."""
+        from ltd_hub.adapters import push_adapter, weights_sha256
+        from ltd_hub.training import train
+
+        config, lora = self.config, f"{role}_lora"
+        folder = self.workdir / "adapters" / role
         train_config = _train_config(config, data.repo_id, data.revision, folder)
         if reusable_adapter(folder, train_config):
-            step(f"reusing the adapter on {names[role]} trained earlier in {folder}")
-            result.reused.append(lora)
+            self.step(f"reusing the adapter on {name} trained earlier in {folder}")
+            self.result.reused.append(lora)
         else:
-            step(f"training a LoRA adapter on {names[role]} ({config.max_steps} steps, base {config.base_model})")
+            self.step(f"training a LoRA adapter on {name} ({config.max_steps} steps, base {config.base_model})")
             trained = train(train_config)
             seen = _seen_line(folder)
-            say(f"      loss {trained.train_loss:.3f}, {trained.seconds:.0f}s, {trained.tokens_per_second:.0f} tokens/s{seen} -> {folder}")
-        record(lora, push_adapter(folder, targets[lora].repo_id))
-        weights[role] = weights_sha256(folder)
+            self.say(
+                f"      loss {trained.train_loss:.3f}, {trained.seconds:.0f}s, {trained.tokens_per_second:.0f} tokens/s{seen} -> {folder}"
+            )
+        self.record(lora, push_adapter(folder, self.targets[lora].repo_id))
+        return weights_sha256(folder)
 
-    for role in ("coreset", "full"):
-        repo = targets[f"{role}_lora"].repo_id
-        accuracy = recorded_accuracy(repo, weights[role], eval_sets, config)
+    def evaluate(self, role: str, weights: str, name: str) -> None:
+        """Steps 6-7: the adapter's accuracy, recorded in its card (kept when already there for these weights)."""
+        from ltd_hub.evaluation.evaluator import evaluate_adapter
+
+        config = self.config
+        repo = self.targets[f"{role}_lora"].repo_id
+        accuracy = recorded_accuracy(repo, weights, self.eval_sets, config)
         if accuracy is not None:
-            step(f"evaluating the adapter on {names[role]}: results for these weights are already in {repo}'s card")
-            result.reused.append(f"{role}_eval")
+            self.step(f"evaluating the adapter on {name}: results for these weights are already in {repo}'s card")
+            self.result.reused.append(f"{role}_eval")
         else:
-            step(
-                f"evaluating the adapter on {names[role]} ({repo}) on {', '.join(s.name for s in eval_sets)} "
+            self.step(
+                f"evaluating the adapter on {name} ({repo}) on {', '.join(s.name for s in self.eval_sets)} "
                 f"({config.max_examples} examples per template)"
             )
             report = evaluate_adapter(
@@ -405,24 +444,27 @@ def quickstart(config: QuickstartConfig | None = None, *, log: Log | None = None
                 progress=config.progress,
             )
             accuracy = report.average
-            record(f"{role}_lora", report.push)
-        result.accuracy[role] = accuracy
-        say(f"      average accuracy {accuracy:.3f}")
+            self.record(f"{role}_lora", report.push)
+        self.result.accuracy[role] = accuracy
+        self.say(f"      average accuracy {accuracy:.3f}")
 
-    step(f"publishing the comparison Space {targets['space'].repo_id}")
-    _, space = push_space(
-        targets["space"].repo_id,
-        full=targets["full_lora"].repo_id,
-        subset=targets["coreset_lora"].repo_id,
-        base_model=config.base_model,
-        examples=list(config.eval_data),
-        num_examples=config.num_examples,
-        title=f"Quick start: 0.5% coreset vs {label}",
-        short_description=f"Quick start: 0.5% coreset vs {config.full_rows:,} random rows"[:60],
-    )
-    record("space", space)
-    result.seconds = time.perf_counter() - started
-    return result
+    def publish_space(self, label: str) -> None:
+        """Step 8: the comparison Space of the two adapters, with held-out examples."""
+        from ltd_hub.spaces.publish import push_space
+
+        config, targets = self.config, self.targets
+        self.step(f"publishing the comparison Space {targets['space'].repo_id}")
+        _, space = push_space(
+            targets["space"].repo_id,
+            full=targets["full_lora"].repo_id,
+            subset=targets["coreset_lora"].repo_id,
+            base_model=config.base_model,
+            examples=list(config.eval_data),
+            num_examples=config.num_examples,
+            title=f"Quick start: 0.5% coreset vs {label}",
+            short_description=f"Quick start: 0.5% coreset vs {config.full_rows:,} random rows"[:60],
+        )
+        self.record("space", space)
 
 
 def _endpoint() -> str:
