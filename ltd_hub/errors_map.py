@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import functools
 import re
+import sys
 from collections.abc import Callable
 
 from ltd_hub.errors import LtdHubError, flag
@@ -47,6 +48,12 @@ def _http(test: Callable[[int], bool]) -> Callable[[BaseException], bool]:
     from huggingface_hub.errors import HfHubHTTPError
 
     return lambda exc: isinstance(exc, HfHubHTTPError) and test(_status(exc) or 0)
+
+
+def dataset_not_found(exc: BaseException) -> bool:
+    """Whether ``exc`` is ``datasets``' "no such dataset or revision" (which cuts the Hub error's chain)."""
+    module = sys.modules.get("datasets.exceptions")  # not imported: it cannot have raised one
+    return module is not None and isinstance(exc, module.DatasetNotFoundError)
 
 
 def _no_space(exc: BaseException) -> bool:
@@ -86,6 +93,7 @@ def _rules() -> tuple[tuple[Match, str], ...]:
     # fmt: off
     return (
         *_hub_rules(),
+        (dataset_not_found, "dataset not found or not visible with this token ({first}); check the repo id, {{revision}} and the token"),
         (transport_errors("ConnectError", "ConnectTimeout"), "cannot reach the Hub endpoint (connection refused or timed out); check HF_ENDPOINT and the network, or start `ltd-hub hub serve`"),
         (transport_errors(), "the connection to the Hub broke ({name}); nothing was pushed, re-run the same command"),
         (_no_space, "no space left on the device{where}; free disk space there (or write elsewhere, e.g. another {{output_dir}}) and re-run"),

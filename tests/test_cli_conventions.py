@@ -134,3 +134,22 @@ def test_an_evaluate_push_that_changed_nothing_says_unchanged():
         return EvalReport("m", "b", "a", None, [], 0.5, 1.0, push=push).to_dict()["push"]
 
     assert report(False)["unchanged"] is True and report(True)["unchanged"] is False
+
+
+def test_library_errors_name_parameters_and_the_cli_shows_flags(monkeypatch, capsys):
+    """A library error reads `ratio` to a library caller; the CLI's error edge writes it as `--ratio`."""
+    from ltd_hub.cli.commands import demo
+    from ltd_hub.errors import UsageError, flag
+
+    exc = UsageError(f"{{max_tokens}} must be at least 8, got {4} ({{not_a_param}})", params="max_tokens")
+    assert str(exc) == "max_tokens must be at least 8, got 4 ({not_a_param})"
+    assert exc.render(flag) == "--max-tokens must be at least 8, got 4 ({not_a_param})"
+    both = UsageError("pass {public} or another {repo_id}", params={"public": "private=False", "repo_id": "repo_id"})
+    assert str(both) == "pass private=False or another repo_id" and both.render(flag) == "pass --public or another --repo-id"
+
+    def refuse(args):
+        raise UsageError("{hub_root} is a file; pass a folder", params="hub_root")
+
+    monkeypatch.setattr(demo, "_validate", refuse)
+    assert main(["demo", "--space", "x/y"]) == 2
+    assert capsys.readouterr().err.strip() == "error: --hub-root is a file; pass a folder"

@@ -1,23 +1,26 @@
 """The one gateway between ltd-hub and the Hugging Face Hub (or the embedded Hub).
 
-Every other module asks this one to check, push or fetch; nothing else imports
-``huggingface_hub``'s network API. Online and offline differ only by ``HF_ENDPOINT``.
-Errors come out as :class:`~ltd_hub.errors.HubError` with one actionable line; transient
-failures (429, 5xx, dropped connections) are retried with backoff honouring ``Retry-After``.
+Every other module asks this one to check, push or fetch, and loads models and datasets through
+:func:`load_pretrained` and :func:`load_dataset`; nothing else imports ``huggingface_hub``'s network
+API. Online and offline differ only by ``HF_ENDPOINT`` (:func:`pointed_at` switches it for a block).
+Errors come out as :class:`~ltd_hub.errors.HubError` with one actionable line, "not there" as a
+typed :class:`~ltd_hub.errors.NotFoundError`; transient failures (429, 5xx, dropped connections)
+are retried with backoff honouring ``Retry-After``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
 import random
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from ltd_hub.errors import HubError, InvalidRepoIdError, MissingFileError, MissingRepoError, MissingRevisionError, UsageError
 from ltd_hub.hub.cards import merge_card
@@ -33,7 +36,10 @@ __all__ = [
     "derived_visibility",
     "download",
     "empty_repo_hint",
+    "load_dataset",
+    "load_pretrained",
     "merge_card",
+    "pointed_at",
     "preflight_push",
     "private_inputs",
     "push_files",
@@ -44,6 +50,7 @@ __all__ = [
     "require_token",
     "resolve_token",
     "snapshot",
+    "with_retries",
 ]
 
 
@@ -62,7 +69,12 @@ class PushTarget:
 
 @dataclass(frozen=True)
 class PushResult:
-    """What a push did. ``created_commit`` is False when the repo already had these files."""
+    """What a push did; every push (subset, adapter, Space, ``train --push-to``) returns one.
+
+    ``url`` is the repo's page, ``commit_url`` the new commit's (None when nothing was committed),
+    ``revision`` the repo's head after the push. ``created_commit`` is False when the repo already
+    had these files. URLs never carry ``HF_ENDPOINT``'s ``user:password@``.
+    """
 
     repo_id: str
     repo_type: str
@@ -184,7 +196,7 @@ def _translate(exc: BaseException, repo_id: str, repo_type: str) -> HubError:
     """One line for the user, typed: a not-found answer becomes the matching :class:`NotFoundError`."""
     from huggingface_hub.errors import HFValidationError, RemoteEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
 
-    from ltd_hub.errors_map import explain
+    from ltd_hub.errors_map import dataset_not_found, explanation
     from ltd_hub.redact import safe_url
 
     kind = HubError
@@ -196,8 +208,135 @@ def _translate(exc: BaseException, repo_id: str, repo_type: str) -> HubError:
         kind = MissingRevisionError
     elif isinstance(exc, RemoteEntryNotFoundError):
         kind = MissingFileError
+    elif dataset_not_found(exc):
+        kind = MissingRevisionError if str(exc).startswith("Revision ") else MissingRepoError
+    line = explanation(exc)
     # Client errors quote request URLs, which carry HF_ENDPOINT's user:password@ when it has one.
-    return kind(safe_url(f"{repo_type} repo {repo_id}: {explain(exc)}"))
+    return kind(safe_url(f"{repo_type} repo {repo_id}: {line.template}"), params=line.params)
+
+
+def _not_found_cause(exc: BaseException) -> BaseException | None:
+    """The Hub's "not found" (or invalid id) answer behind ``exc``, or None.
+
+    transformers and PEFT re-raise the Hub client's errors as their own ``OSError`` from the
+    original, so the chain of causes is followed to find it; ``datasets`` cuts the chain, and its
+    ``DatasetNotFoundError`` is the answer itself.
+    """
+    from huggingface_hub.errors import HFValidationError, RemoteEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
+
+    from ltd_hub.errors_map import dataset_not_found
+
+    for _ in range(8):
+        if exc is None:
+            return None
+        if isinstance(exc, (HFValidationError, RepositoryNotFoundError, RevisionNotFoundError, RemoteEntryNotFoundError)):
+            return exc
+        if dataset_not_found(exc):
+            return exc
+        exc = exc.__cause__
+    return None
+
+
+def _load(call: Callable[[], T], what: str, repo_id: str, repo_type: str) -> T:
+    """Run a library loader with retries; the Hub's "not found" becomes a typed error, anything else stays as it is."""
+    try:
+        return with_retries(call, what)
+    except HubError:
+        raise
+    except Exception as exc:
+        cause = _not_found_cause(exc)
+        if cause is None:
+            raise  # the caller knows best what a loader's own error means (bad file, not a model, ...)
+        raise _translate(cause, repo_id, repo_type) from exc
+
+
+def load_pretrained(factory: Any, repo_id: str, *, what: str | None = None, **kwargs: Any) -> Any:
+    """``factory.from_pretrained(repo_id, **kwargs)`` with the gateway's retries and typed not-found errors.
+
+    Args:
+        factory: a class with ``from_pretrained`` (``AutoTokenizer``, ``AutoModelForCausalLM``, ...),
+            or a callable taking ``(repo_id, **kwargs)`` (e.g. ``functools.partial(PeftModel.from_pretrained, base)``).
+        repo_id: a Hub model id or a local folder.
+        what: names the download in messages (default ``"loading REPO_ID"``).
+        **kwargs: passed on (``revision``, ``token``, ``dtype``, ...).
+
+    Raises:
+        MissingRepoError, MissingRevisionError, MissingFileError: the Hub has no such repo, revision or file.
+        HubError: transient failures persisted; the message says to re-run.
+        Exception: the loader's own errors (not a model, bad weights) as it raised them.
+
+    Example:
+        >>> tokenizer = load_pretrained(AutoTokenizer, "HuggingFaceTB/SmolLM2-135M", token=token)  # doctest: +SKIP
+    """
+    load = getattr(factory, "from_pretrained", factory)
+    return _load(lambda: load(repo_id, **kwargs), what or f"loading {repo_id}", repo_id, "model")
+
+
+def load_dataset(path: str, *, what: str | None = None, **kwargs: Any) -> Any:
+    """``datasets.load_dataset(path, **kwargs)`` with the gateway's retries and typed not-found errors.
+
+    ``path`` is a Hub dataset id or a packaged builder (``"json"``, ``"parquet"``, ... with
+    ``data_files``); errors other than the Hub's "not found" are raised as ``datasets`` raised them.
+
+    Example:
+        >>> ds = load_dataset("me/nli-pool", split="train", revision=sha)  # doctest: +SKIP
+    """
+    import datasets
+
+    return _load(lambda: datasets.load_dataset(path, **kwargs), what or f"loading dataset {path}", path, "dataset")
+
+
+@contextlib.contextmanager
+def pointed_at(endpoint: str, token: str) -> Iterator[str]:
+    """Point this process's Hub clients, and the processes it starts, at ``endpoint`` for the block.
+
+    Sets ``HF_ENDPOINT`` and ``HF_TOKEN`` (children inherit them) and, because huggingface_hub reads
+    ``HF_ENDPOINT`` once at import, its already-imported constants too. Xet is off (the embedded Hub
+    speaks plain LFS) and so is telemetry. Everything is put back when the block ends.
+
+    Example:
+        >>> with serve_hub(root) as endpoint, pointed_at(endpoint, token):  # doctest: +SKIP
+        ...     seed_hub(root)
+    """
+    names = ("HF_ENDPOINT", "HF_TOKEN", "HF_HUB_DISABLE_XET", "HF_HUB_DISABLE_TELEMETRY")
+    saved_env = {name: os.environ.get(name) for name in names}
+    saved_client = _client_endpoint()
+    os.environ.update({"HF_ENDPOINT": endpoint, "HF_TOKEN": token, "HF_HUB_DISABLE_XET": "1", "HF_HUB_DISABLE_TELEMETRY": "1"})
+    _set_client_endpoint(endpoint, disable_xet=True)
+    try:
+        yield endpoint
+    finally:
+        for name, value in saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        if saved_client is None:  # imported inside the block: back to what the environment now says
+            from huggingface_hub import constants
+
+            default = os.environ.get("HF_ENDPOINT", constants._HF_DEFAULT_ENDPOINT).rstrip("/")
+            saved_client = (default, constants._is_true(os.environ.get("HF_HUB_DISABLE_XET")))
+        _set_client_endpoint(*saved_client)
+
+
+def _client_endpoint() -> tuple[str, bool] | None:
+    """huggingface_hub's endpoint and Xet switch as it read them at import; None when not imported yet."""
+    if "huggingface_hub" not in sys.modules:
+        return None
+    from huggingface_hub import constants
+
+    return constants.ENDPOINT, constants.HF_HUB_DISABLE_XET
+
+
+def _set_client_endpoint(endpoint: str, disable_xet: bool) -> None:
+    if "huggingface_hub" not in sys.modules:
+        return  # it reads the environment when imported
+    from huggingface_hub import constants, hf_api
+
+    constants.ENDPOINT = endpoint
+    constants.HUGGINGFACE_CO_URL_TEMPLATE = endpoint + "/{repo_id}/resolve/{revision}/{filename}"
+    hf_api.api.endpoint = endpoint
+    constants.HF_HUB_DISABLE_XET = disable_xet
 
 
 def _check_repo_type(repo_type: str) -> None:
@@ -222,9 +361,6 @@ def preflight_push(repo_id: str, repo_type: str = "dataset", token: str | None =
     Example:
         >>> target = preflight_push("me/nli-coreset", "dataset")  # doctest: +SKIP
     """
-    from huggingface_hub.errors import HfHubHTTPError, HFValidationError, RepositoryNotFoundError
-    from huggingface_hub.utils import validate_repo_id
-
     from ltd_hub.redact import looks_like_token
 
     _check_repo_type(repo_type)
@@ -233,6 +369,22 @@ def preflight_push(repo_id: str, repo_type: str = "dataset", token: str | None =
         # A pasted token would become a repo name: public, in the card, in every printed URL.
         raise UsageError("the repo id looks like a Hub token (hf_...); pass NAMESPACE/NAME, and revoke the token if it was shared")
     api = _api(token)
+    me = _whoami(api, repo_id, repo_type)
+    user = me.get("name", "")
+    full_id = _writable_repo_id(repo_id, me)
+    existing = _existing_target(api, full_id, repo_type, user)
+    if existing is not None:
+        return existing
+    for other in REPO_TYPES:
+        if other != repo_type and api.repo_exists(full_id, repo_type=other):
+            raise HubError(f"{full_id} already exists as a {other} repo, not a {repo_type}; choose another {{repo_id}}", params="repo_id")
+    return PushTarget(full_id, repo_type, exists=False, head=None, user=user)
+
+
+def _whoami(api, repo_id: str, repo_type: str) -> dict[str, Any]:
+    """The token's account (name, orgs, role); a rejected token or an unreachable Hub is one line."""
+    from huggingface_hub.errors import HfHubHTTPError
+
     try:
         me = with_retries(lambda: api.whoami(), "checking the token")
     except HfHubHTTPError as exc:
@@ -243,10 +395,18 @@ def preflight_push(repo_id: str, repo_type: str = "dataset", token: str | None =
         raise
     except Exception as exc:  # noqa: BLE001 - connection errors and the like
         raise _translate(exc, repo_id, repo_type) from exc
-    user = me.get("name", "")
     role = ((me.get("auth") or {}).get("accessToken") or {}).get("role")
     if role == "read":
-        raise HubError(f"the token of '{user}' is read-only; create a token with write access and set HF_TOKEN")
+        raise HubError(f"the token of '{me.get('name', '')}' is read-only; create a token with write access and set HF_TOKEN")
+    return me
+
+
+def _writable_repo_id(repo_id: str, me: dict[str, Any]) -> str:
+    """``repo_id`` as ``namespace/name`` (a bare name goes to the user), valid and in a namespace the token may write."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    user = me.get("name", "")
     full_id = repo_id if "/" in repo_id else f"{user}/{repo_id}"
     try:
         validate_repo_id(full_id)
@@ -256,30 +416,33 @@ def preflight_push(repo_id: str, repo_type: str = "dataset", token: str | None =
         ) from exc
     if full_id.count("/") != 1:
         raise UsageError(f"invalid repo id {repo_id!r}; use NAMESPACE/NAME")
-    namespace = full_id.split("/")[0]
+    namespace, name = full_id.split("/")
     orgs = {org.get("name") for org in me.get("orgs") or []}
     if namespace != user and namespace not in orgs:
         raise HubError(
-            f"the token of '{user}' cannot write to namespace '{namespace}'; use --repo-id {user}/{full_id.split('/')[1]} "
-            "or a token of that namespace"
+            f"the token of '{user}' cannot write to namespace '{namespace}'; use {{repo_id}} {user}/{name} or a token of that namespace",
+            params="repo_id",
         )
+    return full_id
+
+
+def _existing_target(api, full_id: str, repo_type: str, user: str) -> PushTarget | None:
+    """The :class:`PushTarget` of ``full_id`` when a repo of this type exists, else None."""
+    from huggingface_hub.errors import RepositoryNotFoundError
+
     try:
         info = with_retries(lambda: api.repo_info(full_id, repo_type=repo_type), "reading the repo")
-        empty = _only_gitattributes(info)
-        if empty:
-            # What a push killed right after creating the repo leaves; this push fills it like a new one.
-            print(f"note: {full_id} holds no files yet (left by an interrupted push?); this push fills it", file=sys.stderr)
-        return PushTarget(full_id, repo_type, exists=True, head=info.sha, user=user, private=bool(info.private), empty=empty)
     except RepositoryNotFoundError:
-        pass
+        return None
     except HubError:
         raise
     except Exception as exc:  # noqa: BLE001
         raise _translate(exc, full_id, repo_type) from exc
-    for other in REPO_TYPES:
-        if other != repo_type and api.repo_exists(full_id, repo_type=other):
-            raise HubError(f"{full_id} already exists as a {other} repo, not a {repo_type}; choose another --repo-id")
-    return PushTarget(full_id, repo_type, exists=False, head=None, user=user)
+    empty = _only_gitattributes(info)
+    if empty:
+        # What a push killed right after creating the repo leaves; this push fills it like a new one.
+        print(f"note: {full_id} holds no files yet (left by an interrupted push?); this push fills it", file=sys.stderr)
+    return PushTarget(full_id, repo_type, exists=True, head=info.sha, user=user, private=bool(info.private), empty=empty)
 
 
 def _only_gitattributes(info) -> bool:
@@ -354,13 +517,15 @@ def derived_visibility(
         if public_repo:
             raise UsageError(
                 f"{target.repo_id} is public and this push derives from private {names}; "
-                "pass --public to publish it there, or choose another --repo-id (a new repo is created private)"
+                "pass {public} to publish it there, or choose another {repo_id} (a new repo is created private)",
+                params={"public": "private=False", "repo_id": "repo_id"},
             )
         return True
     if private and public_repo:
         raise UsageError(
-            f"{target.repo_id} already exists and is public, so --private cannot keep this push private; "
-            "choose another --repo-id, or make the repo private in its settings first"
+            f"{target.repo_id} already exists and is public, so {{private}} cannot keep this push private; "
+            "choose another {repo_id}, or make the repo private in its settings first",
+            params={"private": "private=True", "repo_id": "repo_id"},
         )
     if private is False and private_sources and not (target.exists and target.private):  # an existing private repo stays so
         line = f"--public: {target.repo_id} will be visible to everyone, with content derived from private {names}"
@@ -429,87 +594,125 @@ def push_files(
     Example:
         >>> push_files("me/subset", {"README.md": card}, repo_type="dataset", commit_message="Add card")  # doctest: +SKIP
     """
-    from huggingface_hub import CommitOperationAdd
-    from huggingface_hub.errors import HfHubHTTPError, RemoteEntryNotFoundError
-
-    from ltd_hub.redact import safe_url
-
     _check_repo_type(repo_type)
-    token = require_token(token)
-    api = _api(token)
-    payload = {path: _as_bytes(value) for path, value in files.items()}
-    if repo_type == "space" and space_sdk is None:
-        space_sdk = "gradio"
+    api = _api(require_token(token))
+    push = _Push(
+        api,
+        repo_id,
+        repo_type,
+        payload={path: _as_bytes(value) for path, value in files.items()},
+        private=private,
+        space_sdk=space_sdk or ("gradio" if repo_type == "space" else None),
+    )
+    try:
+        return _with_conflict_retries(lambda: push.attempt(commit_message, commit_description), repo_id, repo_type)
+    except Exception:
+        _remove_if_untouched(api, repo_id, repo_type, push.created_head)
+        raise
 
-    # What earlier attempts of this push did: "created_head", the head of the repo when this push
-    # created it (None if it existed), and "sent_on", the parent of the last commit sent.
-    state: dict[str, str | None] = {}
 
-    def attempt() -> PushResult:
-        fresh = "created_head" not in state and not api.repo_exists(repo_id, repo_type=repo_type)
-        repo_url = api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True, space_sdk=space_sdk)
+def _with_conflict_retries(attempt: Callable[[], PushResult], repo_id: str, repo_type: str) -> PushResult:
+    """Run ``attempt`` with the transient retries, re-running it on a concurrent commit (409/412) up to 3 times."""
+    from huggingface_hub.errors import HfHubHTTPError
+
+    for conflict in range(3):
+        try:
+            return with_retries(attempt, f"pushing to {repo_id}", pushing=True)
+        except HfHubHTTPError as exc:
+            # 412: someone committed since we read the head. Re-read, re-merge, try again.
+            if _status(exc) in (409, 412) and conflict < 2:
+                continue
+            raise _translate(exc, repo_id, repo_type) from exc
+        except HubError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - connection errors and the like
+            if type(exc).__module__.startswith(("httpx", "huggingface_hub")):
+                raise _translate(exc, repo_id, repo_type) from exc
+            raise
+    raise AssertionError("unreachable")
+
+
+class _Push:
+    """One push's attempts; what earlier attempts did is kept to make the next one safe.
+
+    ``created_head``: the head of the repo when this push created it (None if it existed), known
+    once an attempt has opened the repo. ``sent_on``: the parent of the last commit sent, to
+    recognise a commit that landed although its answer was lost.
+    """
+
+    def __init__(self, api, repo_id: str, repo_type: str, *, payload: dict[str, bytes], private: bool | None, space_sdk: str | None):
+        self.api, self.repo_id, self.repo_type = api, repo_id, repo_type
+        self.payload, self.private, self.space_sdk = payload, private, space_sdk
+        self.opened = False
+        self.created_head: str | None = None
+        self.sent_on: str | None = None
+
+    def attempt(self, commit_message: str, commit_description: str | None) -> PushResult:
+        """Read the repo, commit what differs on its head (or recognise an earlier attempt's commit)."""
+        from ltd_hub.redact import safe_url
+
+        repo_url, info = self._open_repo()
+        head = info.sha
+        operations = self._operations(info, head)
+        url = safe_url(str(repo_url))  # URLs are printed and returned: never with HF_ENDPOINT's user:password@.
+        if not operations:
+            if self.sent_on not in (None, head):
+                # An earlier attempt's commit landed but its answer was lost on the way back: it is ours.
+                return PushResult(self.repo_id, self.repo_type, url, _commit_url(self.repo_id, self.repo_type, head), head, True)
+            return PushResult(self.repo_id, self.repo_type, url, None, head, created_commit=False)
+        self.sent_on = head
+        commit = self.api.create_commit(
+            self.repo_id,
+            operations,
+            commit_message=commit_message,
+            commit_description=commit_description,
+            repo_type=self.repo_type,
+            parent_commit=head,  # a concurrent push is never overwritten: it is a 412, re-merged by the caller
+        )
+        return PushResult(self.repo_id, self.repo_type, url, safe_url(commit.commit_url), commit.oid, created_commit=True)
+
+    def _open_repo(self):
+        """Create the repo if needed and make sure its visibility allows this push; returns (repo URL, files-metadata info)."""
+        api, repo_id, repo_type = self.api, self.repo_id, self.repo_type
+        fresh = not self.opened and not api.repo_exists(repo_id, repo_type=repo_type)
+        repo_url = api.create_repo(repo_id, repo_type=repo_type, private=self.private, exist_ok=True, space_sdk=self.space_sdk)
         info = api.repo_info(repo_id, repo_type=repo_type, files_metadata=True)
-        if private and info.private is False:
+        if self.private and info.private is False:
             # Checked here too, not only in the pre-flight: someone may have created the repo since.
             if not _only_gitattributes(info):
                 raise HubError(
                     f"{repo_type} repo {repo_id} is public; refusing to push content that must stay private; choose another repo id"
                 )
             api.update_repo_settings(repo_id, private=True, repo_type=repo_type)  # nothing in it yet to expose
-        head = info.sha
-        state.setdefault("created_head", head if fresh else None)
+        if not self.opened:
+            self.opened, self.created_head = True, (info.sha if fresh else None)
+        return repo_url, info
+
+    def _operations(self, info, head: str) -> list:
+        """One add per file that differs from the remote one; README.md merged into the current card first."""
+        from huggingface_hub import CommitOperationAdd
+
         remote = {sibling.rfilename: sibling for sibling in info.siblings or []}
         operations = []
-        for path, data in payload.items():
+        for path, data in self.payload.items():
             if path == "README.md":
-                existing = None
-                if "README.md" in remote:
-                    try:
-                        local = api.hf_hub_download(repo_id, "README.md", repo_type=repo_type, revision=head)
-                        existing = Path(local).read_text(encoding="utf-8")
-                    except RemoteEntryNotFoundError:  # deleted since repo_info; a failed download is retried
-                        existing = None
-                data = merge_card(existing, data.decode("utf-8"), where=f"{repo_type} {repo_id}: README.md").encode("utf-8")
+                data = self._merged_card(data, head, present="README.md" in remote)
             if not _same_as_remote(remote.get(path), data):
                 operations.append(CommitOperationAdd(path_in_repo=path, path_or_fileobj=data))
-        if not operations:
-            if state.get("sent_on") not in (None, head):
-                # An earlier attempt's commit landed but its answer was lost on the way back: it is ours.
-                return PushResult(
-                    repo_id, repo_type, safe_url(str(repo_url)), _commit_url(repo_id, repo_type, head), head, created_commit=True
-                )
-            return PushResult(repo_id, repo_type, safe_url(str(repo_url)), None, head, created_commit=False)
-        state["sent_on"] = head
-        commit = api.create_commit(
-            repo_id,
-            operations,
-            commit_message=commit_message,
-            commit_description=commit_description,
-            repo_type=repo_type,
-            parent_commit=head,
-        )
-        # URLs are printed and returned: never with HF_ENDPOINT's user:password@.
-        return PushResult(repo_id, repo_type, safe_url(str(repo_url)), safe_url(commit.commit_url), commit.oid, created_commit=True)
+        return operations
 
-    try:
-        for conflict in range(3):
+    def _merged_card(self, card: bytes, head: str, *, present: bool) -> bytes:
+        from huggingface_hub.errors import RemoteEntryNotFoundError
+
+        existing = None
+        if present:
             try:
-                return with_retries(attempt, f"pushing to {repo_id}", pushing=True)
-            except HfHubHTTPError as exc:
-                # 412: someone committed since we read the head. Re-read, re-merge, try again.
-                if _status(exc) in (409, 412) and conflict < 2:
-                    continue
-                raise _translate(exc, repo_id, repo_type) from exc
-            except HubError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - connection errors and the like
-                if type(exc).__module__.startswith(("httpx", "huggingface_hub")):
-                    raise _translate(exc, repo_id, repo_type) from exc
-                raise
-        raise AssertionError("unreachable")
-    except Exception:
-        _remove_if_untouched(api, repo_id, repo_type, state.get("created_head"))
-        raise
+                local = self.api.hf_hub_download(self.repo_id, "README.md", repo_type=self.repo_type, revision=head)
+                existing = Path(local).read_text(encoding="utf-8")
+            except RemoteEntryNotFoundError:  # deleted since repo_info; a failed download is retried
+                existing = None
+        where = f"{self.repo_type} {self.repo_id}: README.md"
+        return merge_card(existing, card.decode("utf-8"), where=where).encode("utf-8")
 
 
 def _commit_url(repo_id: str, repo_type: str, revision: str) -> str:
