@@ -16,7 +16,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 from ltd_hub.errors import UsageError
@@ -58,43 +57,6 @@ def _validate(args: argparse.Namespace) -> None:
         raise UsageError(f"--hub-root {args.hub_root} is a file; pass a folder")
 
 
-def _point_clients_at(endpoint: str, token: str) -> None:
-    """Make this process and its children use ``endpoint`` (also if huggingface_hub is imported)."""
-    os.environ.update({"HF_ENDPOINT": endpoint, "HF_TOKEN": token, "HF_HUB_DISABLE_XET": "1", "HF_HUB_DISABLE_TELEMETRY": "1"})
-    if "huggingface_hub" in sys.modules:
-        # The client read HF_ENDPOINT at import; point the already-imported constants here too.
-        from huggingface_hub import constants, hf_api
-
-        constants.ENDPOINT = endpoint
-        constants.HUGGINGFACE_CO_URL_TEMPLATE = endpoint + "/{repo_id}/resolve/{revision}/{filename}"
-        hf_api.api.endpoint = endpoint
-        constants.HF_HUB_DISABLE_XET = True
-
-
-@contextlib.contextmanager
-def _embedded_hub(root: Path | None) -> Iterator[str]:
-    from ltd_hub.cli.commands.local_hub import LOCAL_USER, local_token
-    from ltd_hub.hub_server.seed import BASE_MODEL_ID, seed_hub
-    from ltd_hub.hub_server.serve import serve_hub
-    from ltd_hub.hub_server.storage import HubStorage
-    from ltd_hub.paths import cache_dir
-
-    root = root or cache_dir("hub")
-    root.mkdir(parents=True, exist_ok=True)
-    token = local_token(root)
-    with serve_hub(root, tokens=[f"{LOCAL_USER}={token}"]) as endpoint:
-        # Before seeding: seeding imports transformers, and the Hub client reads HF_ENDPOINT at import.
-        _point_clients_at(endpoint, token)
-        print(f"embedded Hub serving {root} at {endpoint}", file=sys.stderr)
-        if HubStorage(root).get("model", BASE_MODEL_ID) is None:
-            print(f"seeding it with {BASE_MODEL_ID} (once)", file=sys.stderr)
-            try:
-                seed_hub(root, only="base")
-            except FileNotFoundError as exc:
-                raise UsageError(str(exc)) from None
-        yield endpoint
-
-
 def _space_folder(args: argparse.Namespace, workdir: Path) -> Path:
     from ltd_hub.hub import gateway as hub
     from ltd_hub.spaces.publish import APP_FILE, build_space_files, plan_space, write_space
@@ -133,9 +95,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from ltd_hub.cli.commands.local_hub import embedded_hub
+
     with contextlib.ExitStack() as stack:
         if not os.environ.get("HF_ENDPOINT"):
-            stack.enter_context(_embedded_hub(args.hub_root))
+            stack.enter_context(embedded_hub(args.hub_root))
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ltd-hub-demo-")))
         folder = _space_folder(args, workdir)
         env = dict(os.environ)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import string
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from ltd_hub.errors import UsageError
@@ -81,6 +84,33 @@ def local_token(root: Path) -> str:
     with os.fdopen(fd, "w") as handle:
         handle.write(token + "\n")
     return token
+
+
+@contextlib.contextmanager
+def embedded_hub(root: Path | None) -> Iterator[str]:
+    """Serve the embedded Hub on ``root`` (default: the cache dir) as user ``local`` and point the clients at it for the block.
+
+    Seeds the offline base model once. Used by ``demo`` and ``quickstart`` when ``HF_ENDPOINT`` is unset.
+    """
+    from ltd_hub.hub import gateway as hub
+    from ltd_hub.hub_server.seed import BASE_MODEL_ID, seed_hub
+    from ltd_hub.hub_server.serve import serve_hub
+    from ltd_hub.hub_server.storage import HubStorage
+    from ltd_hub.paths import cache_dir
+
+    root = root or cache_dir("hub")
+    root.mkdir(parents=True, exist_ok=True)
+    token = local_token(root)
+    # Pointed before seeding: seeding imports transformers, and the Hub client reads HF_ENDPOINT at import.
+    with serve_hub(root, tokens=[f"{LOCAL_USER}={token}"]) as endpoint, hub.pointed_at(endpoint, token):
+        print(f"embedded Hub serving {root} at {endpoint}", file=sys.stderr)
+        if HubStorage(root).get("model", BASE_MODEL_ID) is None:
+            print(f"seeding it with {BASE_MODEL_ID} (once)", file=sys.stderr)
+            try:
+                seed_hub(root, only="base")
+            except FileNotFoundError as exc:
+                raise UsageError(str(exc)) from None
+        yield endpoint
 
 
 def run_serve(args) -> int:

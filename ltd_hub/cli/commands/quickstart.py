@@ -118,17 +118,44 @@ def _quiet_libraries() -> None:
         pass
 
 
-def run(args: argparse.Namespace) -> int:
-    from ltd_hub.cli.commands.demo import _embedded_hub
-    from ltd_hub.paths import cache_dir
-    from ltd_hub.pipelines.quickstart import STEPS_WITH_DEMO, quickstart, stand_in_label
-
-    config = _config(args)
-    config.validate()
+def _check_args(args: argparse.Namespace) -> None:
     if not 0 < args.port < 65536:
         raise UsageError(f"--port {args.port} is not a TCP port; use 1-65535")
     if args.hub_root and args.hub_root.exists() and not args.hub_root.is_dir():
         raise UsageError(f"--hub-root {args.hub_root} is a file; pass a folder")
+
+
+def _print_results(result, config) -> None:
+    """One line per published repo and per adapter's accuracy on stdout; the summary on stderr."""
+    from ltd_hub.pipelines.quickstart import stand_in_label
+
+    stand_in = f"{config.full_rows:,} random rows (full-data stand-in)"
+    names = {"coreset": "0.5% coreset", "full": stand_in, "coreset_lora": "adapter on the coreset",
+             "full_lora": "adapter on the stand-in", "space": "comparison Space"}  # fmt: skip
+    width = max(len(n) for n in names.values())
+    for role, url in result.urls.items():
+        print(f"{names[role]:{width}s} {url}")
+    for role, accuracy in result.accuracy.items():
+        print(f"{names[role + '_lora']:{width}s} average accuracy {accuracy:.3f}")
+    changed = ", ".join(result.new_commits) if result.new_commits else "nothing (all repos unchanged)"
+    _say(f"done in {result.seconds:.0f}s; new commits: {changed}")
+    _say(f'note: the "full data" arm is {stand_in_label(config.full_rows, config.rows)}; --full-rows and --rows scale it')
+
+
+def _serve_command(args: argparse.Namespace, endpoint: str | None) -> str:
+    """The URLs name the embedded Hub's port: `hub serve` on the same root and port brings them back."""
+    serve = "ltd-hub hub serve" + (f" --root {args.hub_root}" if args.hub_root else "")
+    return serve + (f" --port {urlsplit(endpoint).port}" if endpoint else "")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ltd_hub.cli.commands.local_hub import embedded_hub
+    from ltd_hub.paths import cache_dir
+    from ltd_hub.pipelines.quickstart import STEPS_WITH_DEMO, quickstart
+
+    config = _config(args)
+    config.validate()
+    _check_args(args)
     embedded = not os.environ.get("HF_ENDPOINT")
     endpoint = None
     if not os.environ.get("LTD_HUB_DEBUG"):
@@ -136,23 +163,11 @@ def run(args: argparse.Namespace) -> int:
     with contextlib.ExitStack() as stack:
         if embedded:
             root = args.hub_root or cache_dir("hub")
-            endpoint = stack.enter_context(_embedded_hub(root))
+            endpoint = stack.enter_context(embedded_hub(root))
             _seed_encoder(root, config.encoder)
         result = quickstart(config, log=_say, with_demo=not args.no_demo)
-        stand_in = f"{config.full_rows:,} random rows (full-data stand-in)"
-        names = {"coreset": "0.5% coreset", "full": stand_in, "coreset_lora": "adapter on the coreset",
-                 "full_lora": "adapter on the stand-in", "space": "comparison Space"}  # fmt: skip
-        width = max(len(n) for n in names.values())
-        for role, url in result.urls.items():
-            print(f"{names[role]:{width}s} {url}")
-        for role, accuracy in result.accuracy.items():
-            print(f"{names[role + '_lora']:{width}s} average accuracy {accuracy:.3f}")
-        changed = ", ".join(result.new_commits) if result.new_commits else "nothing (all repos unchanged)"
-        _say(f"done in {result.seconds:.0f}s; new commits: {changed}")
-        _say(f'note: the "full data" arm is {stand_in_label(config.full_rows, config.rows)}; --full-rows and --rows scale it')
-        # The URLs name the embedded Hub's port: `hub serve` on the same root and port brings them back.
-        serve = "ltd-hub hub serve" + (f" --root {args.hub_root}" if args.hub_root else "")
-        serve += f" --port {urlsplit(endpoint).port}" if endpoint else ""
+        _print_results(result, config)
+        serve = _serve_command(args, endpoint)
         if args.no_demo:
             if embedded:
                 again = f"ltd-hub demo --space {result.space_repo}" + (f" --hub-root {args.hub_root}" if args.hub_root else "")
