@@ -104,6 +104,7 @@ def _unknown_flags_message(parser: argparse.ArgumentParser, command: str | None,
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``ltd-hub`` parser with one subcommand per module of :data:`COMMAND_MODULES` (imported, not run)."""
     parser = _ArgumentParser(
         prog="ltd-hub",
         description="Low Training Data instruction tuning on the Hugging Face Hub.",
