@@ -108,13 +108,15 @@ def _resolve_hub_model(model_id: str, revision: str | None, token: str | None) -
     try:
         return hub.repo_head(model_id, repo_type="model", revision=revision, token=token)
     except MissingRevisionError:
-        raise UsageError(f"encoder model {model_id} has no revision {revision!r}; check the manifest or --encoder") from None
+        raise UsageError(
+            f"encoder model {model_id} has no revision {revision!r}; check the manifest or {{encoder}}", params="encoder"
+        ) from None
     except MissingRepoError:
         from ltd_hub.redact import safe_url
 
         # Named so the user sees which Hub was asked; never with HF_ENDPOINT's user:password@.
         where = safe_url(os.environ.get("HF_ENDPOINT", "huggingface.co"))
-        raise UsageError(f"encoder model {model_id} not found on the Hub ({where}); check --encoder") from None
+        raise UsageError(f"encoder model {model_id} not found on the Hub ({where}); check {{encoder}}", params="encoder") from None
 
 
 def _check_causal_lm(model_id: str, revision: str, token: str | None) -> None:
@@ -132,22 +134,26 @@ def _check_causal_lm(model_id: str, revision: str, token: str | None) -> None:
         config = json.loads(path.read_text(encoding="utf-8"))
     except MissingFileError:
         raise UsageError(
-            f"{model_id} has no config.json, so it is no transformers causal LM; check --encoder causal-lm:{model_id}"
+            f"{model_id} has no config.json, so it is no transformers causal LM; check {{encoder}} causal-lm:{model_id}", params="encoder"
         ) from None
     except ValueError:
-        raise UsageError(f"the config.json of {model_id} is not valid JSON; check --encoder causal-lm:{model_id}") from None
+        raise UsageError(
+            f"the config.json of {model_id} is not valid JSON; check {{encoder}} causal-lm:{model_id}", params="encoder"
+        ) from None
     if not isinstance(config, dict):
-        raise UsageError(f"the config.json of {model_id} is not a JSON object; check --encoder causal-lm:{model_id}")
+        raise UsageError(f"the config.json of {model_id} is not a JSON object; check {{encoder}} causal-lm:{model_id}", params="encoder")
     model_type = config.get("model_type")
     if config.get("is_encoder_decoder"):
         raise UsageError(
             f"{model_id} is an encoder-decoder model ({model_type}), not a causal LM; "
-            "give --encoder causal-lm: a decoder-only model (e.g. a Llama, Qwen or SmolLM)"
+            "give {encoder} causal-lm: a decoder-only model (e.g. a Llama, Qwen or SmolLM)",
+            params="encoder",
         )
     # BERT-like types also appear in transformers' causal-LM table (as decoders when is_decoder is set).
     if model_type in MODEL_FOR_MASKED_LM_MAPPING_NAMES and not config.get("is_decoder"):
         raise UsageError(
-            f"{model_id} is an encoder-only model ({model_type}), not a causal LM; use --encoder sentence-transformers:{model_id} for it"
+            f"{model_id} is an encoder-only model ({model_type}), not a causal LM; use {{encoder}} sentence-transformers:{model_id} for it",
+            params="encoder",
         )
 
 
@@ -232,7 +238,9 @@ class SentenceTransformerEncoder(_BatchedTransformerEncoder):
         if self._local_path:
             self._model = SentenceTransformer(self._local_path, **kwargs)
         else:
-            self._model = SentenceTransformer(self.model_id, revision=self.revision, token=self.token, **kwargs)
+            from ltd_hub.hub import gateway as hub
+
+            self._model = hub.load_pretrained(SentenceTransformer, self.model_id, revision=self.revision, token=self.token, **kwargs)
         if self._max_tokens_override:
             self._model.max_seq_length = self._max_tokens_override
         self.max_tokens = self._model.max_seq_length
@@ -269,13 +277,17 @@ class CausalLMEncoder(_BatchedTransformerEncoder):
         import torch
         from transformers import AutoModel, AutoTokenizer
 
+        from ltd_hub.hub import gateway as hub
+
         self.resolve()
-        self._tok = AutoTokenizer.from_pretrained(self.model_id, revision=self.revision, token=self.token)
+        self._tok = hub.load_pretrained(AutoTokenizer, self.model_id, revision=self.revision, token=self.token)
         if self._tok.pad_token is None:
             self._tok.pad_token = self._tok.eos_token
         self._tok.padding_side = "right"
         device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self._model = AutoModel.from_pretrained(self.model_id, revision=self.revision, token=self.token, dtype=_torch_dtype(self.dtype))
+        self._model = hub.load_pretrained(
+            AutoModel, self.model_id, revision=self.revision, token=self.token, dtype=_torch_dtype(self.dtype)
+        )
         self._model.to(device).eval()
         return int(self._model.config.hidden_size)
 
@@ -331,7 +343,9 @@ class LexicalEncoder(Encoder):
         try:
             tfidf = self._vectorizer.fit_transform(texts)
         except ValueError as exc:  # "empty vocabulary": every text is empty or punctuation
-            raise UsageError(f"the lexical encoder found no words in the texts ({exc}); check --text-fields") from None
+            raise UsageError(
+                f"the lexical encoder found no words in the texts ({exc}); check {{text_fields}}", params="text_fields"
+            ) from None
         n_comp = max(1, min(self.n_components, tfidf.shape[1] - 1, tfidf.shape[0] - 1))
         if n_comp < 2:
             self._svd = None
@@ -468,9 +482,9 @@ def _check_encoder_options(dtype: str, batch_size: int | None, max_tokens: int |
     if dtype not in _DTYPES:
         raise UsageError(f"unknown encoder dtype {dtype!r}; use one of: {', '.join(_DTYPES)}")
     if batch_size is not None and batch_size < 1:
-        raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
+        raise UsageError(f"{{batch_size}} must be at least 1, got {batch_size}", params="batch_size")
     if max_tokens is not None and max_tokens < 8:
-        raise UsageError(f"--max-tokens must be at least 8, got {max_tokens}")
+        raise UsageError(f"{{max_tokens}} must be at least 8, got {max_tokens}", params="max_tokens")
 
 
 def _parse_spec(spec: str | None) -> tuple[str, str, str]:
@@ -488,7 +502,7 @@ def _parse_spec(spec: str | None) -> tuple[str, str, str]:
         try:
             validate_repo_id(model_id)
         except HFValidationError:
-            raise UsageError(f"invalid model id {model_id!r} in --encoder {spec}; use {kind}:NAMESPACE/NAME") from None
+            raise UsageError(f"invalid model id {model_id!r} in {{encoder}} {spec}; use {kind}:NAMESPACE/NAME", params="encoder") from None
     return spec, kind, model_id
 
 

@@ -81,7 +81,8 @@ def group_codes(values: Sequence[Any], column: str) -> Groups:
     n_null = sum(v is None for v in values)
     if n_null:
         raise UsageError(
-            f"group_by column {column!r} is empty in {n_null} rows; fill it (every row needs its example key) or drop --group-by"
+            f"group_by column {column!r} is empty in {n_null} rows; fill it (every row needs its example key) or drop {{group_by}}",
+            params="group_by",
         )
     return Groups.from_codes(encode_values(values)[0])
 

@@ -263,19 +263,19 @@ class SelectionRequest:
         from ltd_hub.selection.encoders import get_encoder
 
         if self.size is not None and self.ratio is not None:
-            raise UsageError("give --ratio or --size, not both")
+            raise UsageError("give {ratio} or {size}, not both", params=("ratio", "size"))
         if self.size is not None and self.size < 1:
-            raise UsageError(f"--size must be at least 1, got {self.size}")
+            raise UsageError(f"{{size}} must be at least 1, got {self.size}", params="size")
         if self.size is None:
             self.ratio = DEFAULT_RATIO if self.ratio is None else float(self.ratio)
             if not 0 < self.ratio < 1:
-                raise UsageError(f"--ratio must be between 0 and 1 (exclusive), got {self.ratio}; e.g. 0.005 for 0.5%")
+                raise UsageError(f"{{ratio}} must be between 0 and 1 (exclusive), got {self.ratio}; e.g. 0.005 for 0.5%", params="ratio")
         from ltd_hub.selection.engines import ENGINES
 
         if self.engine not in ENGINES:
             raise UsageError(f"unknown engine {self.engine!r}; valid engines: {', '.join(ENGINES)}")
         if self.kmeans_sample is not None and self.kmeans_sample < 1:
-            raise UsageError(f"--kmeans-sample must be at least 1 row per cluster, got {self.kmeans_sample}")
+            raise UsageError(f"{{kmeans_sample}} must be at least 1 row per cluster, got {self.kmeans_sample}", params="kmeans_sample")
         if self.engine == "ray":
             from ltd_hub.selection.engines.ray_engine import require_ray
 
@@ -285,9 +285,11 @@ class SelectionRequest:
         selector_cls = check_strategy(self.strategy)
         if self.n_clusters is not None:
             if not selector_cls.clustered:
-                raise UsageError(f"--n-clusters does not apply to strategy {self.strategy!r}, which does not cluster; drop it")
+                raise UsageError(
+                    f"{{n_clusters}} does not apply to strategy {self.strategy!r}, which does not cluster; drop it", params="n_clusters"
+                )
             if self.n_clusters < 1:
-                raise UsageError(f"--n-clusters must be at least 1, got {self.n_clusters}")
+                raise UsageError(f"{{n_clusters}} must be at least 1, got {self.n_clusters}", params="n_clusters")
         encoder = get_encoder(
             self.encoder,
             revision=self.encoder_revision,
@@ -472,11 +474,13 @@ def _budget(req: SelectionRequest, n_filtered: int) -> int:
     from ltd_hub.selection import budget_from_ratio
 
     if req.n_clusters is not None and req.n_clusters > n_filtered:
-        raise UsageError(f"--n-clusters {req.n_clusters} is more than the {n_filtered} rows after the filter; lower it")
+        raise UsageError(
+            f"{{n_clusters}} {req.n_clusters} is more than the {n_filtered} rows after the filter; lower it", params="n_clusters"
+        )
     if req.size is None:
         return budget_from_ratio(n_filtered, req.ratio)
     if req.size > n_filtered:
-        raise UsageError(f"--size {req.size} is larger than the {n_filtered} rows after the filter; lower it")
+        raise UsageError(f"{{size}} {req.size} is larger than the {n_filtered} rows after the filter; lower it", params="size")
     return req.size
 
 
@@ -592,10 +596,12 @@ class _Units:
     labels: tuple[np.ndarray, int, str] | None  # label id per row (see _label_codes), read once for strata and report
 
 
-def _check_columns(dataset: datasets.Dataset, names: Sequence[str], option: str) -> None:
+def _check_columns(dataset: datasets.Dataset, names: Sequence[str], param: str) -> None:
+    """Every column in ``names`` is in the data; else one error naming the parameter ``param`` that gave it."""
     missing = [n for n in names if n not in dataset.column_names]
     if missing:
-        raise UsageError(f"{option} column {missing[0]!r} is not in the data; available columns: {', '.join(dataset.column_names)}")
+        columns = ", ".join(dataset.column_names)
+        raise UsageError(f"{{{param}}} column {missing[0]!r} is not in the data; available columns: {columns}", params=param)
 
 
 def _selection_units(filtered: datasets.Dataset, columns: ColumnMap, req: SelectionRequest, n_select: int, say: Log) -> _Units:
@@ -603,16 +609,17 @@ def _selection_units(filtered: datasets.Dataset, columns: ColumnMap, req: Select
     from ltd_hub.data.sources import column_values
     from ltd_hub.selection.groups import encode_values, group_codes, suggest_group_column
 
-    _check_columns(filtered, [req.group_by] if req.group_by else [], "--group-by")
-    _check_columns(filtered, [c for c in req.stratify_by or () if c != "label"], "--stratify-by")
+    _check_columns(filtered, [req.group_by] if req.group_by else [], "group_by")
+    _check_columns(filtered, [c for c in req.stratify_by or () if c != "label"], "stratify_by")
     if req.template_column:
-        _check_columns(filtered, [req.template_column], "--template-column")
+        _check_columns(filtered, [req.template_column], "template_column")
     template_column = req.template_column or next((c for c in TEMPLATE_COLUMNS if c in filtered.column_names), None)
     groups = group_codes(column_values(filtered, req.group_by), req.group_by) if req.group_by else None
     if groups is not None and n_select > groups.n_groups:
         raise UsageError(
-            f"--group-by {req.group_by} leaves {groups.n_groups} examples, fewer than the {n_select} rows to select; "
-            "lower --ratio/--size or drop --group-by"
+            f"{{group_by}} {req.group_by} leaves {groups.n_groups} examples, fewer than the {n_select} rows to select; "
+            "lower {ratio}/{size} or drop {group_by}",
+            params=("group_by", "ratio", "size"),
         )
     labels = _label_codes(filtered, columns)
     stratify_by, strata, strata_values = _resolve_strata(filtered, columns, labels, req, n_select, say)
@@ -647,8 +654,9 @@ def _strata_keys(filtered, labels, names: Sequence[str]) -> list[tuple[str, ...]
         if name == "label" and name not in filtered.column_names:
             if labels is None:
                 raise UsageError(
-                    "--stratify-by label needs a label: a 'label' column, answer_choices, or a target with few values; "
-                    f"name a column instead (columns: {', '.join(filtered.column_names)})"
+                    "{stratify_by} label needs a label: a 'label' column, answer_choices, or a target with few values; "
+                    f"name a column instead (columns: {', '.join(filtered.column_names)})",
+                    params="stratify_by",
                 )
             parts.append(list(map(str, labels[0])))
         else:
@@ -673,8 +681,9 @@ def _resolve_strata(filtered, columns: ColumnMap, labels, req: SelectionRequest,
             return names, strata, [" / ".join(k) for k in distinct]
         if not auto:
             raise UsageError(
-                f"--stratify-by {' '.join(names)} makes {len(distinct)} strata, more than the {n_select} rows to select; "
-                "stratify by fewer columns or raise --ratio/--size"
+                f"{{stratify_by}} {' '.join(names)} makes {len(distinct)} strata, more than the {n_select} rows to select; "
+                "stratify by fewer columns or raise {ratio}/{size}",
+                params=("stratify_by", "ratio", "size"),
             )
         say(
             f"note: {len(distinct)} strata by {' x '.join(names)} are more than the {n_select} rows to select; not stratifying by {names[-1]}"
@@ -706,7 +715,9 @@ def _pick_rows(X: np.ndarray, units: _Units, req: SelectionRequest, n_select: in
         points = group_vectors(X, groups) if req.kmeans_sample is None else group_vectors_chunked(X, groups)
     strata = units.strata if groups is None or units.strata is None else group_strata(units.strata, groups)
     if req.n_clusters is not None and req.n_clusters > len(points):
-        raise UsageError(f"--n-clusters {req.n_clusters} is more than the {len(points)} examples to cluster; lower it")
+        raise UsageError(
+            f"{{n_clusters}} {req.n_clusters} is more than the {len(points)} examples to cluster; lower it", params="n_clusters"
+        )
     selector = get_selector(req.strategy, n_select=n_select, n_clusters=req.n_clusters, seed=req.seed, progress=req.progress)
     run_cells = assign = None
     if req.engine == "ray":
@@ -990,7 +1001,7 @@ def write_subset_files(result: SubsetResult, out_dir: str | os.PathLike, repo_id
     """
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
-        raise UsageError(f"--output-dir {out} is a file; give a folder")
+        raise UsageError(f"{{output_dir}} {out} is a file; give a folder", params={"output_dir": "out_dir"})
     files = subset_files(result, repo_id, **card_kwargs)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
@@ -1117,12 +1128,14 @@ def _manifest_source(manifest: SelectionManifest, override: str | Sequence[str] 
             if not p.is_file():
                 where = f" (looked for it from {Path.cwd()})" if not p.is_absolute() and p.parent != Path(".") else ""
                 raise UsageError(
-                    f"the source file {rec['path']} is not on this machine{where}; pass --source PATH with the same data "
-                    f"(sha256 {rec['sha256'][:12]}, {rec.get('size', '?')} bytes)"
+                    f"the source file {rec['path']} is not on this machine{where}; pass {{source}} PATH with the same data "
+                    f"(sha256 {rec['sha256'][:12]}, {rec.get('size', '?')} bytes)",
+                    params="source",
                 )
             if sha256_file(p) != rec["sha256"]:
                 raise UsageError(
-                    f"the source file {p} changed since the subset was made (sha256 differs); pass --source with the original data"
+                    f"the source file {p} changed since the subset was made (sha256 differs); pass {{source}} with the original data",
+                    params="source",
                 )
     return paths, {"split": src.split}
 

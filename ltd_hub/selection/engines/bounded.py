@@ -298,14 +298,14 @@ def _checked_inputs(selector, X: np.ndarray, strata: np.ndarray | None, kmeans_s
     if selector.name not in VECTOR_RULES | RANDOM_RULES | DISTANCE_RULES:
         raise ValueError(f"strategy {selector.name!r} is not classified for the bounded engine")
     if kmeans_sample is not None and kmeans_sample < 1:
-        raise UsageError(f"--kmeans-sample must be at least 1 row per cluster, got {kmeans_sample}")
+        raise UsageError(f"{{kmeans_sample}} must be at least 1 row per cluster, got {kmeans_sample}", params="kmeans_sample")
     if X.dtype != np.float32:
         X = np.asarray(X, dtype=np.float32)
     if X.ndim != 2 or len(X) == 0:
         raise UsageError("selection needs a non-empty 2-D array of embeddings")
     n = len(X)
     if selector.n_select > n:
-        raise UsageError(f"cannot select {selector.n_select} rows from {n}; lower --size or --ratio")
+        raise UsageError(f"cannot select {selector.n_select} rows from {n}; lower {{size}} or {{ratio}}", params=("size", "ratio"))
     if strata is not None and len(strata) != n:
         raise ValueError(f"strata has {len(strata)} entries for {n} rows")
     return X
@@ -322,5 +322,5 @@ def _fit_clustering(selector, X: np.ndarray, kmeans_sample: int | None, assign):
         return selector._cluster(X), n
     k = selector.n_clusters or default_n_clusters(n, selector.n_select)
     if k > n:
-        raise UsageError(f"--n-clusters {k} is more than the {n} rows; lower it")
+        raise UsageError(f"{{n_clusters}} {k} is more than the {n} rows; lower it", params="n_clusters")
     return sampled_clustering(X, k, selector.seed, kmeans_sample, progress=selector.progress, assign=assign)

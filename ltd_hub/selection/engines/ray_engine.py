@@ -44,7 +44,7 @@ def require_ray() -> None:
         import ray  # noqa: F401
         import ray.data  # noqa: F401
     except ImportError:
-        raise UsageError(f"--engine ray needs Ray Data, which is not installed; {INSTALL_HINT}") from None
+        raise UsageError(f"{{engine}} ray needs Ray Data, which is not installed; {INSTALL_HINT}", params="engine") from None
 
 
 def connect(address: str | None = None) -> None:
@@ -60,7 +60,9 @@ def connect(address: str | None = None) -> None:
     try:
         ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
     except ConnectionError as exc:
-        raise UsageError(f"cannot reach the Ray cluster at {address} ({exc}); check --ray-address or RAY_ADDRESS") from None
+        raise UsageError(
+            f"cannot reach the Ray cluster at {address} ({exc}); check {{ray_address}} or RAY_ADDRESS", params="ray_address"
+        ) from None
 
 
 def _cluster_plan() -> tuple[int, float | None]:
