@@ -112,6 +112,39 @@ def test_bootstrap_interval_brackets_the_mean_and_narrows_with_data():
     assert bootstrap_interval([[1, 1, 1]], seed=0) == (1.0, 1.0)
 
 
+RECORDED = {
+    "name": "rte", "dataset_type": "super_glue/rte", "dataset_revision": "a" * 40, "source": "rte.jsonl.gz", "n_examples": 12,
+    "n_templates": 2, "accuracy_mean": 0.5, "accuracy_median": 0.5, "ci_low": 0.25, "ci_high": 0.75, "exact_match": 0.25,
+    "templates": {"t1": {"n": 6, "accuracy": 0.5, "exact_match": 0.5}, "t2": {"n": 6, "accuracy": 0.5, "exact_match": 0.0}},
+    "label_set": ["no", "yes"], "skipped_templates": ["t3"], "settings": {"templates": 2, "seed": 0}, "adapter_revision": None,
+    "adapter_sha256": "b" * 64, "split": "validation",
+}  # fmt: skip
+
+
+def test_an_eval_result_writes_back_the_json_it_was_read_from():
+    from ltd_hub.evaluation.results import EvalResult
+
+    result = EvalResult.from_dict(RECORDED)
+    assert json.dumps(result.to_dict()) == json.dumps(RECORDED)  # same keys, same order: eval_results.json does not churn
+    assert result.templates["t2"].exact_match == 0.0 and result.extra == {"split": "validation"}
+    measured = {k: v for k, v in RECORDED.items() if k not in ("settings", "adapter_revision", "adapter_sha256", "split")}
+    assert json.dumps(EvalResult.from_dict(measured).to_dict()) == json.dumps(measured)
+
+
+def test_one_table_renders_every_results_table():
+    from ltd_hub.evaluation.results import EvalReport, EvalResult, results_table
+
+    with_em = EvalResult.from_dict(RECORDED)
+    without = EvalResult.from_dict({**RECORDED, "name": "anli", "exact_match": None, "templates": {}})
+    table = results_table([with_em, without]).splitlines()
+    assert table[0] == "| Eval set | Examples | Templates | Accuracy (mean) | Median | 95% CI | Exact match |"
+    assert table[2] == "| rte | 12 | 2 | 0.5000 | 0.5000 | 0.2500 – 0.7500 | 0.2500 |"
+    assert table[3] == "| anli | 12 | 2 | 0.5000 | 0.5000 | 0.2500 – 0.7500 | |"  # no exact match: an empty cell
+    assert "Exact match" not in results_table([with_em], exact_match=False)
+    report = EvalReport("m", "b", "a", None, [with_em, without], 0.5, 1.0).to_markdown(per_template=True)
+    assert report.startswith("\n".join(table)) and "| rte | t2 | 6 | 0.5000 |" in report
+
+
 def test_metric_modules_load_by_path_offline(monkeypatch):
     from ltd_hub.evaluation.evaluator import _load_metric
 
