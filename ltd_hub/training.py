@@ -9,6 +9,7 @@ on CPU, one GPU, or several under ``accelerate launch``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -130,9 +131,26 @@ class TrainConfig(ConfigMixin):
 
     def validate(self) -> None:
         """Check every value before any download or training; raise UsageError naming the flag."""
+        self._check_required()
+        self._check_ranges()
+        if not self.lora_target_modules:
+            raise UsageError("--lora-target-modules needs at least one module name (or all-linear)")
+        if self.private and self.public:
+            raise UsageError("--private and --public contradict each other; pass one of them")
+        if self.push_to and _is_local_path(self.base_model):
+            raise UsageError(
+                f"--base-model {self.base_model} is a local folder; pass its Hub id when pushing, "
+                "so the card and adapter_config.json link a model others can download"
+            )
+        _check_split(self.dataset, self.dataset_split)
+        self._check_output_dir()
+
+    def _check_required(self) -> None:
         for name in ("dataset", "base_model", "output_dir"):
             if not getattr(self, name):
                 raise UsageError(f"--{name.replace('_', '-')} is required (flag or key in --config)")
+
+    def _check_ranges(self) -> None:
         positive = ("per_device_train_batch_size", "gradient_accumulation_steps", "lora_r", "lora_alpha", "logging_steps")
         for name in positive:
             if getattr(self, name) < 1:
@@ -149,16 +167,8 @@ class TrainConfig(ConfigMixin):
             raise UsageError(f"--lora-dropout must be in [0, 1), got {self.lora_dropout}")
         if self.max_train_samples is not None and self.max_train_samples < 1:
             raise UsageError(f"--max-train-samples must be at least 1, got {self.max_train_samples}")
-        if not self.lora_target_modules:
-            raise UsageError("--lora-target-modules needs at least one module name (or all-linear)")
-        if self.private and self.public:
-            raise UsageError("--private and --public contradict each other; pass one of them")
-        if self.push_to and _is_local_path(self.base_model):
-            raise UsageError(
-                f"--base-model {self.base_model} is a local folder; pass its Hub id when pushing, "
-                "so the card and adapter_config.json link a model others can download"
-            )
-        _check_split(self.dataset, self.dataset_split)
+
+    def _check_output_dir(self) -> None:
         out = Path(self.output_dir)
         if out.exists() and not out.is_dir():
             raise UsageError(f"--output-dir {out} is a file; choose a folder")
@@ -231,6 +241,90 @@ def _check_split(dataset: str, split: str) -> None:
 
 
 @dataclass
+class TrainingStats:
+    """How a training run went: the ``training`` section of ``training_summary.json``."""
+
+    steps: int
+    train_loss: float
+    seconds: float
+    train_tokens: int
+    tokens_per_second: float
+    peak_memory_mb: float
+    device: str
+    world_size: int
+    bf16: bool
+
+    def rounded(self) -> TrainingStats:
+        """The figures as the summary file keeps them (a loss to 6 places, seconds to 2, rates to 1)."""
+        return dataclasses.replace(
+            self, train_loss=round(self.train_loss, 6), seconds=round(self.seconds, 2),
+            tokens_per_second=round(self.tokens_per_second, 1), peak_memory_mb=round(self.peak_memory_mb, 1),
+        )  # fmt: skip
+
+
+@dataclass
+class SummaryDataset:
+    """What the adapter was trained on: the ``dataset`` section of ``training_summary.json``.
+
+    ``name``, ``repo_id``, ``revision``, ``path`` and ``sha256`` are the :class:`DataSource`;
+    ``selection`` the subset manifest's facts (:func:`manifest_facts`); ``private_sources`` the private
+    Hub repos the rows derive from (a later push of the folder stays private); ``dropped_rows`` rows
+    without an answer, never trained on.
+    """
+
+    name: str = ""
+    repo_id: str | None = None
+    revision: str | None = None
+    path: str | None = None
+    sha256: str | None = None
+    split: str = "train"
+    input_column: str = "inputs"
+    target_column: str = "targets"
+    train_rows: int = 0
+    skipped_rows: int = 0
+    selection: dict[str, Any] = field(default_factory=dict)
+    private_sources: list[str] = field(default_factory=list)
+    dropped_rows: int = 0
+
+
+@dataclass
+class TrainingSummary:
+    """``training_summary.json``: what the model card is rendered from and what later pushes read back.
+
+    The file is :meth:`to_dict` as JSON (keys in this order); :meth:`from_dict` reads one back.
+    Readers that still take a dict (cards, Spaces, evaluation) get :meth:`to_dict`.
+    """
+
+    ltd_hub_version: str
+    base_model: str | None
+    base_model_path: str | None
+    license: str | None
+    dataset: SummaryDataset
+    formatting: dict[str, Any]
+    hyperparameters: dict[str, Any]
+    training: TrainingStats
+    versions: dict[str, str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainingSummary:
+        """Read a summary dict back: keys this version does not know are ignored, missing ones are None or empty."""
+        values = {f.name: data.get(f.name) for f in dataclasses.fields(cls)}
+        for section in ("formatting", "hyperparameters", "versions"):
+            values[section] = dict(values[section] or {})
+        values["dataset"] = SummaryDataset(**_known(SummaryDataset, values["dataset"] or {}))
+        values["training"] = TrainingStats(**_known(TrainingStats, values["training"] or {}))
+        return cls(**values)
+
+
+def _known(cls: type, data: dict[str, Any]) -> dict[str, Any]:
+    names = {f.name for f in dataclasses.fields(cls)}
+    return {key: value for key, value in data.items() if key in names}
+
+
+@dataclass
 class TrainResult:
     """What :func:`train` did and where the adapter is."""
 
@@ -246,6 +340,7 @@ class TrainResult:
     push: Any = None  # ltd_hub.hub.gateway.PushResult when pushed
     url: str | None = None
     main_process: bool = True  # False on the other ranks of a distributed run (they save and push nothing)
+    summary: TrainingSummary | None = None  # what training_summary.json holds (None on the other ranks)
 
 
 # --------------------------------------------------------------------------- data
@@ -426,6 +521,41 @@ def train(config: TrainConfig, *, token: str | None = None) -> TrainResult:
     from ltd_hub.hub import gateway as hub
 
     target = hub.preflight_push(config.push_to, "model", token) if config.push_to else None
+    data = _load_training_data(config, target, token)
+    bf16 = _resolve_bf16(config)
+    model = load_base_model(config.base_model, bf16=bf16, attn_implementation=config.attn_implementation, token=token, training=True)
+    license_ = _base_model_license(config.base_model, token)
+    run, summary = _train_and_save(config, data, model, bf16=bf16, license_=license_, repo_id=target.repo_id if target else None)
+    stats = run.stats
+    result = TrainResult(
+        output_dir=Path(config.output_dir), train_rows=len(data.tokenized), skipped_rows=data.skipped, steps=stats.steps,
+        train_loss=stats.train_loss, train_tokens=stats.train_tokens, seconds=stats.seconds,
+        tokens_per_second=stats.tokens_per_second, peak_memory_mb=stats.peak_memory_mb,
+        main_process=run.is_main_process, summary=summary,
+    )  # fmt: skip
+    if target is not None and run.is_main_process:
+        result.push = _push(result.output_dir, target.repo_id, config, token)
+        result.url = result.push.url
+    return result
+
+
+@dataclass
+class _TrainingData:
+    """The rows of a run, tokenized, and what was learnt about them on the way."""
+
+    source: DataSource
+    tokenizer: Any
+    tokenized: Any
+    input_columns: list[str]
+    target_column: str
+    skipped: int  # longer than max_length
+    dropped: int  # no answer
+    private_sources: list[str]
+
+
+def _load_training_data(config: TrainConfig, target: Any, token: str | None) -> _TrainingData:
+    """Load, check and tokenize the rows; refuse a push that would expose private data before any training."""
+    from ltd_hub.hub import gateway as hub
 
     rows, source = load_instruction_data(config.dataset, split=config.dataset_split, revision=config.dataset_revision, token=token)
     private_sources = _private_sources(source, token)
@@ -437,9 +567,9 @@ def train(config: TrainConfig, *, token: str | None = None) -> TrainResult:
     check_columns(rows, [*input_columns, target_column], f"dataset {config.dataset}", "set --input-column/--target-column")
     # A row without an answer teaches nothing (push-subset drops them the same way, with the same line).
     n_rows = len(rows)
-    rows, n_dropped = drop_rows_without_target(rows, target_column)
-    if n_dropped:
-        print(f"dropped {n_dropped} of {n_rows} rows whose target column {target_column!r} is null or empty", file=sys.stderr)
+    rows, dropped = drop_rows_without_target(rows, target_column)
+    if dropped:
+        print(f"dropped {dropped} of {n_rows} rows whose target column {target_column!r} is null or empty", file=sys.stderr)
     if config.max_train_samples is not None:
         rows = rows.select(range(min(config.max_train_samples, len(rows))))
     tokenizer = load_tokenizer(config.base_model, token=token)
@@ -449,75 +579,71 @@ def train(config: TrainConfig, *, token: str | None = None) -> TrainResult:
     except FormatError as exc:
         raise UsageError(str(exc)) from None
     if skipped:
-        print(
-            f"skipped {skipped} of {len(rows)} rows longer than --max-length {config.max_length} tokens",
-            file=sys.stderr,
-        )
+        print(f"skipped {skipped} of {len(rows)} rows longer than --max-length {config.max_length} tokens", file=sys.stderr)
+    return _TrainingData(source, tokenizer, tokenized, input_columns, target_column, skipped, dropped, private_sources)
 
+
+def _resolve_bf16(config: TrainConfig) -> bool:
     bf16 = bf16_supported() if config.bf16 is None else config.bf16
     if bf16 and not bf16_supported():
         raise UsageError("--bf16 was requested but this machine has no bf16 support; drop --bf16")
-    model = load_base_model(config.base_model, bf16=bf16, attn_implementation=config.attn_implementation, token=token, training=True)
-    license_ = _base_model_license(config.base_model, token)
+    return bf16
 
+
+def _train_and_save(
+    config: TrainConfig, data: _TrainingData, model: Any, *, bf16: bool, license_: str | None, repo_id: str | None
+) -> tuple[TrainerRun, TrainingSummary | None]:
+    """Train in a staging folder beside ``output_dir``; the main process writes the adapter there and renames it into place.
+
+    Not :func:`ltd_hub.files.staged_dir`: the other ranks of a distributed run train in a staging
+    folder of their own too, which must be discarded, never renamed over the main process's output.
+    """
     output_dir = Path(config.output_dir)
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.tmp-", dir=output_dir.parent))
+    summary = None
     try:
-        stats = _run_trainer(model, tokenizer, tokenized, config, bf16=bf16, work_dir=staging / "trainer")
+        run = _run_trainer(model, data.tokenizer, data.tokenized, config, bf16=bf16, work_dir=staging / "trainer")
         shutil.rmtree(staging / "trainer", ignore_errors=True)
-        model_ref = stats.pop("model")
-        if stats["is_main_process"]:
-            model_ref.save_pretrained(staging)
-            summary = _summary(
-                config, source, rows=len(tokenized), skipped=skipped, stats=stats, bf16=bf16, license_=license_,
-                columns=(input_columns, target_column),
-            )  # fmt: skip
-            # The folder remembers its data was private: push-adapter keeps a later push of it private.
-            summary["dataset"]["private_sources"] = private_sources
-            summary["dataset"]["dropped_rows"] = n_dropped  # rows without a target, never trained on
-            (staging / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-            from ltd_hub.adapters import render_model_card
-
-            card = render_model_card(summary, repo_id=target.repo_id if target else None)
-            (staging / "README.md").write_text(card, encoding="utf-8")
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(staging, 0o777 & ~umask)  # mkdtemp made it private; the output is an ordinary folder
+        if run.is_main_process:
+            summary = build_summary(config, data, run, license_=license_)
+            _write_adapter(staging, run.model, summary, repo_id=repo_id)
             replace_dir(staging, output_dir)
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
+    return run, summary
 
-    result = TrainResult(
-        output_dir=output_dir,
-        train_rows=len(tokenized),
-        skipped_rows=skipped,
-        steps=stats["steps"],
-        train_loss=stats["train_loss"],
-        train_tokens=stats["train_tokens"],
-        seconds=stats["seconds"],
-        tokens_per_second=stats["tokens_per_second"],
-        peak_memory_mb=stats["peak_memory_mb"],
-        main_process=stats["is_main_process"],
-    )
-    if target is not None and stats["is_main_process"]:
-        from ltd_hub.adapters import push_adapter
 
-        try:
-            result.push = push_adapter(output_dir, target.repo_id, token=token, private=config.visibility())
-        except Exception as exc:  # noqa: BLE001 - whatever broke, the trained adapter is safe on disk
-            from ltd_hub.errors_map import explain
+def _write_adapter(folder: Path, model: Any, summary: TrainingSummary, *, repo_id: str | None) -> None:
+    """The adapter weights and config, ``training_summary.json`` and the model card, in ``folder``."""
+    from ltd_hub.adapters import render_model_card
 
-            reason = str(exc) if isinstance(exc, (HubError, UsageError)) else explain(exc)
-            # The retry is push-adapter, not the whole command: drop the generic "re-run" advice.
-            reason = re.sub(r"[,;]\s*re-run the same command.*$", "", reason.rstrip("."))
-            raise HubError(
-                f"the adapter is saved in {output_dir} but the push failed: {reason.rstrip('.')}; "
-                f"retry with `ltd-hub push-adapter {output_dir} --repo-id {target.repo_id}`"
-            ) from exc
-        result.url = result.push.url
-    return result
+    model.save_pretrained(folder)
+    as_dict = summary.to_dict()
+    (folder / SUMMARY_FILE).write_text(json.dumps(as_dict, indent=2) + "\n", encoding="utf-8")
+    (folder / "README.md").write_text(render_model_card(as_dict, repo_id=repo_id), encoding="utf-8")
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(folder, 0o777 & ~umask)  # mkdtemp made it private; the output is an ordinary folder
+
+
+def _push(output_dir: Path, repo_id: str, config: TrainConfig, token: str | None) -> Any:
+    """Push the saved adapter; a failure keeps it on disk and names the ``push-adapter`` command that retries."""
+    from ltd_hub.adapters import push_adapter
+
+    try:
+        return push_adapter(output_dir, repo_id, token=token, private=config.visibility())
+    except Exception as exc:  # noqa: BLE001 - whatever broke, the trained adapter is safe on disk
+        from ltd_hub.errors_map import explain
+
+        reason = str(exc) if isinstance(exc, (HubError, UsageError)) else explain(exc)
+        # The retry is push-adapter, not the whole command: drop the generic "re-run" advice.
+        reason = re.sub(r"[,;]\s*re-run the same command.*$", "", reason.rstrip("."))
+        raise HubError(
+            f"the adapter is saved in {output_dir} but the push failed: {reason.rstrip('.')}; "
+            f"retry with `ltd-hub push-adapter {output_dir} --repo-id {repo_id}`"
+        ) from exc
 
 
 def _private_sources(source: DataSource, token: str | None) -> list[str]:
@@ -548,10 +674,20 @@ def _log_to_stderr(trainer: Any) -> None:
     install(trainer)
 
 
-def _run_trainer(model: Any, tokenizer: Any, tokenized: Any, config: TrainConfig, *, bf16: bool, work_dir: Path) -> dict[str, Any]:
+@dataclass
+class TrainerRun:
+    """What :func:`_run_trainer` hands back: the trained model and how the run went."""
+
+    model: Any  # the peft model; the main process saves it
+    is_main_process: bool
+    stats: TrainingStats
+    padding_free: bool  # as resolved (:func:`resolve_padding_free`)
+
+
+def _peft_model(model: Any, config: TrainConfig) -> Any:
+    """Wrap ``model`` with LoRA layers (seeded: the A matrices are initialised here)."""
     import torch
     from peft import LoraConfig, get_peft_model
-    from transformers import Trainer
 
     target_modules: Any = config.lora_target_modules
     if target_modules == ["all-linear"]:
@@ -563,96 +699,80 @@ def _run_trainer(model: Any, tokenizer: Any, tokenized: Any, config: TrainConfig
         target_modules=target_modules,
         task_type="CAUSAL_LM",
     )
-    torch.manual_seed(config.seed)  # LoRA A init happens in get_peft_model
+    torch.manual_seed(config.seed)
     try:
-        model = get_peft_model(model, lora)
+        return get_peft_model(model, lora)
     except ValueError as exc:
         raise UsageError(f"--lora-target-modules do not match the base model ({short_error(exc)}); check the module names") from None
+
+
+def _run_trainer(model: Any, tokenizer: Any, tokenized: Any, config: TrainConfig, *, bf16: bool, work_dir: Path) -> TrainerRun:
+    import torch
+    from transformers import Trainer
+
+    model = _peft_model(model, config)
     on_gpu = torch.cuda.is_available()
     padding_free = resolve_padding_free(config)
     args = config.training_arguments(work_dir=work_dir, bf16=bf16, on_gpu=on_gpu, padding_free=padding_free)
     collator = build_collator(
-        tokenizer,
-        padding_free=padding_free,
-        pad_to_multiple_of=8 if on_gpu else None,
+        tokenizer, padding_free=padding_free, pad_to_multiple_of=8 if on_gpu else None,
         flash_kwargs=config.attn_implementation.startswith("flash_attention"),
-    )
+    )  # fmt: skip
     trainer = Trainer(model=model, args=args, train_dataset=tokenized, data_collator=collator, processing_class=tokenizer)
     _log_to_stderr(trainer)
     if on_gpu:
         torch.cuda.reset_peak_memory_stats()
     started = time.perf_counter()
+    output = _fit(trainer, config)
+    seconds = time.perf_counter() - started
+    tokens = int(trainer.state.num_input_tokens_seen)  # already summed over the ranks
+    loss = float(output.training_loss)
+    if not math.isfinite(loss):
+        raise UsageError(f"training diverged (loss {loss}); lower --learning-rate")
+    stats = TrainingStats(
+        steps=int(output.global_step), train_loss=loss, seconds=seconds, train_tokens=tokens,
+        tokens_per_second=tokens / seconds if seconds > 0 else 0.0, peak_memory_mb=_peak_memory_mb(),
+        device=torch.cuda.get_device_name() if on_gpu else "cpu", world_size=args.world_size, bf16=bf16,
+    )  # fmt: skip
+    return TrainerRun(model=trainer.model, is_main_process=trainer.is_world_process_zero(), stats=stats, padding_free=padding_free)
+
+
+def _fit(trainer: Any, config: TrainConfig) -> Any:
+    """``trainer.train()``, with running out of GPU memory as one line naming what to lower."""
+    import torch
+
     try:
-        output = trainer.train()
+        return trainer.train()
     except torch.OutOfMemoryError:
         raise UsageError(
             f"out of memory on the GPU at --per-device-train-batch-size {config.per_device_train_batch_size} and "
             f"--max-length {config.max_length}; lower them (raise --gradient-accumulation-steps to keep the batch) "
             "or pass --gradient-checkpointing"
         ) from None
-    seconds = time.perf_counter() - started
-    tokens = int(trainer.state.num_input_tokens_seen)  # already summed over the ranks
-    loss = float(output.training_loss)
-    if not math.isfinite(loss):
-        raise UsageError(f"training diverged (loss {loss}); lower --learning-rate")
-    return {
-        "model": trainer.model,
-        "is_main_process": trainer.is_world_process_zero(),
-        "steps": int(output.global_step),
-        "train_loss": loss,
-        "seconds": seconds,
-        "train_tokens": tokens,
-        "tokens_per_second": tokens / seconds if seconds > 0 else 0.0,
-        "peak_memory_mb": _peak_memory_mb(),
-        "device": torch.cuda.get_device_name() if on_gpu else "cpu",
-        "world_size": args.world_size,
-        "padding_free": padding_free,
-    }
 
 
-def _summary(
-    config: TrainConfig,
-    source: DataSource,
-    *,
-    rows: int,
-    skipped: int,
-    stats: dict[str, Any],
-    bf16: bool,
-    license_: str | None,
-    columns: tuple[list[str], str],
-) -> dict[str, Any]:
+def build_summary(config: TrainConfig, data: _TrainingData, run: TrainerRun, *, license_: str | None) -> TrainingSummary:
+    """The :class:`TrainingSummary` of a finished run."""
     import peft
     import transformers
 
     from ltd_hub import __version__
 
     base_is_hub_id = not _is_local_path(config.base_model)
-    return {
-        "ltd_hub_version": __version__,
-        "base_model": config.base_model if base_is_hub_id else None,
-        "base_model_path": None if base_is_hub_id else str(Path(config.base_model).resolve()),
-        "license": license_,
-        "dataset": {
-            **{k: v for k, v in source.to_dict().items() if k != "manifest"},
-            "split": config.dataset_split,
-            "input_column": ", ".join(columns[0]),
-            "target_column": columns[1],
-            "train_rows": rows,
-            "skipped_rows": skipped,
-            "selection": manifest_facts(source.manifest),
-        },
-        "formatting": {"use_chat_template": config.use_chat_template, "system_prompt": config.system_prompt},
-        "hyperparameters": {**config.hyperparameters(), "padding_free": stats["padding_free"]},
-        "training": {
-            "steps": stats["steps"],
-            "train_loss": round(stats["train_loss"], 6),
-            "seconds": round(stats["seconds"], 2),
-            "train_tokens": stats["train_tokens"],
-            "tokens_per_second": round(stats["tokens_per_second"], 1),
-            "peak_memory_mb": round(stats["peak_memory_mb"], 1),
-            "device": stats["device"],
-            "world_size": stats["world_size"],
-            "bf16": bf16,
-        },
-        "versions": {"transformers": transformers.__version__, "peft": peft.__version__},
-    }
+    source = {k: v for k, v in data.source.to_dict().items() if k != "manifest"}
+    dataset = SummaryDataset(
+        **source, split=config.dataset_split, input_column=", ".join(data.input_columns), target_column=data.target_column,
+        train_rows=len(data.tokenized), skipped_rows=data.skipped, selection=manifest_facts(data.source.manifest),
+        private_sources=data.private_sources, dropped_rows=data.dropped,
+    )  # fmt: skip
+    return TrainingSummary(
+        ltd_hub_version=__version__,
+        base_model=config.base_model if base_is_hub_id else None,
+        base_model_path=None if base_is_hub_id else str(Path(config.base_model).resolve()),
+        license=license_,
+        dataset=dataset,
+        formatting={"use_chat_template": config.use_chat_template, "system_prompt": config.system_prompt},
+        hyperparameters={**config.hyperparameters(), "padding_free": run.padding_free},
+        training=run.stats.rounded(),
+        versions={"transformers": transformers.__version__, "peft": peft.__version__},
+    )

@@ -14,7 +14,7 @@ from helpers import one_error_line
 
 from ltd_hub.cli.main import main
 from ltd_hub.modeling import PromptFormatter
-from ltd_hub.training import TrainConfig
+from ltd_hub.training import TrainConfig, TrainingSummary
 
 
 def _pool_rows(n: int) -> list[dict]:
@@ -185,6 +185,10 @@ def test_train_local_file_writes_adapter_card_and_summary(tmp_path, pool_file, t
     assert summary["training"]["steps"] == 2 and summary["training"]["train_tokens"] > 0
     # Resolved, not "auto": on CPU with SDPA attention, length-grouped padding is the faster choice.
     assert summary["hyperparameters"]["padding_free"] is False and summary["hyperparameters"]["group_by_length"] is True
+    assert list(summary) == ["ltd_hub_version", "base_model", "base_model_path", "license", "dataset", "formatting",
+                             "hyperparameters", "training", "versions"]  # fmt: skip
+    assert list(summary["dataset"])[-3:] == ["selection", "private_sources", "dropped_rows"]
+    assert TrainingSummary.from_dict(summary).to_dict() == summary  # the typed summary reads back what it wrote
     adapter_config = json.loads((out / "adapter_config.json").read_text())
     assert adapter_config["base_model_name_or_path"] == tiny_model_id
     assert adapter_config["peft_type"] == "LORA" and adapter_config["r"] == 8
