@@ -13,7 +13,7 @@ import pytest
 from conftest import TEST_USER
 
 from ltd_hub.data.sources import apply_filters, build_texts, column_values, load_source, parse_filters, read_task_names
-from ltd_hub.errors import UsageError
+from ltd_hub.errors import UsageError, flag
 
 N_ROWS = 400
 
@@ -182,8 +182,12 @@ def test_custom_columns_by_flag_and_missing_ones(tmp_path: Path):
         load_source(path)
     src = load_source(path, input_columns=["q"], target_column="a", task_column="topic")
     assert src.columns.inputs == ("q",) and src.columns.target == "a" and src.columns.task == "topic"
-    with pytest.raises(UsageError, match=r"column 'nope' \(--target-column\) not in the data; available columns: q, a, topic"):
+    with pytest.raises(UsageError, match=r"column 'nope' \(target_column\) not in the data; available columns: q, a, topic") as info:
         load_source(path, input_columns=["q"], target_column="nope")
+    assert info.value.render(flag) == "column 'nope' (--target-column) not in the data; available columns: q, a, topic"  # the CLI's line
+    with pytest.raises(UsageError, match=r"column 'nope' \(input_columns\)") as info:
+        load_source(path, input_columns=["nope"])
+    assert "(--input-column)" in info.value.render(flag)
 
 
 def test_build_texts_joins_fields_and_lists(tmp_path: Path):

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ltd_hub.constants import DATA_BUILDERS, DATA_SUFFIXES
-from ltd_hub.errors import InvalidRepoIdError, MissingRepoError, MissingRevisionError, NotFoundError, UsageError
+from ltd_hub.errors import HubError, InvalidRepoIdError, MissingRepoError, MissingRevisionError, NotFoundError, UsageError
 from ltd_hub.files import atomic_write, sha256_file
 from ltd_hub.selection.manifest import MANIFEST_FILENAME, ColumnMap, SourceRecord
 
@@ -53,6 +53,8 @@ _KNOWN_LAYOUTS: tuple[tuple[tuple[str, ...], str], ...] = (
     (("input",), "output"),
 )
 _TASK_COLUMNS = ("dataset", "task_name", "task", "category")
+# Error placeholders of the column parameters: the CLI flag is --input-column (repeatable), the library's input_columns.
+_COLUMN_PARAMS = {"input_column": "input_columns", "target_column": "target_column", "task_column": "task_column"}
 _ID_COLUMNS = ("id", "idx", "example_id")
 logger = logging.getLogger(__name__)
 
@@ -347,7 +349,6 @@ def _check_utf8(ds: datasets.Dataset, desc: str) -> None:
 
 
 def _load_hub(repo_id: str, *, config, split, revision, token) -> tuple[datasets.Dataset, str, str | None]:
-    import datasets
     from huggingface_hub import DatasetCard
 
     from ltd_hub.hub import gateway as hub
@@ -357,17 +358,19 @@ def _load_hub(repo_id: str, *, config, split, revision, token) -> tuple[datasets
     except InvalidRepoIdError:
         raise UsageError(f"{repo_id!r} is neither a local file nor a valid Hub dataset id; check SOURCE") from None
     except MissingRevisionError:
-        raise UsageError(f"revision {revision!r} not found in dataset {repo_id}; check --revision") from None
+        raise UsageError(f"revision {revision!r} not found in dataset {repo_id}; check {{revision}}", params="revision") from None
     except MissingRepoError:
         raise UsageError(f"{repo_id!r} is not a local file and no Hub dataset has that id; check the path or repo id") from None
     try:
-        ds = datasets.load_dataset(repo_id, name=config, split=split, revision=sha, token=token)
+        ds = hub.load_dataset(repo_id, name=config, split=split, revision=sha, token=token)
+    except HubError:
+        raise  # the dataset went missing since repo_head, or the Hub kept failing: the gateway's line says so
     except ValueError as exc:
         text = " ".join(str(exc).split())[:200]
         if "split" in text.lower():
-            raise UsageError(f"dataset {repo_id} has no split {split!r} ({text}); check --split") from None
+            raise UsageError(f"dataset {repo_id} has no split {split!r} ({text}); check {{split}}", params="split") from None
         if "config" in text.lower():
-            raise UsageError(f"dataset {repo_id} has no config {config!r} ({text}); check --config") from None
+            raise UsageError(f"dataset {repo_id} has no config {config!r} ({text}); check {{config}}", params="config") from None
         raise _load_error(f"dataset {repo_id}", exc) from None
     except Exception as exc:  # noqa: BLE001
         raise _load_error(f"dataset {repo_id}", exc) from None
@@ -394,17 +397,17 @@ def _resolve_columns(
     available = list(names)
     shown = ", ".join(available)
 
-    def need(col: str, flag: str) -> str:
+    def need(col: str, param: str) -> str:
         if col not in available:
-            raise UsageError(f"column {col!r} ({flag}) not in the data; available columns: {shown}")
+            raise UsageError(f"column {col!r} ({{{param}}}) not in the data; available columns: {shown}", params=_COLUMN_PARAMS)
         return col
 
     if inputs:
-        inputs = tuple(need(c, "--input-column") for c in inputs)
+        inputs = tuple(need(c, "input_column") for c in inputs)
     if target:
-        need(target, "--target-column")
+        need(target, "target_column")
     if task:
-        need(task, "--task-column")
+        need(task, "task_column")
     if not inputs:
         for layout_inputs, layout_target in _KNOWN_LAYOUTS:
             if layout_inputs[0] in available and (target or layout_target in available):
@@ -418,12 +421,17 @@ def _resolve_columns(
         half = next((layout for layout in _KNOWN_LAYOUTS if layout[0][0] in available), None)
         if half is not None:
             raise UsageError(
-                f"the data has the prompt column {half[0][0]!r} but no target column {half[1]!r}; pass --target-column "
-                f"COLUMN naming the column with the answers (available columns: {shown})"
+                f"the data has the prompt column {half[0][0]!r} but no target column {half[1]!r}; pass {{target_column}} "
+                f"COLUMN naming the column with the answers (available columns: {shown})",
+                params="target_column",
             )
-        raise UsageError(f"cannot tell which column holds the prompt; pass --input-column (available columns: {shown})")
+        raise UsageError(
+            f"cannot tell which column holds the prompt; pass {{input_column}} (available columns: {shown})", params=_COLUMN_PARAMS
+        )
     if not target:
-        raise UsageError(f"cannot tell which column holds the target; pass --target-column (available columns: {shown})")
+        raise UsageError(
+            f"cannot tell which column holds the target; pass {{target_column}} (available columns: {shown})", params="target_column"
+        )
     if task is None:
         task = next((c for c in _TASK_COLUMNS if c in available), None)
     id_col = next((c for c in _ID_COLUMNS if c in available), None)
@@ -479,7 +487,7 @@ def load_source(
         )
     else:
         if config or revision:
-            raise UsageError("--config and --revision apply to Hub dataset ids only, not to local files")
+            raise UsageError("{config} and {revision} apply to Hub dataset ids only, not to local files", params=("config", "revision"))
         loaded = _load_local(specs, split)
     if len(loaded.dataset) == 0:
         raise UsageError(f"{loaded.id} holds no rows; point SOURCE at data with rows")
@@ -637,7 +645,10 @@ def load_instruction_data(
     if not files:
         # A repo an interrupted push left empty says so, with how to clean it up.
         hint = hub.empty_repo_hint(repo_id, "dataset", token) if repo_id else ""
-        raise UsageError(f"no data files ({', '.join(_DATA_SUFFIXES)}) in {source}{hint}; point --dataset at a file or a pushed subset")
+        raise UsageError(
+            f"no data files ({', '.join(_DATA_SUFFIXES)}) in {source}{hint}; point {{dataset}} at a file or a pushed subset",
+            params={"dataset": "source"},
+        )
     for path in files:
         _check_data_file(path)
     rows = _load_files(files)
@@ -714,7 +725,7 @@ def read_task_names(value: str | Sequence[str] | None) -> list[str]:
         names = [str(n).strip() for n in value]
     names = [n for n in names if n]
     if not names:
-        raise UsageError("--tasks is empty; give task names (comma-separated) or a file with one name a line")
+        raise UsageError("{tasks} is empty; give task names (comma-separated) or a file with one name a line", params="tasks")
     return names
 
 
@@ -772,7 +783,8 @@ def apply_filters(
     if tasks:
         if not source.columns.task:
             raise UsageError(
-                f"--tasks needs a task column and none was found; pass --task-column (columns: {', '.join(dataset.column_names)})"
+                f"{{tasks}} needs a task column and none was found; pass {{task_column}} (columns: {', '.join(dataset.column_names)})",
+                params=("tasks", "task_column"),
             )
         by_column.setdefault(source.columns.task, []).extend(tasks)
     mask = np.ones(len(dataset), dtype=bool)
@@ -789,7 +801,7 @@ def apply_filters(
         n_empty = int((mask & ~answered).sum())
         if n_empty:
             if n_empty == rows.size:
-                raise UsageError(f"every row's target column {target!r} is null or empty; check --target-column")
+                raise UsageError(f"every row's target column {target!r} is null or empty; check {{target_column}}", params="target_column")
             logger.warning("dropped %d of %d rows whose target column %r is null or empty", n_empty, rows.size, target)
             mask &= answered
             rows = np.flatnonzero(mask).astype(np.int64)
@@ -835,7 +847,7 @@ def drop_rows_without_target(dataset: datasets.Dataset, column: str) -> tuple[da
     keep = has_text(dataset, column)
     n_dropped = int((~keep).sum())
     if n_dropped == len(dataset) and n_dropped:
-        raise UsageError(f"every row's target column {column!r} is null or empty; check --target-column")
+        raise UsageError(f"every row's target column {column!r} is null or empty; check {{target_column}}", params="target_column")
     return (dataset.select(np.flatnonzero(keep)) if n_dropped else dataset), n_dropped
 
 
