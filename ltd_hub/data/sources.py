@@ -538,7 +538,7 @@ def _head_lines(path: Path, rows: int) -> tuple[bytes, int]:
                     if len(lines) == rows:
                         break
     except (OSError, EOFError, zlib.error) as exc:
-        raise UsageError(f"{path}: cannot read it ({' '.join(str(exc).split())[:120]})") from None
+        raise UsageError(f"{{pool}} {path}: cannot read it ({' '.join(str(exc).split())[:120]})", params="pool") from None
     return b"".join(lines), len(lines)
 
 
