@@ -57,7 +57,8 @@ def read_adapter_config(repo_id_or_dir: str | Path, *, revision: str | None = No
             ) from None
         except MissingRepoError:
             raise UsageError(
-                f"adapter {repo_id_or_dir!r} not found: no such folder and no model repo on the Hub; check --adapter"
+                f"adapter {repo_id_or_dir!r} not found: no such folder and no model repo on the Hub; check {{adapter}}",
+                params="adapter",
             ) from None
     try:
         config = json.loads(Path(path).read_text(encoding="utf-8"))

@@ -85,11 +85,11 @@ def load_eval_sets(
         >>> sets = load_eval_sets(["../shared/data/ltd-nli/eval/rte.jsonl.gz"], templates=1, max_examples=50)  # doctest: +SKIP
     """
     if not specs:
-        raise UsageError("--eval-data needs at least one file, folder or dataset repo")
+        raise UsageError("{eval_data} needs at least one file, folder or dataset repo", params="eval_data")
     if templates is not None and templates < 1:
-        raise UsageError(f"--templates must be at least 1, got {templates}")
+        raise UsageError(f"{{templates}} must be at least 1, got {templates}", params="templates")
     if max_examples is not None and max_examples < 1:
-        raise UsageError(f"--max-examples must be at least 1, got {max_examples}")
+        raise UsageError(f"{{max_examples}} must be at least 1, got {max_examples}", params="max_examples")
     say = log or (lambda message: print(message, file=sys.stderr))
     sets: list[EvalSet] = []
     for spec in specs:
@@ -144,7 +144,7 @@ def _p3_eval_sets(
     try:
         rows, source = load_instruction_data(spec, split=split, token=token)
     except UsageError as exc:
-        raise UsageError(f"eval data: {exc}") from None
+        raise UsageError(f"eval data: {exc.template}", params=exc.params) from None
     _check_columns(spec, rows)
     template_of = _template_reader(rows.column_names)
     skipped = _templates_without_choices(spec, rows, template_of)
@@ -310,13 +310,13 @@ def _superni_rows(instances: list[dict[str, Any]], labels: list[str]) -> list[di
 # --------------------------------------------------------------------------- plain rows (no answer choices)
 
 
-def data_files(source: str, token: str | None = None, *, label: str = "--examples") -> list[Path]:
+def data_files(source: str, token: str | None = None, *, param: str = "examples") -> list[Path]:
     """The data files ``source`` names: a file, the data files under a folder, or those of a Hub dataset repo.
 
     Args:
         source: a local file or folder, or a Hub dataset id.
         token: Hub token for a dataset id.
-        label: how errors name ``source`` (the parameter or flag it came from).
+        param: the parameter ``source`` came from, which errors name.
     """
     from ltd_hub.data.sources import _REPO_ID_RE
 
@@ -326,14 +326,14 @@ def data_files(source: str, token: str | None = None, *, label: str = "--example
     if path.is_dir():
         files = _files_under(path)
         if not files:
-            raise UsageError(f"{label} {source}: no {_SUFFIX_TEXT} files in that folder")
+            raise UsageError(f"{{{param}}} {source}: no {_SUFFIX_TEXT} files in that folder", params=param)
         return files
     if _REPO_ID_RE.match(source) and not source.startswith((".", "/")):
         files = _files_under(hub_data_folder(source, token))
         if not files:
-            raise UsageError(f"{label} {source}: the dataset repo has no {_SUFFIX_TEXT} files")
+            raise UsageError(f"{{{param}}} {source}: the dataset repo has no {_SUFFIX_TEXT} files", params=param)
         return files
-    raise UsageError(f"{label} {source}: no such file or folder (or Hub dataset id); name held-out eval data")
+    raise UsageError(f"{{{param}}} {source}: no such file or folder (or Hub dataset id); name held-out eval data", params=param)
 
 
 def hub_data_folder(dataset_id: str, token: str | None = None) -> Path:
@@ -366,18 +366,19 @@ def read_frame(path: Path, columns: Sequence[str] | None = None):
     return frame[[c for c in columns if c in frame.columns]] if columns else frame
 
 
-def read_prompt_files(source: str, token: str | None = None, *, label: str = "--examples") -> Iterator[tuple[Path, list[dict[str, Any]]]]:
+def read_prompt_files(source: str, token: str | None = None, *, param: str = "examples") -> Iterator[tuple[Path, list[dict[str, Any]]]]:
     """The rows of eval data that need not have answer choices (generation data), file by file, as read.
 
     Yields:
         ``(file, rows)``: each row a dict with at least ``inputs`` and ``targets``.
     """
-    for path in data_files(source, token, label=label):
+    for path in data_files(source, token, param=param):
         frame = read_frame(path)
         missing = [c for c in ("inputs", "targets") if c not in frame.columns]
         if missing:
             raise UsageError(
-                f"{label} {path}: missing column(s) {', '.join(missing)}; use eval data with inputs, targets "
-                "(and answer_choices), as in ltd-nli/eval"
+                f"{{{param}}} {path}: missing column(s) {', '.join(missing)}; use eval data with inputs, targets "
+                "(and answer_choices), as in ltd-nli/eval",
+                params=param,
             )
         yield path, frame.to_dict("records")

@@ -312,14 +312,15 @@ def _is_local(adapter: str) -> bool:
 def _check_options(adapter: str | None, *, base_only: bool, base_model: str | None, batch_size: int, push: bool) -> None:
     """Refuse option combinations that cannot work, before anything is read."""
     if adapter is None and not (base_only and base_model):
-        raise UsageError("pass --adapter REPO_OR_DIR (or --base-only with --base-model ID)")
+        raise UsageError("pass {adapter} REPO_OR_DIR (or {base_only} with {base_model} ID)", params=("adapter", "base_only", "base_model"))
     if batch_size < 1:
-        raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
+        raise UsageError(f"{{batch_size}} must be at least 1, got {batch_size}", params="batch_size")
     if push and base_only:
-        raise UsageError("--push records an adapter's results in its card; drop --push with --base-only")
+        raise UsageError("{push} records an adapter's results in its card; drop {push} with {base_only}", params=("push", "base_only"))
     if push and (adapter is None or _is_local(adapter)):
         raise UsageError(
-            f"--push needs --adapter to be a Hub repo id; push the folder first with `ltd-hub push-adapter {adapter} --repo-id ...`"
+            f"{{push}} needs {{adapter}} to be a Hub repo id; push the folder first with `ltd-hub push-adapter {adapter} --repo-id ...`",
+            params=("push", "adapter"),
         )
 
 
@@ -348,7 +349,8 @@ def _check_push_target(adapter: str, eval_sets: list[EvalSet], token: str | None
     if private_sets and target.private is False:
         raise UsageError(
             f"{adapter} is public and the eval data {', '.join(private_sets)} is private, so its name and scores "
-            "would become visible; evaluate without --push, or make the adapter repo private first"
+            "would become visible; evaluate without {push}, or make the adapter repo private first",
+            params="push",
         )
 
 

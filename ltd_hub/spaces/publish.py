@@ -25,7 +25,8 @@ SPACE_PACKAGE = "ltd_hub.space"
 APP_FILE = "app.py"
 SCORING_FILE = "ltd_scoring.py"
 CONFIG_FILE = "space_config.json"
-ROLE_FLAGS = {"full": "--full", "subset": "--subset", "random": "--random"}
+# Role -> the plan_space/push_space parameter that names its adapter; the role is the CLI flag's dest (--random).
+ROLE_PARAMS = {"full": "full", "subset": "subset", "random": "random_adapter"}
 ROLE_TITLES = {"full": "Full task data", "subset": "0.5% coreset", "random": "0.5% random", "base": "Base model"}
 DEFAULT_TITLE = "Full data vs 0.5% data"
 DEFAULT_SHORT_DESCRIPTION = "LoRA adapters on full data vs a 0.5% coreset, side by side"
@@ -146,35 +147,39 @@ def _endpoint() -> str:
     return safe_url(constants.ENDPOINT)  # it is printed: never with HF_ENDPOINT's user:password@
 
 
-def inspect_adapter(repo_id: str, flag: str, token: str | None = None) -> AdapterFacts:
+def inspect_adapter(repo_id: str, role: str, token: str | None = None) -> AdapterFacts:
     """Check that ``repo_id`` is a PEFT adapter on the Hub and read its base model and datasets.
 
     Args:
         repo_id: the adapter's Hub id.
-        flag: the CLI flag it came from, for the error message.
+        role: ``full``, ``subset`` or ``random``: errors name the parameter the adapter came from.
         token: Hub token (default the one huggingface_hub finds).
 
     Returns:
         The adapter's :class:`AdapterFacts`.
 
     Example:
-        >>> inspect_adapter("me/nli-subset-lora", "--subset").base_model  # doctest: +SKIP
+        >>> inspect_adapter("me/nli-subset-lora", "subset").base_model  # doctest: +SKIP
         'HuggingFaceTB/SmolLM2-135M-Instruct'
     """
     from ltd_hub.hub.cards import split_card
 
+    named_by = {role: ROLE_PARAMS.get(role, role)}
     if not _REPO_ID.match(repo_id or ""):
-        raise UsageError(f"{flag} {repo_id!r} is not a Hub model id; give the NAMESPACE/NAME of a pushed adapter")
+        raise UsageError(f"{{{role}}} {repo_id!r} is not a Hub model id; give the NAMESPACE/NAME of a pushed adapter", params=named_by)
     private = hub.repo_private(repo_id, "model", token=token)
     if private is None:
         raise UsageError(
-            f"{flag} {repo_id}: no such model repo on {_endpoint()}; check the id (an adapter pushed by `ltd-hub train --push-to`)"
+            f"{{{role}}} {repo_id}: no such model repo on {_endpoint()}; check the id (an adapter pushed by `ltd-hub train --push-to`)",
+            params=named_by,
         )
     try:
         config_path = hub.download(repo_id, "adapter_config.json", repo_type="model", token=token)
     except MissingFileError as exc:
         hint = hub.empty_repo_hint(repo_id, "model", token)
-        raise UsageError(f"{flag} {repo_id} is not a PEFT adapter (no adapter_config.json){hint}; give an adapter repo") from exc
+        raise UsageError(
+            f"{{{role}}} {repo_id} is not a PEFT adapter (no adapter_config.json){hint}; give an adapter repo", params=named_by
+        ) from exc
     adapter_config = json.loads(Path(config_path).read_text(encoding="utf-8"))
     meta, _ = split_card(hub.read_card_text(repo_id, "model", token=token))
     card_base = meta.get("base_model")
@@ -200,18 +205,19 @@ def _resolve_base(facts: Mapping[str, AdapterFacts], base_model: str | None, tok
         for role, base in bases.items():
             if base != base_model:
                 raise UsageError(
-                    f"{ROLE_FLAGS[role]} {facts[role].repo_id} was trained on {base}, not --base-model {base_model}; "
-                    "use adapters of one base model or drop --base-model"
+                    f"{{{role}}} {facts[role].repo_id} was trained on {base}, not {{base_model}} {base_model}; "
+                    "use adapters of one base model or drop {base_model}",
+                    params={role: ROLE_PARAMS[role], "base_model": "base_model"},
                 )
     else:
         distinct = sorted(set(bases.values()))
         if len(distinct) > 1:
             raise UsageError(f"the adapters have different base models ({', '.join(distinct)}); compare adapters of one base model")
         if not distinct:
-            raise UsageError("no adapter names its base model as a Hub id; pass --base-model NAMESPACE/NAME")
+            raise UsageError("no adapter names its base model as a Hub id; pass {base_model} NAMESPACE/NAME", params="base_model")
         base_model = distinct[0]
     if not _REPO_ID.match(base_model):
-        raise UsageError(f"--base-model {base_model!r} is not a Hub model id; give NAMESPACE/NAME")
+        raise UsageError(f"{{base_model}} {base_model!r} is not a Hub model id; give NAMESPACE/NAME", params="base_model")
     if not hub.repo_exists(base_model, "model", token=token):
         raise UsageError(f"base model {base_model} is not on {_endpoint()}; push or seed it first (`ltd-hub hub seed` offline)")
     return base_model
@@ -267,7 +273,7 @@ def read_examples(source: str, token: str | None = None) -> list[dict[str, Any]]
             "dataset": str(record.get("dataset") or path.name.split(".")[0]),
             "template": str(record.get("template_name") or ""),
         }
-        for path, records in read_prompt_files(source, token, label="--examples")
+        for path, records in read_prompt_files(source, token, param="examples")
         for record in records
     ]
 
@@ -284,7 +290,8 @@ def _classification_sets(source: str, token: str | None) -> list[Any] | None:
         return load_eval_sets([source], token=token, log=lambda _message: None)
     except UsageError as exc:
         if "answer_choices" not in str(exc):
-            raise UsageError(f"--examples {source}: {str(exc).removeprefix('eval data: ')}") from None
+            message = exc.template.removeprefix("eval data: ")
+            raise UsageError(f"{{examples}} {source}: {message}", params={**exc.params, "examples": "examples"}) from None
         return None  # generation data: prompt-only examples
     finally:
         if not quiet:
@@ -414,8 +421,8 @@ def plan_space(
     _check_space_options(short_description, num_examples, hardware)
     roles = {"full": full, "subset": subset, **({"random": random_adapter} if random_adapter else {})}
     if len(set(roles.values())) != len(roles):
-        raise UsageError("the same adapter repo is given for two roles; --full, --subset and --random must differ")
-    facts = {role: inspect_adapter(ref, ROLE_FLAGS[role], token) for role, ref in roles.items()}
+        raise UsageError("the same adapter repo is given for two roles; {full}, {subset} and {random} must differ", params=ROLE_PARAMS)
+    facts = {role: inspect_adapter(ref, role, token) for role, ref in roles.items()}
     base = _resolve_base(facts, base_model, token)
     described = {role: describe_training(role, f.summary) for role, f in facts.items()}
     subset_dataset = subset_dataset or next(iter(facts["subset"].datasets), None)
@@ -444,15 +451,20 @@ def plan_space(
 
 def _check_space_options(short_description: str, num_examples: int, hardware: str | None) -> None:
     if len(short_description) > MAX_SHORT_DESCRIPTION:
-        raise UsageError(f"--short-description is {len(short_description)} characters; Spaces allow at most {MAX_SHORT_DESCRIPTION}")
+        raise UsageError(
+            f"{{short_description}} is {len(short_description)} characters; Spaces allow at most {MAX_SHORT_DESCRIPTION}",
+            params="short_description",
+        )
     if num_examples < 0:
-        raise UsageError("--num-examples must be 0 or more")
+        raise UsageError("{num_examples} must be 0 or more", params="num_examples")
     if hardware is not None:
         from huggingface_hub import SpaceHardware
 
         flavors = [h.value for h in SpaceHardware]
         if hardware not in flavors:
-            raise UsageError(f"--hardware {hardware!r} is not a Spaces hardware flavor; use one of {', '.join(flavors)}")
+            raise UsageError(
+                f"{{hardware}} {hardware!r} is not a Spaces hardware flavor; use one of {', '.join(flavors)}", params="hardware"
+            )
 
 
 def _held_out_examples(
@@ -461,13 +473,13 @@ def _held_out_examples(
     """The examples to bundle from ``examples`` (never a training row), and how many training rows were dropped."""
     for source in examples:
         if source in trained_on:
-            raise UsageError(f"--examples {source} is training data of an adapter; name held-out eval data instead")
+            raise UsageError(f"{{examples}} {source} is training data of an adapter; name held-out eval data instead", params="examples")
     rows = {source: read_examples(source, token) for source in examples}
     if not (rows and num_examples):
         return [], 0
     picked, dropped = pick_examples(rows, num_examples, seed=seed, exclude_prompts=training_prompts(sorted(trained_on), token))
     if not picked:
-        raise UsageError("no usable held-out example left (all are training rows or malformed); name other --examples")
+        raise UsageError("no usable held-out example left (all are training rows or malformed); name other {examples}", params="examples")
     return picked, dropped
 
 
