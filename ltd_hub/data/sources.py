@@ -316,6 +316,20 @@ def _quiet_datasets_errors():
         logger.setLevel(level)
 
 
+@contextlib.contextmanager
+def no_progress_bars():
+    """``datasets``' progress bars off inside the block (a short read or write), as they were after it."""
+    import datasets
+
+    was_disabled = datasets.are_progress_bars_disabled()
+    datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if not was_disabled:
+            datasets.enable_progress_bars()
+
+
 def _load_files(paths: Sequence[Path]) -> datasets.Dataset:
     import datasets
 

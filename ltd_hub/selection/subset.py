@@ -9,11 +9,10 @@ picks the coreset, returning the rows and their manifest without touching the Hu
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
-import shutil
 import statistics
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -25,6 +24,7 @@ import numpy as np
 
 from ltd_hub.constants import DEFAULT_BASE_MODEL
 from ltd_hub.errors import MissingFileError, MissingRepoError, UsageError
+from ltd_hub.files import staged_dir, staged_file
 from ltd_hub.selection.manifest import (
     MANIFEST_FILENAME,
     ColumnMap,
@@ -83,7 +83,6 @@ PAPER = {
     "title": "Maybe Only 0.5% Data is Needed: A Preliminary Exploration of Low Training Data Instruction Tuning",
     "arxiv": "2305.09246",
 }
-DEFAULT_TRAIN_BASE = DEFAULT_BASE_MODEL
 Log = Callable[[str], None]
 
 
@@ -856,7 +855,7 @@ def _card_context(result: SubsetResult, repo_id: str, license_id: str, pretty_na
         "input_columns_md": " + ".join(f"`{c}`" for c in m.columns.inputs),
         "text_fields_md": " + ".join(f"`{c}`" for c in m.text_fields),
         "target_column": m.columns.target,
-        "train_base_model": DEFAULT_TRAIN_BASE,
+        "train_base_model": DEFAULT_BASE_MODEL,
         "paper": PAPER,
         "manifest_file": MANIFEST_FILENAME,
         "versions": m.versions,
@@ -968,17 +967,11 @@ def subset_files(
         >>> sorted(subset_files(result, "me/nli-coreset"))
         ['README.md', 'data/train-00000-of-00001.parquet', 'selection_manifest.json']
     """
-    import datasets
+    from ltd_hub.data.sources import no_progress_bars
 
     buffer = io.BytesIO()
-    # A bar for a few-thousand-row write is noise next to the encoding and selection bars.
-    was_disabled = datasets.are_progress_bars_disabled()
-    datasets.disable_progress_bars()
-    try:
+    with no_progress_bars():  # a bar for a few-thousand-row write is noise next to the encoding and selection bars
         result.dataset.to_parquet(buffer)
-    finally:
-        if not was_disabled:
-            datasets.enable_progress_bars()
     card = render_dataset_card(result, repo_id, license=license, language=language, pretty_name=pretty_name, log=log)
     return {
         PARQUET_PATH: buffer.getvalue(),
@@ -1003,22 +996,17 @@ def write_subset_files(result: SubsetResult, out_dir: str | os.PathLike, repo_id
     if out.exists() and not out.is_dir():
         raise UsageError(f"{{output_dir}} {out} is a file; give a folder", params={"output_dir": "out_dir"})
     files = subset_files(result, repo_id, **card_kwargs)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
-    try:
-        for name, data in files.items():
-            path = staging / name
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(data)
-        if not out.exists():
-            os.replace(staging, out)
-        else:
-            for name in files:
-                target = out / name
-                target.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(staging / name, target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    if not out.exists():
+        with staged_dir(out) as staging:  # the whole folder appears at once
+            for name, data in files.items():
+                (staging / name).parent.mkdir(parents=True, exist_ok=True)
+                (staging / name).write_bytes(data)
+    else:
+        # An existing folder may hold other files: each of ours is staged beside its target, and
+        # only when all are written are they renamed into place.
+        with contextlib.ExitStack() as stack:
+            for name, data in files.items():
+                stack.enter_context(staged_file(out / name)).write_bytes(data)
     return [out / name for name in files]
 
 
@@ -1274,6 +1262,7 @@ def _published_rows(repo_id_or_dir, *, revision: str | None, token: str | None) 
     """The rows a subset folder or Hub repo publishes, or None when there are none to read (a bare manifest)."""
     import datasets
 
+    from ltd_hub.data.sources import no_progress_bars
     from ltd_hub.hub import gateway as hub
 
     path = Path(os.path.expanduser(os.fspath(repo_id_or_dir)))
@@ -1288,10 +1277,5 @@ def _published_rows(repo_id_or_dir, *, revision: str | None, token: str | None) 
             local = Path(hub.download(os.fspath(repo_id_or_dir), PARQUET_PATH, repo_type="dataset", revision=revision, token=token))
         except MissingFileError:
             return None
-    was_disabled = datasets.are_progress_bars_disabled()
-    datasets.disable_progress_bars()
-    try:
+    with no_progress_bars():
         return datasets.Dataset.from_parquet(str(local), keep_in_memory=True)
-    finally:
-        if not was_disabled:
-            datasets.enable_progress_bars()
