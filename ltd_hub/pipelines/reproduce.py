@@ -148,8 +148,16 @@ class ReproduceConfig(ConfigMixin):
 
     def validate(self) -> None:
         """Check every value that needs no model or data loaded; raise a one-line UsageError naming the key."""
+        self._check_selection_keys()
+        self._check_train_section()
+        self._check_eval_and_folders()
+        runs = plan_runs(self)  # checks every arm entry
+        names = {run.arm for run in runs}
+        if self.compare_to is not None and self.compare_to not in names:
+            raise UsageError(f"compare_to {self.compare_to!r} names no arm; arms: {', '.join(dict.fromkeys(r.arm for r in runs))}")
+
+    def _check_selection_keys(self) -> None:
         from ltd_hub.selection import SELECTORS
-        from ltd_hub.training import TrainConfig
 
         if not self.pool:
             raise UsageError("the config needs `pool:` (the instruction data to select from)")
@@ -171,6 +179,11 @@ class ReproduceConfig(ConfigMixin):
         _check_schedule(self.schedule, "schedule")
         if isinstance(self.full_data, bool) or not (self.full_data == "all" or (isinstance(self.full_data, int) and self.full_data > 0)):
             raise UsageError(f"full_data must be 'all' (every task row) or a number of rows, got {self.full_data!r}")
+
+    def _check_train_section(self) -> None:
+        """``train:`` holds TrainConfig keys (checked as ``ltd-hub train`` checks them) but none reproduce sets per arm."""
+        from ltd_hub.training import TrainConfig
+
         if self.train_seeds is not None and (not self.train_seeds or len(set(self.train_seeds)) != len(self.train_seeds)):
             raise UsageError(f"train_seeds must be a non-empty list of distinct seeds, got {self.train_seeds}")
         reserved = {"dataset", "output_dir", "push_to", "base_model", "dataset_split", "overwrite_output_dir"} & set(self.train)
@@ -186,6 +199,8 @@ class ReproduceConfig(ConfigMixin):
             trial.validate()
         except UsageError as exc:
             raise UsageError(f"train section: {exc}") from None
+
+    def _check_eval_and_folders(self) -> None:
         if not self.eval.data:
             raise UsageError("the config needs eval.data (held-out files or dataset repos)")
         for key in ("templates", "max_examples"):
@@ -203,10 +218,6 @@ class ReproduceConfig(ConfigMixin):
                 raise UsageError(f"{key} {value} is a file; choose a folder")
         if self.push is not None and not self.push.namespace:
             raise UsageError("push.namespace is required to publish (your user or org name)")
-        runs = plan_runs(self)  # checks every arm entry
-        names = {run.arm for run in runs}
-        if self.compare_to is not None and self.compare_to not in names:
-            raise UsageError(f"compare_to {self.compare_to!r} names no arm; arms: {', '.join(dict.fromkeys(r.arm for r in runs))}")
 
 
 def _int(value: Any) -> int:
@@ -413,59 +424,70 @@ def plan_runs(config: ReproduceConfig) -> list[Run]:
     entries = config.arms if config.arms is not None else _legacy_arms(config)
     if not entries:
         raise UsageError("arms: is empty; list at least one arm (or drop the key to use the legacy arm keys)")
-    default_train = list(config.train_seeds) if config.train_seeds is not None else [None]
     runs: list[Run] = []
     seen: set[str] = set()
     for index, entry in enumerate(entries):
-        where = f"arms[{index}]"
-        if not isinstance(entry, dict):
-            raise UsageError(f"{where} must be a mapping (name, selection, ...), got {entry!r}")
-        unknown = sorted(set(entry) - set(_ARM_KEYS), key=str)
-        if unknown:
-            raise UsageError(f"unknown key {unknown[0]!r} in {where}; valid keys: {', '.join(_ARM_KEYS)}")
-        name = entry.get("name")
-        if not isinstance(name, str) or not name.strip():
-            raise UsageError(f"{where} needs a name (a string)")
-        where = f"arm {name!r}"
-        if name in seen or _slug(name) in {_slug(n) for n in seen}:
-            raise UsageError(f"two arms are named {name!r} (or alike once made a file name); give them distinct names")
-        seen.add(name)
-        selection = entry.get("selection")
-        kind = entry.get("kind", "base" if selection is None and name == "base model" else "subset")
-        if kind not in ("base", "full", "subset", "coreset", "random", "sweep", "sweep-random", "ablation"):
-            raise UsageError(f"{where}: kind must be base, full or subset, got {kind!r}")
-        schedule = entry.get("schedule", config.schedule)
-        _check_schedule(schedule, f"{where}: schedule")
-        if kind == "base":
-            if selection is not None or "train_seeds" in entry:
-                raise UsageError(f"{where}: the base model trains on nothing; remove selection/train_seeds")
-            runs.append(Run(name, "base"))
-            continue
-        if selection is None and kind != "full":
-            raise UsageError(f"{where} needs selection: {{strategy: ..., ratio: ...}} (or kind: full / kind: base)")
-        options = _check_selection(selection, where, config) if selection is not None else None
-        sel_seeds = _seed_list(entry.get("selection_seeds", [config.selection_seed]), f"{where}: selection_seeds") if options else [None]
-        train_seeds = _seed_list(entry["train_seeds"], f"{where}: train_seeds") if "train_seeds" in entry else default_train
-        pairing = entry.get("seed_pairing", "zip")
-        if pairing == "product":
-            pairs = [(s, t) for s in sel_seeds for t in train_seeds]
-        elif pairing == "zip":
-            n = max(len(sel_seeds), len(train_seeds))
-            if len(sel_seeds) not in (1, n) or len(train_seeds) not in (1, n):
-                raise UsageError(f"{where}: {len(sel_seeds)} selection seeds and {len(train_seeds)} training seeds cannot be paired; "
-                                 "give lists of equal length (or one of them a single seed), or seed_pairing: product")  # fmt: skip
-            pairs = [(sel_seeds[i % len(sel_seeds)], train_seeds[i % len(train_seeds)]) for i in range(n)]
-        else:
-            raise UsageError(f"{where}: seed_pairing must be zip or product, got {pairing!r}")
-        multi_sel = len({s for s, _ in pairs}) > 1
-        multi_train = len({t for _, t in pairs}) > 1
-        for sel_seed, train_seed in pairs:
-            runs.append(Run(name, kind, options, sel_seed, train_seed, schedule, multi_sel, multi_train))
+        runs += _arm_runs(config, entry, f"arms[{index}]", seen)
     ids = [r.run_id for r in runs]
     duplicate = next((i for i in ids if ids.count(i) > 1), None)
     if duplicate:
         raise UsageError(f"two runs would both be {duplicate!r}; give their arms distinct names or seeds")
     return runs
+
+
+def _arm_name(entry: Any, where: str, seen: set[str]) -> str:
+    """The arm's name, once the entry is a mapping of known keys and no other arm has that name (``seen`` grows)."""
+    if not isinstance(entry, dict):
+        raise UsageError(f"{where} must be a mapping (name, selection, ...), got {entry!r}")
+    unknown = sorted(set(entry) - set(_ARM_KEYS), key=str)
+    if unknown:
+        raise UsageError(f"unknown key {unknown[0]!r} in {where}; valid keys: {', '.join(_ARM_KEYS)}")
+    name = entry.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise UsageError(f"{where} needs a name (a string)")
+    if name in seen or _slug(name) in {_slug(n) for n in seen}:
+        raise UsageError(f"two arms are named {name!r} (or alike once made a file name); give them distinct names")
+    seen.add(name)
+    return name
+
+
+def _arm_runs(config: ReproduceConfig, entry: Any, where: str, seen: set[str]) -> list[Run]:
+    """The runs of one ``arms:`` entry, every key of it checked."""
+    name = _arm_name(entry, where, seen)
+    where = f"arm {name!r}"
+    selection = entry.get("selection")
+    kind = entry.get("kind", "base" if selection is None and name == "base model" else "subset")
+    if kind not in ("base", "full", "subset", "coreset", "random", "sweep", "sweep-random", "ablation"):
+        raise UsageError(f"{where}: kind must be base, full or subset, got {kind!r}")
+    schedule = entry.get("schedule", config.schedule)
+    _check_schedule(schedule, f"{where}: schedule")
+    if kind == "base":
+        if selection is not None or "train_seeds" in entry:
+            raise UsageError(f"{where}: the base model trains on nothing; remove selection/train_seeds")
+        return [Run(name, "base")]
+    if selection is None and kind != "full":
+        raise UsageError(f"{where} needs selection: {{strategy: ..., ratio: ...}} (or kind: full / kind: base)")
+    options = _check_selection(selection, where, config) if selection is not None else None
+    default_train = list(config.train_seeds) if config.train_seeds is not None else [None]
+    sel_seeds = _seed_list(entry.get("selection_seeds", [config.selection_seed]), f"{where}: selection_seeds") if options else [None]
+    train_seeds = _seed_list(entry["train_seeds"], f"{where}: train_seeds") if "train_seeds" in entry else default_train
+    pairs = _seed_pairs(sel_seeds, train_seeds, entry.get("seed_pairing", "zip"), where)
+    multi_sel = len({s for s, _ in pairs}) > 1
+    multi_train = len({t for _, t in pairs}) > 1
+    return [Run(name, kind, options, sel_seed, train_seed, schedule, multi_sel, multi_train) for sel_seed, train_seed in pairs]
+
+
+def _seed_pairs(sel_seeds: list[Any], train_seeds: list[Any], pairing: Any, where: str) -> list[tuple[Any, Any]]:
+    """(selection seed, training seed) of each run: ``zip`` pairs the lists (one seed repeats), ``product`` crosses them."""
+    if pairing == "product":
+        return [(s, t) for s in sel_seeds for t in train_seeds]
+    if pairing != "zip":
+        raise UsageError(f"{where}: seed_pairing must be zip or product, got {pairing!r}")
+    n = max(len(sel_seeds), len(train_seeds))
+    if len(sel_seeds) not in (1, n) or len(train_seeds) not in (1, n):
+        raise UsageError(f"{where}: {len(sel_seeds)} selection seeds and {len(train_seeds)} training seeds cannot be paired; "
+                         "give lists of equal length (or one of them a single seed), or seed_pairing: product")  # fmt: skip
+    return [(sel_seeds[i % len(sel_seeds)], train_seeds[i % len(train_seeds)]) for i in range(n)]
 
 
 def plan_arms(config: ReproduceConfig) -> list[Run]:
@@ -710,20 +732,7 @@ def paired_bootstrap(
     """
     import numpy as np
 
-    def sets(x: Any) -> list[np.ndarray]:
-        if isinstance(x, list) and x and not isinstance(x[0], (int, float, np.integer, np.floating)):
-            if (
-                isinstance(x[0], list)
-                and x[0]
-                and isinstance(x[0][0], (int, float, np.integer, np.floating))
-                and not isinstance(x, np.ndarray)
-            ):
-                # a list of lists of numbers: one set with several runs
-                return [np.atleast_2d(np.asarray(x, dtype=float))]
-            return [np.atleast_2d(np.asarray(s, dtype=float)) for s in x]
-        return [np.atleast_2d(np.asarray(x, dtype=float))]
-
-    sa, sb = sets(a), sets(b)
+    sa, sb = _eval_sets(a), _eval_sets(b)
     if len(sa) != len(sb):
         raise ValueError("a and b must hold the same eval sets")
     for xa, xb in zip(sa, sb):
@@ -735,20 +744,37 @@ def paired_bootstrap(
     chunk = 500
     for start in range(0, resamples, chunk):
         size = min(chunk, resamples - start)
-        total = np.zeros(size)
-        for xa, xb in zip(sa, sb):
-            n = xa.shape[1]
-            if resample_runs:
-                wa = rng.multinomial(xa.shape[0], np.full(xa.shape[0], 1 / xa.shape[0]), size=size) / xa.shape[0]
-                wb = rng.multinomial(xb.shape[0], np.full(xb.shape[0], 1 / xb.shape[0]), size=size) / xb.shape[0]
-                per_example = wa @ xa - wb @ xb  # (size, n): each resample's seed-averaged difference per example
-            else:
-                per_example = np.broadcast_to(xa.mean(0) - xb.mean(0), (size, n))
-            counts = rng.multinomial(n, np.full(n, 1 / n), size=size)  # the same examples for both arms
-            total += (counts * per_example).sum(1) / n
+        total = sum(_resampled_difference(xa, xb, rng, size, resample_runs) for xa, xb in zip(sa, sb))
         diffs[start : start + size] = total / len(sa)
     low, high = np.quantile(diffs, [(1 - level) / 2, 1 - (1 - level) / 2])
     return observed, float(low), float(high)
+
+
+def _eval_sets(x: Any) -> list[Any]:
+    """Per-example correctness as a list of (runs, examples) arrays, one per eval set."""
+    import numpy as np
+
+    numbers = (int, float, np.integer, np.floating)
+    if isinstance(x, list) and x and not isinstance(x[0], numbers):
+        if isinstance(x[0], list) and x[0] and isinstance(x[0][0], numbers):
+            return [np.atleast_2d(np.asarray(x, dtype=float))]  # a list of lists of numbers: one set with several runs
+        return [np.atleast_2d(np.asarray(s, dtype=float)) for s in x]
+    return [np.atleast_2d(np.asarray(x, dtype=float))]
+
+
+def _resampled_difference(xa: Any, xb: Any, rng: Any, size: int, resample_runs: bool) -> Any:
+    """``size`` bootstrap draws of accuracy(a) - accuracy(b) on one eval set: examples drawn once for both arms."""
+    import numpy as np
+
+    n = xa.shape[1]
+    if resample_runs:
+        wa = rng.multinomial(xa.shape[0], np.full(xa.shape[0], 1 / xa.shape[0]), size=size) / xa.shape[0]
+        wb = rng.multinomial(xb.shape[0], np.full(xb.shape[0], 1 / xb.shape[0]), size=size) / xb.shape[0]
+        per_example = wa @ xa - wb @ xb  # (size, n): each resample's seed-averaged difference per example
+    else:
+        per_example = np.broadcast_to(xa.mean(0) - xb.mean(0), (size, n))
+    counts = rng.multinomial(n, np.full(n, 1 / n), size=size)  # the same examples for both arms
+    return (counts * per_example).sum(1) / n
 
 
 def mean_sd(values: list[float]) -> tuple[float, float | None]:
@@ -1095,20 +1121,8 @@ def dry_run(config: ReproduceConfig, *, only: list[str] | None = None, shard: tu
     every selection option (``select_subset``'s signature), the training recipe, the pool and eval
     paths and the base model id. Estimated steps count the pool's rows (before filters).
     """
-    from ltd_hub.data.sources import _REPO_ID_RE  # the one rule for what a Hub id looks like
-
     c = config
-    for label, spec in [("pool", c.pool), *[("eval.data", p) for p in c.eval.data]]:
-        if not Path(spec).expanduser().exists() and (not _REPO_ID_RE.match(spec) or spec.startswith((".", "/", "~"))):
-            raise UsageError(f"{label} {spec} not found: no such file and not a NAMESPACE/NAME dataset id; fix the path in the config")
-    if not Path(c.base_model).expanduser().is_dir():
-        from huggingface_hub.errors import HFValidationError
-        from huggingface_hub.utils import validate_repo_id
-
-        try:
-            validate_repo_id(c.base_model)
-        except HFValidationError:
-            raise UsageError(f"base_model {c.base_model!r} is neither a local model folder nor a Hub id (NAMESPACE/NAME)") from None
+    _check_inputs_exist(c)
     planned = run_states(c)
     chosen = select_runs(planned, only, shard)
     n_pool = _count_rows(c.pool)
@@ -1122,21 +1136,13 @@ def dry_run(config: ReproduceConfig, *, only: list[str] | None = None, shard: tu
     ]
     total_steps = 0
     for p in chosen:
-        run = p.run
         rows_text = steps_text = "-"
-        if run.trains and n_task:
-            sel = run.selection or {}
-            try:
-                from ltd_hub.selection.budget import budget_from_ratio
-
-                n_rows = sel["size"] if sel.get("size") else (budget_from_ratio(n_task, sel["ratio"]) if sel.get("ratio") else n_task)
-            except UsageError as exc:
-                raise UsageError(f"arm {run.arm!r}: {exc}") from None
-            steps = steps_for(c, n_rows, train_settings(c, run), n_task_rows=n_task)
+        if p.run.trains and n_task:
+            n_rows, steps = _planned_size(c, p.run, n_task)
             rows_text, steps_text = f"{approx}{n_rows:,}", f"{approx}{steps:,}"
             if p.state != "done":
                 total_steps += steps
-        lines.append(f"{p.state:6s} {run.run_id:44s} {run.kind:12s} {rows_text:>9s} {steps_text:>7s}")
+        lines.append(f"{p.state:6s} {p.run.run_id:44s} {p.run.kind:12s} {rows_text:>9s} {steps_text:>7s}")
     counts = {s: sum(1 for p in chosen if p.state == s) for s in ("done", "stale", "todo")}
     lines.append(
         f"{counts['done']} done (result file with this hash), {counts['stale']} stale (config changed: re-run), "
@@ -1149,6 +1155,35 @@ def dry_run(config: ReproduceConfig, *, only: list[str] | None = None, shard: tu
     if c.compare_to:
         lines.append(f"paired differences against: {c.compare_to}")
     return "\n".join(lines)
+
+
+def _check_inputs_exist(config: ReproduceConfig) -> None:
+    """The pool and eval data are local files or Hub ids, and the base model a local folder or a Hub id."""
+    from ltd_hub.data.sources import _REPO_ID_RE  # the one rule for what a Hub id looks like
+
+    for label, spec in [("pool", config.pool), *[("eval.data", p) for p in config.eval.data]]:
+        if not Path(spec).expanduser().exists() and (not _REPO_ID_RE.match(spec) or spec.startswith((".", "/", "~"))):
+            raise UsageError(f"{label} {spec} not found: no such file and not a NAMESPACE/NAME dataset id; fix the path in the config")
+    if not Path(config.base_model).expanduser().is_dir():
+        from huggingface_hub.errors import HFValidationError
+        from huggingface_hub.utils import validate_repo_id
+
+        try:
+            validate_repo_id(config.base_model)
+        except HFValidationError:
+            raise UsageError(f"base_model {config.base_model!r} is neither a local model folder nor a Hub id (NAMESPACE/NAME)") from None
+
+
+def _planned_size(config: ReproduceConfig, run: Run, n_task: int) -> tuple[int, int]:
+    """(training rows, optimizer steps) of a run, estimated from the pool's task rows."""
+    from ltd_hub.selection.budget import budget_from_ratio
+
+    sel = run.selection or {}
+    try:
+        n_rows = sel["size"] if sel.get("size") else (budget_from_ratio(n_task, sel["ratio"]) if sel.get("ratio") else n_task)
+    except UsageError as exc:
+        raise UsageError(f"arm {run.arm!r}: {exc}") from None
+    return n_rows, steps_for(config, n_rows, train_settings(config, run), n_task_rows=n_task)
 
 
 def _count_rows(spec: str) -> int | None:
@@ -1183,66 +1218,14 @@ def summarize(config: ReproduceConfig, planned: list[PlannedRun], *, resamples: 
             if e["name"] not in set_names:
                 set_names.append(e["name"])
             n_examples[e["name"]] = e["n_examples"]
-    arms = []
-    for arm in dict.fromkeys(p.run.arm for p in planned):
-        runs = [p for p in done if p.run.arm == arm]
-        planned_n = sum(1 for p in planned if p.run.arm == arm)
-        first = next(p.run for p in planned if p.run.arm == arm)
-        row: dict[str, Any] = {"arm": arm, "kind": first.kind, "schedule": first.schedule, "selection": first.selection,
-                               "runs": [p.run.run_id for p in runs], "n_runs": len(runs), "n_planned": planned_n}  # fmt: skip
-        if runs:
-            results = [p.result for p in runs]
-            row["n_train_rows"] = statistics.fmean(((r.get("selection") or {}).get("n_selected") or 0) for r in results)
-            row["fraction"] = statistics.fmean(r.get("fraction") or 0.0 for r in results)
-            steps = [r["training"]["steps"] for r in results if r.get("training")]
-            row["steps"] = statistics.fmean(steps) if steps else 0
-            row["eval"] = {}
-            for name in set_names:
-                values = [e["accuracy_mean"] for r in results for e in r["eval"] if e["name"] == name]
-                if values:
-                    mean, sd = mean_sd(values)
-                    row["eval"][name] = {"mean": mean, "sd": sd, "values": values}
-            mean, sd = mean_sd([r["average"] for r in results])
-            row["average"] = {"mean": mean, "sd": sd, "values": [r["average"] for r in results]}
-        arms.append(row)
-    paired = []
+    arms = [_arm_row(arm, planned, done, set_names) for arm in dict.fromkeys(p.run.arm for p in planned)]
     ref = config.compare_to
-    if ref is not None:
-        ref_runs = [p.result for p in done if p.run.arm == ref]
-        for row in arms:
-            if row["arm"] == ref or not row["n_runs"] or not ref_runs:
-                continue
-            runs = [p.result for p in done if p.run.arm == row["arm"]]
-            entry: dict[str, Any] = {"arm": row["arm"], "vs": ref, "n_runs": len(runs), "n_runs_ref": len(ref_runs), "sets": {}}
-            per_set_a, per_set_b, names = [], [], []
-            for name in set_names:
-
-                def matrix(results: list[dict[str, Any]]) -> tuple[list[list[int]], set[str]] | None:
-                    rows, shas = [], set()
-                    for r in results:
-                        e = next((e for e in r["eval"] if e["name"] == name), None)
-                        correct = _correct(e) if e else None
-                        if correct is None:
-                            return None
-                        rows.append(correct)
-                        shas.add(e.get("examples_sha"))
-                    return rows, shas
-
-                a, b = matrix(runs), matrix(ref_runs)
-                if a is None or b is None or len(a[1] | b[1]) != 1:
-                    entry["sets"][name] = None  # no per-example predictions, or not the same examples
-                    continue
-                diff, low, high = paired_bootstrap(a[0], b[0], resamples=resamples, seed=0)
-                entry["sets"][name] = {"diff": diff, "low": low, "high": high}
-                per_set_a.append(a[0])
-                per_set_b.append(b[0])
-                names.append(name)
-            if names and len(names) == len(set_names):
-                diff, low, high = paired_bootstrap(per_set_a, per_set_b, resamples=resamples, seed=0)
-                entry["average"] = {"diff": diff, "low": low, "high": high}
-            else:
-                entry["average"] = None
-            paired.append(entry)
+    ref_runs = [p.result for p in done if p.run.arm == ref] if ref is not None else []
+    paired = [
+        _paired_entry(row["arm"], [p.result for p in done if p.run.arm == row["arm"]], ref, ref_runs, set_names, resamples)
+        for row in arms
+        if ref is not None and row["arm"] != ref and row["n_runs"] and ref_runs
+    ]
     return {
         "name": config.name,
         "base_model": config.base_model,
@@ -1254,6 +1237,67 @@ def summarize(config: ReproduceConfig, planned: list[PlannedRun], *, resamples: 
         "runs_done": sum(1 for p in planned if p.state == "done"),
         "runs_planned": len(planned),
     }
+
+
+def _arm_row(arm: str, planned: list[PlannedRun], done: list[PlannedRun], set_names: list[str]) -> dict[str, Any]:
+    """One arm of the summary: what it is, its runs, and accuracy mean ± sd over them per eval set."""
+    runs = [p for p in done if p.run.arm == arm]
+    planned_n = sum(1 for p in planned if p.run.arm == arm)
+    first = next(p.run for p in planned if p.run.arm == arm)
+    row: dict[str, Any] = {"arm": arm, "kind": first.kind, "schedule": first.schedule, "selection": first.selection,
+                           "runs": [p.run.run_id for p in runs], "n_runs": len(runs), "n_planned": planned_n}  # fmt: skip
+    if not runs:
+        return row
+    results = [p.result for p in runs]
+    row["n_train_rows"] = statistics.fmean(((r.get("selection") or {}).get("n_selected") or 0) for r in results)
+    row["fraction"] = statistics.fmean(r.get("fraction") or 0.0 for r in results)
+    steps = [r["training"]["steps"] for r in results if r.get("training")]
+    row["steps"] = statistics.fmean(steps) if steps else 0
+    row["eval"] = {}
+    for name in set_names:
+        values = [e["accuracy_mean"] for r in results for e in r["eval"] if e["name"] == name]
+        if values:
+            mean, sd = mean_sd(values)
+            row["eval"][name] = {"mean": mean, "sd": sd, "values": values}
+    mean, sd = mean_sd([r["average"] for r in results])
+    row["average"] = {"mean": mean, "sd": sd, "values": [r["average"] for r in results]}
+    return row
+
+
+def _paired_entry(
+    arm: str, runs: list[dict[str, Any]], ref: str, ref_runs: list[dict[str, Any]], set_names: list[str], resamples: int
+) -> dict[str, Any]:
+    """Paired bootstrap differences of ``arm`` against ``ref`` per eval set, and of their average."""
+    entry: dict[str, Any] = {"arm": arm, "vs": ref, "n_runs": len(runs), "n_runs_ref": len(ref_runs), "sets": {}}
+    per_set_a, per_set_b = [], []
+    for name in set_names:
+        a, b = _correct_matrix(runs, name), _correct_matrix(ref_runs, name)
+        if a is None or b is None or len(a[1] | b[1]) != 1:
+            entry["sets"][name] = None  # no per-example predictions, or not the same examples
+            continue
+        diff, low, high = paired_bootstrap(a[0], b[0], resamples=resamples, seed=0)
+        entry["sets"][name] = {"diff": diff, "low": low, "high": high}
+        per_set_a.append(a[0])
+        per_set_b.append(b[0])
+    if per_set_a and len(per_set_a) == len(set_names):
+        diff, low, high = paired_bootstrap(per_set_a, per_set_b, resamples=resamples, seed=0)
+        entry["average"] = {"diff": diff, "low": low, "high": high}
+    else:
+        entry["average"] = None
+    return entry
+
+
+def _correct_matrix(results: list[dict[str, Any]], name: str) -> tuple[list[list[int]], set[str]] | None:
+    """Per-run, per-example correctness on eval set ``name`` and the examples' hashes; None when a run lacks it."""
+    rows, shas = [], set()
+    for r in results:
+        e = next((e for e in r["eval"] if e["name"] == name), None)
+        correct = _correct(e) if e else None
+        if correct is None:
+            return None
+        rows.append(correct)
+        shas.add(e.get("examples_sha"))
+    return rows, shas
 
 
 def results_table(results: dict[str, Any]) -> str:
@@ -1431,12 +1475,14 @@ def push_results(runner: Runner, runs: list[PlannedRun], results: dict[str, Any]
 
 
 def _point_adapter_at(adapter_dir: str, subset_repo: str, revision: str) -> None:
-    from ltd_hub.training import SUMMARY_FILE
+    """Make the adapter's training summary (and so its card) name the pushed subset instead of the local folder."""
+    from ltd_hub.files import atomic_write_json
+    from ltd_hub.training import SUMMARY_FILE, TrainingSummary
 
     path = Path(adapter_dir) / SUMMARY_FILE
-    summary = json.loads(path.read_text())
-    summary.setdefault("dataset", {}).update({"name": subset_repo, "repo_id": subset_repo, "revision": revision, "path": None})
-    path.write_text(json.dumps(summary, indent=2) + "\n")
+    summary = TrainingSummary.from_dict(json.loads(path.read_text()))
+    summary.dataset = dataclasses.replace(summary.dataset, name=subset_repo, repo_id=subset_repo, revision=revision, path=None)
+    atomic_write_json(path, summary.to_dict())
 
 
 def _slug(text: str) -> str:
