@@ -143,13 +143,12 @@ def load_adapter(
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
+    from ltd_hub.hub import gateway as hub
     from ltd_hub.modeling import load_tokenizer
 
     config = read_adapter_config(repo_id_or_dir, revision=revision, token=token)
     base_id = config["base_model_name_or_path"]
     tokenizer = load_tokenizer(base_id, token=token)
-    from ltd_hub.hub import gateway as hub
-
     try:
         base = hub.load_pretrained(
             AutoModelForCausalLM, base_id, what=f"downloading base model {base_id}", dtype=dtype or "auto", token=token

@@ -14,7 +14,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from ltd_hub.constants import DATA_SUFFIXES
 from ltd_hub.errors import UsageError
@@ -26,20 +26,31 @@ MAX_SUPERNI_LABELS = 20
 _SUFFIX_TEXT = "/".join(dict.fromkeys(s.removesuffix(".gz") for s in DATA_SUFFIXES))
 
 
+class EvalRow(TypedDict):
+    """One eval row: the shape :func:`ltd_hub.space.ltd_scoring.score_choices` scores.
+
+    A dict rather than a dataclass because the scorer ships inside the Space, which imports nothing
+    from ltd_hub and scores rows it builds itself.
+    """
+
+    inputs: str  # the prompt
+    target: str
+    choices: list[str]
+    gold: int  # the index of the target among the choices
+    template: str
+    row: int  # its line in the source
+    id: str  # the example's id across templates
+
+
 @dataclass
 class EvalSet:
-    """The rows of one eval set (one file or repo, or one ``dataset`` value inside it).
-
-    Each row is a dict: ``inputs`` (the prompt), ``target``, ``choices``, ``gold`` (the index of
-    the target among the choices), ``template``, ``row`` (its line in the source) and ``id`` (the
-    example's id across templates): the shape :func:`ltd_hub.space.ltd_scoring.score_choices` scores.
-    """
+    """The rows of one eval set (one file or repo, or one ``dataset`` value inside it)."""
 
     name: str
     dataset_type: str
     source: str
     revision: str | None
-    rows: list[dict[str, Any]]
+    rows: list[EvalRow]
     #: SuperNI tasks: the answer choices of every row (the distinct outputs of the task's instances).
     label_set: list[str] | None = None
     #: Templates left out because they have no answer_choices (e.g. a regression template).
@@ -120,7 +131,7 @@ def _public(spec: str) -> str:
     return public_path(spec) if Path(spec).expanduser().exists() else spec
 
 
-def _subsample(items: list[dict[str, Any]], templates: int | None, max_examples: int | None) -> list[dict[str, Any]]:
+def _subsample(items: list[EvalRow], templates: int | None, max_examples: int | None) -> list[EvalRow]:
     """The first ``templates`` templates, and of each the first ``max_examples`` rows (file order)."""
     keep = list(OrderedDict.fromkeys(i["template"] for i in items))[: templates or None]
     counts: dict[str, int] = {}
@@ -151,7 +162,7 @@ def _p3_eval_sets(
     for template in skipped:
         say(f"eval data {_public(spec)}: skipping template {template!r}, which has no answer_choices (not a classification template)")
     has_dataset = "dataset" in rows.column_names
-    groups: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
+    groups: OrderedDict[str, list[EvalRow]] = OrderedDict()
     for index, row in enumerate(rows):
         template = template_of(row)
         if template not in skipped:
@@ -202,7 +213,7 @@ def _templates_without_choices(spec: str, rows: Any, template_of: Callable[[dict
     return skipped
 
 
-def _eval_row(spec: str, index: int, row: dict[str, Any], template: str) -> dict[str, Any]:
+def _eval_row(spec: str, index: int, row: dict[str, Any], template: str) -> EvalRow:
     """One validated P3 row as an eval row; a row rank classification cannot score is refused."""
     where = f"eval data {spec} row {index}"
     choices = row["answer_choices"]
@@ -293,7 +304,7 @@ def _task_labels(spec: str, task: str, instances: list[dict[str, Any]]) -> list[
     return labels
 
 
-def _superni_rows(instances: list[dict[str, Any]], labels: list[str]) -> list[dict[str, Any]]:
+def _superni_rows(instances: list[dict[str, Any]], labels: list[str]) -> list[EvalRow]:
     items = []
     for r in instances:
         gold = str(r["output"]).strip()

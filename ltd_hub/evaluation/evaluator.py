@@ -19,7 +19,7 @@ from typing import Any
 
 # Eval rows are read in ltd_hub.data.eval_sets (the Space's examples are read there too); the names
 # stay importable from here for the callers that evaluate.
-from ltd_hub.data.eval_sets import MAX_SUPERNI_LABELS, REQUIRED_COLUMNS, EvalSet, load_eval_sets  # noqa: F401
+from ltd_hub.data.eval_sets import MAX_SUPERNI_LABELS, REQUIRED_COLUMNS, EvalRow, EvalSet, load_eval_sets  # noqa: F401
 from ltd_hub.errors import MissingFileError, UsageError
 from ltd_hub.evaluation.results import EvalReport, EvalResult, Prediction, TemplateResult
 from ltd_hub.files import atomic_write, sha256_file
@@ -180,7 +180,7 @@ def _set_result(
     )
 
 
-def prediction_records(rows: list[dict[str, Any]], scores: list[list[float]]) -> list[Prediction]:
+def prediction_records(rows: list[EvalRow], scores: list[list[float]]) -> list[Prediction]:
     """One :class:`Prediction` per eval row: the best-scoring choice, the gold one, the scores.
 
     ``index`` is the row's position in the eval set (file order after ``--templates`` and
