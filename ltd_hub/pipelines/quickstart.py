@@ -115,6 +115,7 @@ class QuickstartConfig:
         get_encoder(self.encoder)  # an unknown encoder name is a UsageError listing the valid ones
 
     def work_path(self) -> Path:
+        """The folder of the run's local state: ``workdir``, else ``cache_dir("quickstart")``."""
         from ltd_hub.paths import cache_dir
 
         return Path(self.workdir).expanduser() if self.workdir is not None else cache_dir("quickstart")
@@ -142,6 +143,7 @@ class QuickstartResult:
 
     @property
     def space_repo(self) -> str:
+        """The comparison Space's repo id."""
         return self.repos["space"]
 
 

@@ -90,6 +90,7 @@ class Encoder(ABC):
         return {}
 
     def describe(self) -> dict[str, Any]:
+        """Name, model id, revision, window and params: the encoder part of the cache key and the manifest."""
         return {
             "name": self.name,
             "id": self.model_id,
@@ -413,6 +414,7 @@ class HashingEncoder(Encoder):
 
 
 def offline_minilm_revision() -> str | None:
+    """The revision naming the bundled offline copy of MiniLM, or None when it is not installed."""
     try:
         from importlib.metadata import version
 

@@ -41,6 +41,7 @@ class Groups:
 
     @classmethod
     def from_codes(cls, codes: np.ndarray) -> Groups:
+        """The partition given by a group id per row (ids ``0..n_groups-1``)."""
         codes = np.asarray(codes, dtype=np.int64)
         n_groups = int(codes.max()) + 1 if codes.size else 0
         order = np.argsort(codes, kind="stable")
@@ -48,10 +49,12 @@ class Groups:
         return cls(codes=codes, n_groups=n_groups, order=order, bounds=bounds)
 
     def rows_of(self, group: int) -> np.ndarray:
+        """Row positions of ``group``, ascending."""
         return self.order[self.bounds[group] : self.bounds[group + 1]]
 
     @property
     def sizes(self) -> np.ndarray:
+        """Rows per group."""
         return np.diff(self.bounds)
 
 

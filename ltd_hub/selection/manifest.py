@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ltd_hub.errors import UsageError
+from ltd_hub.files import atomic_write
 from ltd_hub.selection.quality import QualityReport
 
 MANIFEST_FILENAME = "selection_manifest.json"
@@ -391,12 +392,12 @@ class SelectionManifest:
         return cls.from_dict(data, where=where)
 
     def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.write_text(self.to_json(), encoding="utf-8")
-        return path
+        """Write the manifest to ``path`` (atomically: a reader sees the old file or the new one)."""
+        return atomic_write(path, self.to_json())
 
     @classmethod
     def load(cls, path: str | Path) -> SelectionManifest:
+        """Read a manifest file; a missing, non-UTF-8 or malformed one is one :class:`UsageError` naming it."""
         path = Path(path)
         if not path.is_file():
             raise UsageError(f"no selection manifest at {path}; point at a subset folder or repo made by push-subset")

@@ -126,11 +126,13 @@ class QualityReport:
         return out
 
     def to_markdown(self) -> str:
+        """The figures as the Markdown table of the dataset card."""
         lines = ["| figure | this subset | random, same size | closer to the pool than random? |", "|---|---|---|---|"]
         lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in self.rows()]
         return "\n".join(lines)
 
     def to_text(self) -> str:
+        """The figures as the aligned text table the CLI prints."""
         width = max(len(r[0]) for r in self.rows())
         head = f"{'quality':<{width}}  {'subset':>10}  {'random':>10}  better"
         return "\n".join([head] + [f"{a:<{width}}  {b:>10}  {c:>10}  {d}" for a, b, c, d in self.rows()])

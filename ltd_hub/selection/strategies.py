@@ -55,6 +55,7 @@ class Selector:
         self.n_select, self.n_clusters, self.seed, self.progress = n_select, n_clusters, seed, progress
 
     def get_params(self) -> dict[str, Any]:
+        """The constructor's parameters (scikit-learn's estimator convention)."""
         return {"n_select": self.n_select, "n_clusters": self.n_clusters, "seed": self.seed}
 
     def _pick(self, X: np.ndarray, dist: np.ndarray, budget: int, rng: np.random.Generator) -> np.ndarray:

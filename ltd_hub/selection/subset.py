@@ -198,6 +198,7 @@ class RebuildReport:
     differences: list[str] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
+        """The ``--format json`` object of ``rebuild-subset``."""
         return {
             "identical": self.identical,
             "n_expected": self.n_expected,
