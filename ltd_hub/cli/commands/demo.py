@@ -22,6 +22,7 @@ from ltd_hub.errors import UsageError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``demo`` to the ``ltd-hub`` parser."""
     parser = subparsers.add_parser(
         "demo",
         help="run the full-vs-0.5%% comparison Space locally",
@@ -85,6 +86,7 @@ def _space_folder(args: argparse.Namespace, workdir: Path) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Serve the Space until it exits or Ctrl-C (exit code 0); bad arguments are one UsageError line."""
     _validate(args)
     try:
         return _serve(args)

@@ -16,6 +16,7 @@ LOCAL_USER = "local"
 
 
 def register(subparsers) -> None:
+    """Add ``hub serve`` and ``hub seed`` to the ``ltd-hub`` parser."""
     parser = subparsers.add_parser("hub", help="run the embedded Hub-compatible server (offline use and tests)")
     actions = parser.add_subparsers(dest="hub_command", metavar="ACTION", required=True)
 
@@ -114,6 +115,7 @@ def embedded_hub(root: Path | None) -> Iterator[str]:
 
 
 def run_serve(args) -> int:
+    """``hub serve``: check the tokens and faults, then serve in the foreground until Ctrl-C."""
     from ltd_hub.hub_server.auth import parse_tokens
     from ltd_hub.hub_server.faults import Fault
     from ltd_hub.hub_server.serve import serve_forever
@@ -152,6 +154,7 @@ def run_serve(args) -> int:
 
 
 def run_seed(args) -> int:
+    """``hub seed``: put the offline models into the storage and print each repo's head."""
     from ltd_hub.hub_server.seed import seed_hub
 
     root = _root(args)

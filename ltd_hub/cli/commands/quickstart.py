@@ -22,6 +22,7 @@ def _say(message: str) -> None:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``quickstart`` to the ``ltd-hub`` parser."""
     from ltd_hub.pipelines.quickstart import DEFAULT_BASE_MODEL, DEFAULT_EVAL_DATA, DEFAULT_POOL, QuickstartConfig
 
     defaults = QuickstartConfig()
@@ -149,6 +150,7 @@ def _serve_command(args: argparse.Namespace, endpoint: str | None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Publish everything (against an embedded Hub when ``HF_ENDPOINT`` is unset), print the links, then run the Space."""
     from ltd_hub.cli.commands.local_hub import embedded_hub
     from ltd_hub.paths import cache_dir
     from ltd_hub.pipelines.quickstart import STEPS_WITH_DEMO, quickstart
