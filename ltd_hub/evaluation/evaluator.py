@@ -11,7 +11,6 @@ of greedy-generated answers. Metrics are computed by ``evaluate`` with metric mo
 from __future__ import annotations
 
 import dataclasses
-import json
 import statistics
 import time
 from pathlib import Path
@@ -397,15 +396,6 @@ def _tag_with_weights(results: list[EvalResult], sha: str | None) -> list[EvalRe
     return [dataclasses.replace(r, adapter_sha256=sha) for r in results]
 
 
-def _same_measurement(old: EvalResult, new: EvalResult) -> bool:
-    """Whether two results record the same measurement (the repo head they were read at aside)."""
-
-    def key(result: EvalResult) -> str:
-        return json.dumps({k: v for k, v in result.to_dict().items() if k != "adapter_revision"}, sort_keys=True, default=str)
-
-    return key(old) == key(new)
-
-
 def _weights_sha(repo_id: str, revision: str | None, token: str | None) -> str | None:
     from ltd_hub.adapters import WEIGHT_FILES
     from ltd_hub.hub import gateway as hub
@@ -429,7 +419,7 @@ def _push_results(
     existing = [r for r in read_eval_results(repo_id, revision=revision, token=token) if r.adapter_sha256 == sha]
     # A re-run that measures the same thing keeps the recorded entry, so re-pushing makes no new commit
     # (only the repo head it was read at differs, and that moved because of the previous push).
-    new = [next((old for old in existing if _same_measurement(old, r)), r) for r in _tag_with_weights(results, sha)]
+    new = [next((old for old in existing if old.same_measurement(r)), r) for r in _tag_with_weights(results, sha)]
     merged = merge_eval_results(existing, new)
     card_text = hub.read_card_text(repo_id, "model", token=token)
     card = card_from_folder_or_repo(summary, repo_id=repo_id, eval_results=merged, existing_card=card_text)

@@ -8,6 +8,7 @@ JSON these files have always had, so recorded results of earlier versions read b
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
@@ -22,6 +23,7 @@ class TemplateResult:
     exact_match: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        """The JSON form: ``n``, ``accuracy`` and ``exact_match`` when measured."""
         data: dict[str, Any] = {"n": self.n, "accuracy": self.accuracy}
         if self.exact_match is not None:
             data["exact_match"] = self.exact_match
@@ -29,6 +31,7 @@ class TemplateResult:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TemplateResult:
+        """Read the JSON form back."""
         return cls(n=data.get("n"), accuracy=data.get("accuracy"), exact_match=data.get("exact_match"))
 
 
@@ -135,10 +138,12 @@ class EvalResult:
 
     def same_measurement(self, other: EvalResult) -> bool:
         """Whether two results record the same measurement (the repo head they were read at aside)."""
-        mine, theirs = self.to_dict(), other.to_dict()
-        mine.pop("adapter_revision", None)
-        theirs.pop("adapter_revision", None)
-        return mine == theirs
+
+        def key(result: EvalResult) -> str:
+            # Compared as the JSON text eval_results.json records.
+            return json.dumps({k: v for k, v in result.to_dict().items() if k != "adapter_revision"}, sort_keys=True, default=str)
+
+        return key(self) == key(other)
 
 
 @dataclass
@@ -161,6 +166,7 @@ class EvalReport:
         return {r.name: [asdict(p) for p in r.predictions] for r in self.results}
 
     def to_dict(self) -> dict[str, Any]:
+        """What ``ltd-hub evaluate --format json`` prints: the run, its results, the push, the per-example predictions."""
         data: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}
         data["results"] = [r.to_dict() for r in self.results]
         data["push"] = (
