@@ -229,24 +229,24 @@ def recorded_accuracy(adapter_repo: str, weights_sha: str, eval_sets: Sequence[A
     """The average accuracy already recorded in ``adapter_repo`` for these weights and eval settings, or None."""
     from ltd_hub.adapters import read_eval_results
 
-    recorded = [r.to_dict() for r in read_eval_results(adapter_repo)]
+    recorded = read_eval_results(adapter_repo)
     accuracies = []
     for eval_set in eval_sets:
         match = next(
             (
                 r
                 for r in recorded
-                if r.get("name") == eval_set.name
-                and r.get("adapter_sha256") == weights_sha
-                and r.get("n_examples") == len(eval_set.rows)
-                and (r.get("settings") or {}).get("templates") == config.templates
-                and (r.get("settings") or {}).get("max_examples") == config.max_examples
+                if r.name == eval_set.name
+                and r.adapter_sha256 == weights_sha
+                and r.n_examples == len(eval_set.rows)
+                and (r.settings or {}).get("templates") == config.templates
+                and (r.settings or {}).get("max_examples") == config.max_examples
             ),
             None,
         )
         if match is None:
             return None
-        accuracies.append(float(match["accuracy_mean"]))
+        accuracies.append(float(match.accuracy_mean))
     return statistics.fmean(accuracies)
 
 
