@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 
     from ltd_hub.data.sources import LoadedSource
     from ltd_hub.hub.gateway import PushResult
+    from ltd_hub.selection.encoders import Encoder
     from ltd_hub.selection.groups import Groups
 
 DEFAULT_RATIO = 0.005
@@ -252,11 +253,11 @@ class SelectionRequest:
         if self.stratify_by is not None:
             self.stratify_by = tuple(self.stratify_by)
 
-    def validate(self) -> tuple[Any, list[tuple[str, str]], list[str]]:
+    def validate(self) -> CheckedRequest:
         """Check every cheap option before any loading, encoding or network call.
 
         Returns:
-            ``(encoder, parsed filters, task names)``; also fills in the default ratio.
+            The encoder, the parsed filters and the task names; the default ratio and strategy are filled in.
         """
         from ltd_hub.data.sources import parse_filters, read_task_names
         from ltd_hub.selection import check_strategy, default_strategy
@@ -299,7 +300,16 @@ class SelectionRequest:
             device=self.device,
             token=self.token,
         )
-        return encoder, parse_filters(self.filters), read_task_names(self.tasks) if self.tasks else []
+        return CheckedRequest(encoder, parse_filters(self.filters), read_task_names(self.tasks) if self.tasks else [])
+
+
+@dataclass
+class CheckedRequest:
+    """What :meth:`SelectionRequest.validate` resolved, so a push checks once and selects with it."""
+
+    encoder: Encoder
+    filters: list[tuple[str, str]]  # (column, glob)
+    tasks: list[str]
 
 
 def select_subset(
@@ -394,9 +404,10 @@ def select_subset(
     return _run_selection(source, SelectionRequest(**options), log=log)
 
 
-def _run_selection(source, req: SelectionRequest, *, log: Log | None = None, checked=None) -> SubsetResult:
+def _run_selection(source, req: SelectionRequest, *, log: Log | None = None, checked: CheckedRequest | None = None) -> SubsetResult:
     """The selection as named steps: load and filter, size the budget, embed, pick, measure, record."""
-    encoder, filters, tasks = checked or req.validate()
+    checked = checked or req.validate()
+    encoder, filters, tasks = checked.encoder, checked.filters, checked.tasks
     say = log or (lambda _msg: None)
     t0 = time.perf_counter()
     src, filtered, rows = _load_filtered(source, req, filters, tasks, say)
