@@ -88,7 +88,15 @@ def bench_encode(n_rows: int, batch_size: int, rounds: int) -> dict:
 
 def _manifest_seconds(selector, n_rows: int) -> float:
     """Build and serialise the manifest part that depends on the selection, as select_subset does."""
-    from ltd_hub.selection.manifest import SelectedRow, SelectionManifest
+    from ltd_hub.selection.manifest import (
+        ColumnMap,
+        EncoderRecord,
+        FilterRecord,
+        SelectedRow,
+        SelectionManifest,
+        SelectionRecord,
+        SourceRecord,
+    )
 
     start = time.perf_counter()
     selected = [
@@ -96,12 +104,14 @@ def _manifest_seconds(selector, n_rows: int) -> float:
         for r, c, d in zip(selector.indices_, selector.cluster_ids_, selector.distances_)
     ]
     SelectionManifest(
-        source={"n_rows": n_rows},
-        filter={},
-        columns={},
+        source=SourceRecord(kind="files", id="random-vectors", n_rows=n_rows),
+        filter=FilterRecord(),
+        columns=ColumnMap(inputs=(), target=None),
         text_fields=[],
-        encoder={},
-        selection={"cluster_sizes": selector.cluster_sizes_.tolist(), "cluster_budget": selector.cluster_budget_.tolist()},
+        encoder=EncoderRecord(name="random"),
+        selection=SelectionRecord(
+            strategy=selector.name, cluster_sizes=selector.cluster_sizes_.tolist(), cluster_budget=selector.cluster_budget_.tolist()
+        ),
         selected=selected,
     ).to_json()
     return time.perf_counter() - start
@@ -179,22 +189,37 @@ def main(argv: list[str] | None = None) -> int:
         print("encoding ...", file=sys.stderr, flush=True)
         enc = results["encode"] = bench_encode(args.encode_rows, args.batch_size, args.rounds)
         throughput = enc["ltd_rows_per_s"]
-        print(
-            f"\n## Encoding: all-MiniLM-L6-v2, {enc['rows']} pool rows (mean {enc['mean_tokens']:.0f} tokens), batch {enc['batch_size']}, {enc['threads']} torch threads, CPU\n"
-        )
-        print("| encoder | seconds | rows/s | relative |\n|---|---:|---:|---:|")
-        print(f"| plain `SentenceTransformer.encode` | {enc['plain_s']:.1f} | {enc['plain_rows_per_s']:.1f} | 1.00 |")
-        print(
-            f"| ltd-hub `encode_cached` (no cache hit) | {enc['ltd_s']:.1f} | {enc['ltd_rows_per_s']:.1f} | {enc['ltd_rows_per_s'] / enc['plain_rows_per_s']:.2f} |"
-        )
-        print(
-            f"\nmax |difference| of the embeddings: {enc['max_abs_diff']:.1e}; rows truncated at the {enc['max_tokens']}-token window: {enc['n_truncated']}"
-        )
-
+        _print_encode(enc)
     sizes = [int(s) for s in args.sizes.split(",") if s]
     print("selection ...", file=sys.stderr, flush=True)
-    sel = results["selection"] = bench_selection(sizes, args.strategies.split(","), args.ratio)
-    print(f"\n## Selection on cached embeddings (random unit vectors, 384 dims), ratio {args.ratio}\n")
+    results["selection"] = bench_selection(sizes, args.strategies.split(","), args.ratio)
+    _print_selection(results["selection"], args.ratio, throughput)
+    if not args.skip_e2e:
+        print("end to end ...", file=sys.stderr, flush=True)
+        results["end_to_end"] = bench_end_to_end(POOL)
+        _print_end_to_end(results["end_to_end"])
+    print(f"\nmachine: {results['machine']}; OMP_NUM_THREADS={results['omp_threads']}")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
+    return 0
+
+
+def _print_encode(enc: dict) -> None:
+    print(
+        f"\n## Encoding: all-MiniLM-L6-v2, {enc['rows']} pool rows (mean {enc['mean_tokens']:.0f} tokens), batch {enc['batch_size']}, {enc['threads']} torch threads, CPU\n"
+    )
+    print("| encoder | seconds | rows/s | relative |\n|---|---:|---:|---:|")
+    print(f"| plain `SentenceTransformer.encode` | {enc['plain_s']:.1f} | {enc['plain_rows_per_s']:.1f} | 1.00 |")
+    print(
+        f"| ltd-hub `encode_cached` (no cache hit) | {enc['ltd_s']:.1f} | {enc['ltd_rows_per_s']:.1f} | {enc['ltd_rows_per_s'] / enc['plain_rows_per_s']:.2f} |"
+    )
+    print(
+        f"\nmax |difference| of the embeddings: {enc['max_abs_diff']:.1e}; rows truncated at the {enc['max_tokens']}-token window: {enc['n_truncated']}"
+    )
+
+
+def _print_selection(sel: list[dict], ratio: float, throughput: float | None) -> None:
+    print(f"\n## Selection on cached embeddings (random unit vectors, 384 dims), ratio {ratio}\n")
     header = "| rows | strategy | k | selected | k-means s | coreset s | manifest s | total s |"
     if throughput:
         header += " MiniLM encode s (est.) | share of encode |"
@@ -207,19 +232,14 @@ def main(argv: list[str] | None = None) -> int:
             line += f" {enc_s:.0f} | {100 * r['total_s'] / enc_s:.2f}% |"
         print(line)
 
-    if not args.skip_e2e:
-        print("end to end ...", file=sys.stderr, flush=True)
-        e2e = results["end_to_end"] = bench_end_to_end(POOL)
-        print(f"\n## Full pool end to end, lexical encoder (TF-IDF + SVD, 256 dims), peak RSS {e2e['peak_rss_mb']:.0f} MB\n")
-        print("| run | rows | selected | load+filter s | encode s | select s | wall s |\n|---|---:|---:|---:|---:|---:|---:|")
-        for label, run in zip(("ratio 0.005, cold cache", "ratio 0.01, cached embeddings"), e2e["runs"]):
-            print(
-                f"| {label} | {run['n_filtered_rows']} | {run['n_selected']} | {run['seconds_load']:.1f} | {run['seconds_encode']:.1f} | {run['seconds_select']:.1f} | {run['wall_s']:.1f} |"
-            )
-    print(f"\nmachine: {results['machine']}; OMP_NUM_THREADS={results['omp_threads']}")
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=1))
-    return 0
+
+def _print_end_to_end(e2e: dict) -> None:
+    print(f"\n## Full pool end to end, lexical encoder (TF-IDF + SVD, 256 dims), peak RSS {e2e['peak_rss_mb']:.0f} MB\n")
+    print("| run | rows | selected | load+filter s | encode s | select s | wall s |\n|---|---:|---:|---:|---:|---:|---:|")
+    for label, run in zip(("ratio 0.005, cold cache", "ratio 0.01, cached embeddings"), e2e["runs"]):
+        print(
+            f"| {label} | {run['n_filtered_rows']} | {run['n_selected']} | {run['seconds_load']:.1f} | {run['seconds_encode']:.1f} | {run['seconds_select']:.1f} | {run['wall_s']:.1f} |"
+        )
 
 
 if __name__ == "__main__":
