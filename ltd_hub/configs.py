@@ -38,6 +38,9 @@ from ltd_hub.errors import UsageError
 
 T = TypeVar("T")
 
+#: What a ``--config`` options file is called.
+CONFIG_SUFFIXES = (".yaml", ".yml")
+
 #: How a type is named in an error line ("lora_r in train.yaml must be <word>, got 'eight'").
 WORDS: dict[Any, str] = {str: "a string", int: "an integer", float: "a number", bool: "true or false", dict: "a mapping"}
 
@@ -234,61 +237,112 @@ def _hf_argument_parser() -> type:
 
 
 def add_dataclass_flags(
-    parser: argparse.ArgumentParser, cls: type, *, negations: bool = True, metavars: Mapping[type, str] | None = None
+    parser: argparse.ArgumentParser,
+    *classes: type,
+    negations: bool = True,
+    metavars: Mapping[type, str] | None = None,
 ) -> None:
-    """Add one flag per field of ``cls`` to ``parser``, as ``HfArgumentParser(cls)`` defines them.
+    """Add one flag per field of each of ``classes`` to ``parser``, as ``HfArgumentParser(classes)`` defines them.
 
-    ``HfArgumentParser`` gives ``--name`` and ``--name-with-dashes``, the field's help, its type and
-    choices (a ``Literal``), a list as ``nargs="+"``, a switch as ``--name [true|false]``. On top:
+    ``HfArgumentParser`` gives ``--name`` and ``--name_with_underscores``, extra ``aliases``, the field's
+    help and ``add_argument`` keywords from its metadata, its type and choices (a ``Literal``), a list
+    as ``nargs="+"``, an argument group per dataclass (its ``_argument_group_name``). On top, so that
+    the command line reads as every ltd-hub command's:
 
     - a flag not given leaves its field out of the namespace (default ``SUPPRESS``), so it never
       overrides a ``--config`` file; the field's default is shown in the help instead;
-    - every switch has ``--no-name`` (HfArgumentParser adds it only for switches that default to true),
-      so a flag can turn off what a YAML file turned on; a switch defaulting to None (``--bf16``:
-      decided by the machine) is ``--bf16`` / ``--no-bf16`` like the others.
+    - a switch takes no value (``--dry-run SOURCE`` must not read SOURCE as true/false) and, with
+      ``negations``, has ``--no-name`` to turn off what a YAML file turned on (HfArgumentParser adds it
+      only for switches defaulting to true); a switch defaulting to None (``--bf16``: decided by the
+      machine) is set by ``--bf16`` / ``--no-bf16`` alike;
+    - a list field with ``action="append"`` is a repeatable flag (``--filter a=1 --filter b=2``);
+    - a field whose ``dest`` the parser already has (a flag shared by several commands, such as
+      ``--private``/``--public``) keeps the parser's own flag.
 
     Args:
-        parser: the command's parser (or an argument group of it).
-        cls: the options dataclass; its fields' metadata may hold ``help``, ``metavar`` and any other
-            ``add_argument`` keyword (passed through by HfArgumentParser).
-        negations: add ``--no-name`` to every switch; False where no ``--config`` file can turn one on
-            (then only the switches HfArgumentParser negates itself, those defaulting to true, have it).
-        metavars: placeholder per type for fields without a ``metavar`` (default ``N`` for int, ``X`` for float).
+        parser: the command's parser.
+        classes: the options dataclasses.
+        negations: add ``--no-name`` to every switch.
+        metavars: placeholder per type (``{int: "N", list: "NAME"}``) for fields without a ``metavar``
+            (default: argparse's, the option name in capitals).
     """
-    source = _hf_argument_parser()(cls, add_help=False)
-    # What `parents=` does: adopt the actions HfArgumentParser built (groups included).
-    parser._add_container_actions(source)
-    kinds = {int: "N", float: "X", str: "VALUE", **(metavars or {})}
-    hints = typing.get_type_hints(cls)
-    for f in dataclasses.fields(cls):
-        _adapt_flag(parser, f, hints[f.name], kinds, negate=negations)
+    source = _hf_argument_parser()(list(classes), add_help=False)
+    own = {action.dest for action in parser._actions}
+    _adopt_actions(parser, source, skip=own)
+    kinds = dict(metavars or {})
+    for cls in classes:
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            actions = [a for a in parser._actions if a.dest == f.name]
+            if f.name in own:
+                for action in actions:
+                    action.default = argparse.SUPPRESS
+            else:
+                _adapt_flag(parser, actions, f, hints[f.name], kinds, negate=negations)
 
 
-def _adapt_flag(parser: argparse.ArgumentParser, f: dataclasses.Field, hint: Any, kinds: Mapping[type, str], *, negate: bool) -> None:
-    actions = [a for a in parser._actions if a.dest == f.name]
+def _adopt_actions(parser: argparse.ArgumentParser, source: argparse.ArgumentParser, *, skip: set[str]) -> None:
+    """Add ``source``'s actions to ``parser``, each in the argument group of the same title (what ``parents=`` does)."""
+    groups = {group.title: group for group in parser._action_groups}
+    for group in source._action_groups:
+        if group.title not in groups:
+            groups[group.title] = parser.add_argument_group(group.title, group.description)
+        for action in group._group_actions:
+            if action.dest not in skip:
+                groups[group.title]._add_action(action)
+
+
+def _adapt_flag(
+    parser: argparse.ArgumentParser,
+    actions: list[argparse.Action],
+    f: dataclasses.Field,
+    hint: Any,
+    kinds: Mapping[type, str],
+    *,
+    negate: bool,
+) -> None:
     main, negations = actions[0], actions[1:]
+    aliases = f.metadata.get("aliases") or []
+    aliases = [aliases] if isinstance(aliases, str) else aliases
     default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default  # type: ignore[misc]
-    if default not in (None, "", False, dataclasses.MISSING) and main.help is not argparse.SUPPRESS:
+    if default is not False and default not in (None, "", [], dataclasses.MISSING) and main.help is not argparse.SUPPRESS:
         shown = " ".join(map(str, default)) if isinstance(default, list) else default
         main.help = f"{main.help or ''} (default: {shown})".strip()
     for action in actions:
         if not action.required:
             action.default = argparse.SUPPRESS
-    for action in actions:  # the house spelling first in help and errors; both parse
-        action.option_strings.sort(key=lambda option: "_" in option)
+        # The house spelling first in help and errors: an alias (--filter for filters), then dashes.
+        action.option_strings.sort(key=lambda option: (option not in aliases, "_" in option))
     base = _strip_optional(hint)
     if base is bool:
-        main.nargs, main.const, main.metavar = "?", True, "true|false"
-        flag = f"--{f.name.replace('_', '-')}"
-        if negate and not negations:
-            negations = [parser.add_argument(f"--no-{flag[2:]}", f"--no_{f.name}", dest=f.name, action="store_false",
-                                             default=argparse.SUPPRESS)]  # fmt: skip
-        for action in negations:
-            action.help = f"turn off {flag}"
-            _move_after(parser, action, main)
-    elif main.metavar is None and main.choices is None:
+        _as_switch(parser, main, negations, f.name, negate=negate)
+    elif isinstance(main, argparse._AppendAction):
+        main.nargs = None  # one value per --flag, repeated
+    if main.metavar is None and main.choices is None and base is not bool:
         item = typing.get_args(base)[0] if typing.get_origin(base) is list else base
-        main.metavar = "NAME" if typing.get_origin(base) is list else kinds.get(item, "VALUE")
+        main.metavar = kinds.get(list) if typing.get_origin(base) is list and main.nargs == "+" else kinds.get(item)
+
+
+def _as_switch(
+    parser: argparse.ArgumentParser, main: argparse.Action, negations: list[argparse.Action], name: str, *, negate: bool
+) -> None:
+    # HfArgumentParser's `--name [true|false]` made a store action with an optional value; a store-const
+    # action with no value is what `--name` alone means here.
+    main.__class__ = argparse._StoreConstAction
+    main.nargs, main.const, main.type, main.metavar = 0, True, None, None
+    flag = f"--{name.replace('_', '-')}"
+    if negate and not negations and not name.startswith("no_"):  # --no-cache has no --no-no-cache
+        group = next((g for g in parser._action_groups if main in g._group_actions), parser)
+        negations = [group.add_argument(f"--no-{flag[2:]}", f"--no_{name}", dest=name, action="store_false", default=argparse.SUPPRESS)]
+    for action in negations:
+        action.help = f"turn off {flag}"
+        _move_after(parser, action, main)
+
+
+def exclusive(parser: argparse.ArgumentParser, *dests: str) -> None:
+    """Make the flags of ``dests`` exclude each other (argparse's mutually exclusive group, added afterwards)."""
+    group = parser.add_mutually_exclusive_group()
+    group._group_actions.extend(a for a in parser._actions if a.dest in dests and a.option_strings)
 
 
 def _move_after(parser: argparse.ArgumentParser, action: argparse.Action, anchor: argparse.Action) -> None:
@@ -314,7 +368,23 @@ def given_flags(args: argparse.Namespace, cls: type) -> dict[str, Any]:
 
 def parse_config(cls: type[T], args: argparse.Namespace, *, config_file: str | None = None) -> T:
     """The options of a command: ``config_file`` (YAML) if given, overridden by the flags given."""
-    flags = given_flags(args, cls)
-    if config_file:
-        return cls.from_yaml(config_file, flags)  # type: ignore[attr-defined]
-    return cls.from_mapping(flags, source="flags")  # type: ignore[attr-defined]
+    return parse_configs([cls], args, config_file=config_file)[0]
+
+
+def parse_configs(classes: list[type], args: argparse.Namespace, *, config_file: str | None = None) -> list[Any]:
+    """One instance per class: the keys of ``config_file`` (YAML, one flat mapping as in TRL) that are its
+    fields, overridden by the flags given. A key no class has is a one-line UsageError naming the valid keys."""
+    from ltd_hub.errors import read_yaml_mapping
+
+    loaded = {str(k).replace("-", "_"): v for k, v in read_yaml_mapping(config_file).items()} if config_file else {}
+    source = Path(config_file).name if config_file else "flags"
+    valid = [f.name for cls in classes for f in dataclasses.fields(cls)]
+    unknown = sorted(set(loaded) - set(valid), key=str)
+    if unknown:
+        raise UsageError(f"unknown key {unknown[0]!r} in {source}; valid keys: {', '.join(valid)}")
+    configs = []
+    for cls in classes:
+        names = {f.name for f in dataclasses.fields(cls)}
+        values = {**{k: v for k, v in loaded.items() if k in names}, **given_flags(args, cls)}
+        configs.append(cls.from_mapping(values, source=source))  # type: ignore[attr-defined]
+    return configs

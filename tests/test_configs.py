@@ -54,12 +54,39 @@ def test_flags_not_given_stay_out_of_the_namespace():
     [
         (["--bf16"], True),
         (["--no-bf16"], False),
-        (["--bf16", "false"], False),
         (["--no_bf16"], False),
+        (["--no-grouped"], False),
     ],
 )
 def test_every_switch_turns_on_and_off(argv, expected):
-    assert _parser().parse_args(argv).bf16 is expected
+    assert vars(_parser().parse_args(argv)) == {argv[0].removeprefix("--").removeprefix("no-").removeprefix("no_"): expected}
+
+
+def test_a_switch_takes_no_value_so_positionals_stay_positional():
+    parser = argparse.ArgumentParser(exit_on_error=False)
+    parser.add_argument("source", nargs="+")
+    add_dataclass_flags(parser, Options)
+    assert vars(parser.parse_args(["--bf16", "a.jsonl", "b.jsonl", "--no-grouped"])) == {
+        "source": ["a.jsonl", "b.jsonl"], "bf16": True, "grouped": False
+    }  # fmt: skip
+
+
+@dataclass
+class Repeatable(ConfigMixin):
+    filters: list[str] = field(default_factory=list, metadata={"help": "repeatable", "action": "append", "aliases": ["--filter"]})
+    ratio: float | None = None
+    size: int | None = None
+
+
+def test_append_fields_repeat_and_exclusive_flags_exclude():
+    from ltd_hub.configs import exclusive
+
+    parser = argparse.ArgumentParser(exit_on_error=False)
+    add_dataclass_flags(parser, Repeatable)
+    exclusive(parser, "ratio", "size")
+    assert parser.parse_args(["--filter", "a=1", "--filter", "b=2"]).filters == ["a=1", "b=2"]
+    with pytest.raises(argparse.ArgumentError, match="not allowed with argument"):
+        parser.parse_args(["--ratio", "0.1", "--size", "3"])
 
 
 def test_both_spellings_and_choices():
@@ -129,3 +156,34 @@ def test_flag_building_does_not_import_transformers():
         "print('transformers' in sys.modules)\n"
     )
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
+
+
+def test_push_subset_reads_its_options_from_a_yaml_file_flags_win(tmp_path):
+    from ltd_hub.cli.commands.push_subset import parse_options, selection_kwargs
+    from ltd_hub.cli.main import build_parser
+
+    path = tmp_path / "subset.yaml"
+    path.write_text("source: [pool.jsonl]\nencoder: lexical\nsize: 6\nfilters: ['dataset=snli']\nconfig: plain_text\ndry_run: true\n")
+    parser = build_parser()
+    from_file = parse_options(parser.parse_args(["push-subset", "--config", str(path), "--size", "8", "--no-dry-run"]))
+    from_flags = parse_options(
+        parser.parse_args(
+            ["push-subset", "pool.jsonl", "--encoder", "lexical", "--size", "8", "--filter", "dataset=snli", "--config", "plain_text"]
+        )
+    )
+    assert selection_kwargs(*from_file[:5]) == selection_kwargs(*from_flags[:5])
+    assert selection_kwargs(*from_file[:5])["config"] == "plain_text"  # --config NAME is still the Hub dataset config
+    assert from_file[0].source == ["pool.jsonl"] and from_file[5].dry_run is False and from_flags[5].dry_run is False
+
+
+def test_push_subset_config_file_errors_are_one_line(tmp_path):
+    from ltd_hub.cli.commands.push_subset import parse_options
+    from ltd_hub.cli.main import build_parser
+
+    path = tmp_path / "subset.yaml"
+    path.write_text("sise: 3\n")
+    with pytest.raises(UsageError, match=r"unknown key 'sise' in subset.yaml; valid keys: source, config, "):
+        parse_options(build_parser().parse_args(["push-subset", "pool.jsonl", "--config", str(path)]))
+    path.write_text("ratio: lots\n")
+    with pytest.raises(UsageError, match=r"ratio in subset.yaml must be a number, got 'lots'"):
+        parse_options(build_parser().parse_args(["push-subset", "pool.jsonl", "--config", str(path)]))

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, ClassVar, Literal
 
 from ltd_hub.cli.commands import add_visibility_arguments
+from ltd_hub.configs import CONFIG_SUFFIXES, ConfigMixin, add_dataclass_flags, exclusive, parse_configs
 from ltd_hub.errors import UsageError
 from ltd_hub.selection import DEFAULT_GROUPED_STRATEGY, DEFAULT_STRATEGY, STRATEGY_NAMES
 
@@ -18,100 +21,191 @@ def _say(message: str) -> None:
     print(redact(message), file=sys.stderr, flush=True)
 
 
-def add_selection_arguments(parser) -> None:
-    """Source, filter, selection and encoder options shared by commands that select subsets."""
-    src = parser.add_argument_group("source")
-    src.add_argument("source", nargs="+", metavar="SOURCE",
-                     help="local file, folder or glob (JSONL, JSON, .gz, Parquet, CSV), SuperNI task files, or a Hub dataset id")  # fmt: skip
-    src.add_argument("--config", help="Hub dataset config name")
-    src.add_argument("--split", help="Hub dataset split (default train)")
-    src.add_argument("--revision", help="Hub dataset branch, tag or commit")
-    src.add_argument("--input-column", action="append", dest="input_columns", metavar="COLUMN",
-                     help="column(s) holding the prompt (repeatable; default detected, e.g. inputs)")  # fmt: skip
-    src.add_argument("--target-column", help="column holding the answer (default detected, e.g. targets)")
-    src.add_argument("--task-column", help="column naming the task or source dataset (default detected)")
-    flt = parser.add_argument_group("task specialisation")
-    flt.add_argument("--filter", action="append", dest="filters", default=[], metavar="COLUMN=VALUE",
-                     help="keep rows whose COLUMN matches VALUE (glob); repeatable: same column OR, different columns AND")  # fmt: skip
-    flt.add_argument("--tasks", metavar="NAMES|FILE", help="task names (comma-separated globs) or a file with one name a line")
-    sel = parser.add_argument_group("selection")
-    size = sel.add_mutually_exclusive_group()
-    size.add_argument("--ratio", type=float, help="share of the filtered rows to select (default 0.005)")
-    size.add_argument("--size", type=int, help="number of rows to select")
-    sel.add_argument("--strategy",
-                     help=f"in-cluster rule: {', '.join(STRATEGY_NAMES)} (default {DEFAULT_GROUPED_STRATEGY} with --group-by, "
-                          f"else {DEFAULT_STRATEGY}; the README says how to choose)")  # fmt: skip
-    sel.add_argument("--n-clusters", type=int, help="k for k-means (default automatic: sqrt(n/2), recorded)")
-    sel.add_argument("--seed", type=int, default=0, help="seed of k-means and random choices (default 0)")
-    sel.add_argument("--group-by", metavar="COLUMN",
-                     help="rows sharing COLUMN's value are one example (templated copies, e.g. source in P3-style pools): "
-                          "select examples, then one row each with the pool's template mix")  # fmt: skip
-    strata = sel.add_mutually_exclusive_group()
-    strata.add_argument("--stratify-by", action="append", metavar="COLUMN",
-                        help="keep this column's mix exactly (repeatable; 'label' = the target's answer choice). "
-                             "Default: label and the task column for clustered strategies")  # fmt: skip
-    strata.add_argument("--no-stratify", action="store_true", help="no strata, not even the default ones")
-    sel.add_argument("--template-column", metavar="COLUMN", help="column naming the prompt template (default detected, e.g. template_name)")
-    enc = parser.add_argument_group("encoder")
-    enc.add_argument("--encoder", default=None,
-                     help="minilm (default), lexical, sentence-transformers:<hub id>, causal-lm:<hub id>")  # fmt: skip
-    enc.add_argument("--encoder-revision", help="pin the encoder model revision")
-    enc.add_argument("--encoder-dtype", default="float32", help="float32 (default), bfloat16 or float16 weights")
-    enc.add_argument("--batch-size", type=int, help="rows per forward pass (default 64; 16 for causal LMs)")
-    enc.add_argument("--max-tokens", type=int, help="encoder window; longer rows are truncated and counted")
-    enc.add_argument("--device", help="torch device for the encoder (default CUDA when available)")
-    enc.add_argument("--text-fields", help="comma-separated columns to embed (default the prompt columns and the target)")
-    enc.add_argument("--no-target", action="store_true", help="embed the prompt only, not the target")
-    enc.add_argument("--no-cache", action="store_true", help="re-encode even when cached embeddings exist")
-    eng = add_engine_arguments(parser)
-    eng.add_argument("--kmeans-sample", type=int, metavar="ROWS",
-                     help="fit k-means on a seeded sample of ROWS rows per cluster (e.g. 256) and assign the rows in "
-                          "chunks: bounded memory on large pools; recorded (default: every row)")  # fmt: skip
+def _opt(help: str, **extra: Any) -> dict[str, Any]:
+    return {"help": help, **extra}
 
 
-def add_engine_arguments(parser):
-    """``--engine`` and ``--ray-address``, shared by push-subset and rebuild-subset; returns the group."""
-    eng = parser.add_argument_group("engine")
-    eng.add_argument("--engine", choices=["local", "ray"], default="local",
-                     help="local (default: this process, embeddings memory-mapped) or ray (encoding, assignment and "
-                          "per-cluster picking on a Ray cluster; same ids; needs pip install 'ltd-hub[ray]')")  # fmt: skip
-    eng.add_argument("--ray-address", metavar="ADDRESS",
-                     help="Ray cluster for --engine ray (default RAY_ADDRESS, else a local Ray)")  # fmt: skip
-    return eng
+@dataclass
+class SourceOptions(ConfigMixin):
+    """Where the rows come from (the SOURCE arguments are positional, or ``source:`` in ``--config``)."""
+
+    _argument_group_name: ClassVar[str] = "source"
+
+    source: list[str] = field(
+        default_factory=list,
+        metadata=_opt("local file, folder or glob (JSONL, JSON, .gz, Parquet, CSV), SuperNI task files, or a Hub dataset id"),
+    )
+    config: str | None = field(
+        default=None,
+        metadata=_opt(
+            f"Hub dataset config name (a file ending in {' or '.join(CONFIG_SUFFIXES)} is read as this command's options instead)"
+        ),
+    )
+    split: str | None = field(default=None, metadata=_opt("Hub dataset split (default train)"))
+    revision: str | None = field(default=None, metadata=_opt("Hub dataset branch, tag or commit"))
+    input_columns: list[str] | None = field(
+        default=None,
+        metadata=_opt(
+            "column(s) holding the prompt (repeatable; default detected, e.g. inputs)",
+            action="append",
+            aliases=["--input-column"],
+            metavar="COLUMN",
+        ),
+    )
+    target_column: str | None = field(default=None, metadata=_opt("column holding the answer (default detected, e.g. targets)"))
+    task_column: str | None = field(default=None, metadata=_opt("column naming the task or source dataset (default detected)"))
 
 
-def selection_kwargs(args) -> dict:
+@dataclass
+class FilterOptions(ConfigMixin):
+    """Which rows of the source are the task (task specialisation)."""
+
+    _argument_group_name: ClassVar[str] = "task specialisation"
+
+    filters: list[str] = field(
+        default_factory=list,
+        metadata=_opt(
+            "keep rows whose COLUMN matches VALUE (glob); repeatable: same column OR, different columns AND",
+            action="append", aliases=["--filter"], metavar="COLUMN=VALUE",
+        ),
+    )  # fmt: skip
+    tasks: str | None = field(
+        default=None, metadata=_opt("task names (comma-separated globs) or a file with one name a line", metavar="NAMES|FILE")
+    )
+
+
+@dataclass
+class SelectionOptions(ConfigMixin):
+    """How many rows and how they are chosen."""
+
+    _argument_group_name: ClassVar[str] = "selection"
+
+    ratio: float | None = field(default=None, metadata=_opt("share of the filtered rows to select (default 0.005)", metavar="RATIO"))
+    size: int | None = field(default=None, metadata=_opt("number of rows to select", metavar="SIZE"))
+    strategy: str | None = field(
+        default=None,
+        metadata=_opt(
+            f"in-cluster rule: {', '.join(STRATEGY_NAMES)} (default {DEFAULT_GROUPED_STRATEGY} with --group-by, "
+            f"else {DEFAULT_STRATEGY}; the README says how to choose)",
+            metavar="STRATEGY",
+        ),
+    )
+    n_clusters: int | None = field(
+        default=None, metadata=_opt("k for k-means (default automatic: sqrt(n/2), recorded)", metavar="N_CLUSTERS")
+    )
+    seed: int = field(default=0, metadata=_opt("seed of k-means and random choices", metavar="SEED"))
+    group_by: str | None = field(
+        default=None,
+        metadata=_opt(
+            "rows sharing COLUMN's value are one example (templated copies, e.g. source in P3-style pools): "
+            "select examples, then one row each with the pool's template mix",
+            metavar="COLUMN",
+        ),
+    )
+    stratify_by: list[str] | None = field(
+        default=None,
+        metadata=_opt(
+            "keep this column's mix exactly (repeatable; 'label' = the target's answer choice). "
+            "Default: label and the task column for clustered strategies",
+            action="append", metavar="COLUMN",
+        ),
+    )  # fmt: skip
+    no_stratify: bool = field(default=False, metadata=_opt("no strata, not even the default ones"))
+    template_column: str | None = field(
+        default=None, metadata=_opt("column naming the prompt template (default detected, e.g. template_name)", metavar="COLUMN")
+    )
+    kmeans_sample: int | None = field(
+        default=None,
+        metadata=_opt(
+            "fit k-means on a seeded sample of ROWS rows per cluster (e.g. 256) and assign the rows in "
+            "chunks: bounded memory on large pools; recorded (default: every row)",
+            metavar="ROWS",
+        ),
+    )
+
+
+@dataclass
+class EncoderOptions(ConfigMixin):
+    """The model that embeds the rows for clustering."""
+
+    _argument_group_name: ClassVar[str] = "encoder"
+
+    encoder: str | None = field(
+        default=None, metadata=_opt("minilm (default), lexical, sentence-transformers:<hub id>, causal-lm:<hub id>")
+    )
+    encoder_revision: str | None = field(default=None, metadata=_opt("pin the encoder model revision"))
+    encoder_dtype: str = field(default="float32", metadata=_opt("float32, bfloat16 or float16 weights"))
+    batch_size: int | None = field(
+        default=None, metadata=_opt("rows per forward pass (default 64; 16 for causal LMs)", metavar="BATCH_SIZE")
+    )
+    max_tokens: int | None = field(
+        default=None, metadata=_opt("encoder window; longer rows are truncated and counted", metavar="MAX_TOKENS")
+    )
+    device: str | None = field(default=None, metadata=_opt("torch device for the encoder (default CUDA when available)"))
+    text_fields: str | None = field(
+        default=None, metadata=_opt("comma-separated columns to embed (default the prompt columns and the target)")
+    )
+    no_target: bool = field(default=False, metadata=_opt("embed the prompt only, not the target"))
+    no_cache: bool = field(default=False, metadata=_opt("re-encode even when cached embeddings exist"))
+
+
+@dataclass
+class EngineOptions(ConfigMixin):
+    """Where the selection runs (shared by push-subset and rebuild-subset)."""
+
+    _argument_group_name: ClassVar[str] = "engine"
+
+    engine: Literal["local", "ray"] = field(
+        default="local",
+        metadata=_opt(
+            "local (this process, embeddings memory-mapped) or ray (encoding, assignment and per-cluster picking on a "
+            "Ray cluster; same ids; needs pip install 'ltd-hub[ray]')"
+        ),
+    )
+    ray_address: str | None = field(
+        default=None, metadata=_opt("Ray cluster for --engine ray (default RAY_ADDRESS, else a local Ray)", metavar="ADDRESS")
+    )
+
+
+@dataclass
+class OutputOptions(ConfigMixin):
+    """Where the subset goes and how its card reads (``--token`` is a flag only: never put it in a file)."""
+
+    _argument_group_name: ClassVar[str] = "output"
+
+    repo_id: str | None = field(default=None, metadata=_opt("NAMESPACE/NAME of the dataset repo (required unless --dry-run)"))
+    private: bool | None = None  # --private / --public (add_visibility_arguments)
+    license: str | None = field(default=None, metadata=_opt("card license when the source declares none (e.g. cc-by-4.0)"))
+    language: list[str] | None = field(default=None, metadata=_opt("card language code (repeatable; default en)", action="append"))
+    pretty_name: str | None = field(default=None, metadata=_opt("card pretty_name"))
+    commit_message: str | None = field(default=None, metadata=_opt("commit summary"))
+    dry_run: bool = field(default=False, metadata=_opt("push nothing; with --output-dir, write exactly the files it would push"))
+    output_dir: str | None = field(default=None, metadata=_opt("with --dry-run: folder for the files", metavar="OUTPUT_DIR"))
+    format: Literal["text", "json"] = field(default="text", metadata=_opt("final output: text or one JSON object"))
+
+
+#: push-subset's options, one dataclass per help section; a ``--config`` YAML file holds their keys in one mapping.
+OPTION_CLASSES = (SourceOptions, FilterOptions, SelectionOptions, EncoderOptions, EngineOptions, OutputOptions)
+
+
+def add_engine_arguments(parser) -> None:
+    """``--engine`` and ``--ray-address`` (:class:`EngineOptions`), shared by push-subset and rebuild-subset."""
+    add_dataclass_flags(parser, EngineOptions, negations=False)
+
+
+def selection_kwargs(source: SourceOptions, filters: FilterOptions, sel: SelectionOptions, enc: EncoderOptions, eng: EngineOptions) -> dict:
     """The ``select_subset`` keyword arguments from parsed options."""
     return {
-        "ratio": args.ratio,
-        "size": args.size,
-        "strategy": args.strategy,
-        "encoder": args.encoder,
-        "n_clusters": args.n_clusters,
-        "seed": args.seed,
-        "group_by": args.group_by,
-        "stratify_by": [] if args.no_stratify else args.stratify_by,
-        "template_column": args.template_column,
-        "filters": args.filters,
-        "tasks": args.tasks,
-        "text_fields": [f.strip() for f in args.text_fields.split(",") if f.strip()] if args.text_fields else None,
-        "include_target": not args.no_target,
-        "input_columns": args.input_columns,
-        "target_column": args.target_column,
-        "task_column": args.task_column,
-        "config": args.config,
-        "split": args.split,
-        "revision": args.revision,
-        "encoder_revision": args.encoder_revision,
-        "batch_size": args.batch_size,
-        "max_tokens": args.max_tokens,
-        "encoder_dtype": args.encoder_dtype,
-        "device": args.device,
-        "use_cache": not args.no_cache,
-        "engine": args.engine,
-        "kmeans_sample": args.kmeans_sample,
-        "ray_address": args.ray_address,
-    }
+        "ratio": sel.ratio, "size": sel.size, "strategy": sel.strategy, "encoder": enc.encoder, "n_clusters": sel.n_clusters,
+        "seed": sel.seed, "group_by": sel.group_by, "stratify_by": [] if sel.no_stratify else sel.stratify_by,
+        "template_column": sel.template_column, "filters": filters.filters, "tasks": filters.tasks,
+        "text_fields": [f.strip() for f in enc.text_fields.split(",") if f.strip()] if enc.text_fields else None,
+        "include_target": not enc.no_target, "input_columns": source.input_columns, "target_column": source.target_column,
+        "task_column": source.task_column, "config": source.config, "split": source.split, "revision": source.revision,
+        "encoder_revision": enc.encoder_revision, "batch_size": enc.batch_size, "max_tokens": enc.max_tokens,
+        "encoder_dtype": enc.encoder_dtype, "device": enc.device, "use_cache": not enc.no_cache, "engine": eng.engine,
+        "kmeans_sample": sel.kmeans_sample, "ray_address": eng.ray_address,
+    }  # fmt: skip
 
 
 def register(subparsers) -> None:
@@ -119,21 +213,40 @@ def register(subparsers) -> None:
         "push-subset",
         help="select a ~0.5%% coreset of instruction data and push it with a dataset card and manifest",
         description="Select a coreset (embed, k-means, coreset sampling inside clusters) and push it to a Hub "
-        "dataset repo as Parquet + README.md + selection_manifest.json in one commit.",
+        "dataset repo as Parquet + README.md + selection_manifest.json in one commit. Every option is also a key "
+        f"of a --config FILE{CONFIG_SUFFIXES[0]} (flags override it).",
     )
-    add_selection_arguments(parser)
-    out = parser.add_argument_group("output")
-    out.add_argument("--repo-id", help="NAMESPACE/NAME of the dataset repo (required unless --dry-run)")
+    groups = {cls._argument_group_name: parser.add_argument_group(cls._argument_group_name) for cls in OPTION_CLASSES}
+    groups["source"].add_argument(
+        "source",
+        nargs="*",
+        metavar="SOURCE",
+        help="local file, folder or glob (JSONL, JSON, .gz, Parquet, CSV), SuperNI task files, or a Hub dataset id",
+    )
+    out = groups["output"]
     add_visibility_arguments(out, what="the repo", private_when="SOURCE is a private Hub dataset")
-    out.add_argument("--license", help="card license when the source declares none (e.g. cc-by-4.0)")
-    out.add_argument("--language", action="append", help="card language code (repeatable; default en)")
-    out.add_argument("--pretty-name", help="card pretty_name")
-    out.add_argument("--commit-message", help="commit summary")
+    add_dataclass_flags(parser, *OPTION_CLASSES)
     out.add_argument("--token", help="Hub token (default: HF_TOKEN or the stored login)")
-    out.add_argument("--dry-run", action="store_true", help="push nothing; with --output-dir, write exactly the files it would push")
-    out.add_argument("--output-dir", type=Path, help="with --dry-run: folder for the files")
-    out.add_argument("--format", choices=["text", "json"], default="text", help="final output: text (default) or one JSON object")
-    parser.set_defaults(func=run)
+    exclusive(parser, "ratio", "size")
+    exclusive(parser, "stratify_by", "no_stratify")
+    parser.set_defaults(func=run, argument_error=parser.error)
+
+
+def parse_options(args) -> tuple[SourceOptions, FilterOptions, SelectionOptions, EncoderOptions, EngineOptions, OutputOptions]:
+    """push-subset's options: a ``--config`` YAML file (when ``--config`` names one), overridden by the flags given.
+
+    ``--config`` is also the Hub dataset config name (``load_dataset``'s ``name``), as it always was;
+    a value ending in .yaml/.yml that names a file is read as the options file instead.
+    """
+    config = getattr(args, "config", None)
+    options_file = config if config and config.lower().endswith(CONFIG_SUFFIXES) and Path(config).is_file() else None
+    if options_file:
+        del args.config  # the file, not the Hub dataset config name: `config:` in the file names that
+    options = parse_configs(list(OPTION_CLASSES), args, config_file=options_file)
+    if not options[0].source:
+        # An argparse error, as when SOURCE was a required argument (the usage line and --help follow).
+        args.argument_error(f"the following arguments are required: SOURCE (or source: in a --config FILE{CONFIG_SUFFIXES[0]})")
+    return tuple(options)  # type: ignore[return-value]
 
 
 def _check_repo_id(repo_id: str) -> None:
@@ -154,58 +267,58 @@ def _check_repo_id(repo_id: str) -> None:
 
 
 def run(args) -> int:
+    source, filters, selection, encoder, engine, out = parse_options(args)
+    card = {"license": out.license, "language": tuple(out.language or ("en",)), "pretty_name": out.pretty_name}
+    kwargs = selection_kwargs(source, filters, selection, encoder, engine)
+    if out.output_dir and not out.dry_run:
+        raise UsageError("--output-dir is for --dry-run; drop it, or add --dry-run to write the files instead of pushing")
+    if out.dry_run:
+        return _dry_run(source.source, out, card, kwargs, token=args.token)
+    from ltd_hub.selection.subset import push_subset
+
+    if not out.repo_id:
+        raise UsageError("--repo-id NAMESPACE/NAME is required (or use --dry-run --output-dir DIR)")
+    pushed = push_subset(source.source, out.repo_id, private=out.private, commit_message=out.commit_message,
+                         token=args.token, log=_say, **card, **kwargs)  # fmt: skip
+    summary = pushed.summary()
+    if out.format == "json":
+        print(json.dumps(summary))
+    else:
+        print(pushed.result.quality.to_text())
+        state = "pushed" if pushed.push.created_commit else "unchanged (the repo already had these files)"
+        print(f"{summary['n_selected']} of {summary['n_filtered_rows']} rows ({100 * summary['ratio']:.3g}%) {state}: "
+              f"{pushed.push.commit_url or pushed.push.url}")  # fmt: skip
+    return 0
+
+
+def _dry_run(sources: list[str], out: OutputOptions, card: dict, kwargs: dict, *, token: str | None) -> int:
+    """Select without pushing; with --output-dir, write the files a push would commit."""
     import time
 
-    from ltd_hub.selection.subset import push_subset, select_subset, write_subset_files
-
-    log = _say
-    card = {"license": args.license, "language": tuple(args.language or ("en",)), "pretty_name": args.pretty_name}
-    kwargs = selection_kwargs(args)
-    if args.output_dir and not args.dry_run:
-        raise UsageError("--output-dir is for --dry-run; drop it, or add --dry-run to write the files instead of pushing")
-    if not args.dry_run:
-        if not args.repo_id:
-            raise UsageError("--repo-id NAMESPACE/NAME is required (or use --dry-run --output-dir DIR)")
-        out = push_subset(args.source, args.repo_id, private=args.private, commit_message=args.commit_message,
-                          token=args.token, log=log, **card, **kwargs)  # fmt: skip
-        summary = out.summary()
-        if args.format == "json":
-            print(json.dumps(summary))
-        else:
-            print(out.result.quality.to_text())
-            state = "pushed" if out.push.created_commit else "unchanged (the repo already had these files)"
-            print(f"{summary['n_selected']} of {summary['n_filtered_rows']} rows ({100 * summary['ratio']:.3g}%) {state}: "
-                  f"{out.push.commit_url or out.push.url}")  # fmt: skip
-        return 0
+    from ltd_hub.selection.subset import select_subset, write_subset_files
 
     start = time.perf_counter()
-    repo_id = args.repo_id or "local/subset"
+    repo_id = out.repo_id or "local/subset"
     _check_repo_id(repo_id)
-    if args.output_dir and args.output_dir.exists() and not args.output_dir.is_dir():
-        raise UsageError(f"--output-dir {args.output_dir} is a file; give a folder")
-    result = select_subset(args.source, token=args.token, log=log, **kwargs)
-    written = write_subset_files(result, args.output_dir, repo_id=repo_id, log=log, **card) if args.output_dir else []
+    output_dir = Path(out.output_dir) if out.output_dir else None
+    if output_dir and output_dir.exists() and not output_dir.is_dir():
+        raise UsageError(f"--output-dir {output_dir} is a file; give a folder")
+    result = select_subset(sources, token=token, log=_say, **kwargs)
+    written = write_subset_files(result, output_dir, repo_id=repo_id, log=_say, **card) if output_dir else []
     s = result.stats
     summary = {
-        "repo_id": args.repo_id,
+        "repo_id": out.repo_id,
         "commit_url": None,
         "revision": None,
-        "n_source_rows": s["n_source_rows"],
-        "n_filtered_rows": s["n_filtered_rows"],
-        "n_selected": s["n_selected"],
-        "ratio": s["ratio"],
-        "strategy": s["strategy"],
-        "group_by": s["group_by"],
-        "stratify_by": s["stratify_by"],
-        "quality": result.quality.to_dict(),
+        **result.summary(),
         "seconds": round(time.perf_counter() - start, 3),
         "dry_run": True,
-        "output_dir": str(args.output_dir) if args.output_dir else None,
+        "output_dir": str(output_dir) if output_dir else None,
     }
-    if args.format == "json":
+    if out.format == "json":
         print(json.dumps(summary))
     else:
         print(result.quality.to_text())
-        where = f"written to {args.output_dir} ({', '.join(p.name for p in written)})" if written else "nothing written (no --output-dir)"
-        print(f"dry run: {s['n_selected']} of {s['n_filtered_rows']} rows ({100 * s['ratio']:.3g}%) selected, nothing pushed; {where}")
+        where = f"written to {output_dir} ({', '.join(p.name for p in written)})" if written else "nothing written (no --output-dir)"
+        print(f"dry run: {s.n_selected} of {s.n_filtered_rows} rows ({100 * s.ratio:.3g}%) selected, nothing pushed; {where}")
     return 0

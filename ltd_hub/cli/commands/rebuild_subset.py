@@ -33,9 +33,12 @@ def _preview(rows: list[int], limit: int = 10) -> str:
 
 
 def run(args) -> int:
+    from ltd_hub.cli.commands.push_subset import EngineOptions
+    from ltd_hub.configs import parse_config
     from ltd_hub.redact import redact
     from ltd_hub.selection.subset import rebuild_subset
 
+    engine = parse_config(EngineOptions, args)
     source = args.source[0] if args.source and len(args.source) == 1 else args.source
     report = rebuild_subset(
         args.target,
@@ -43,8 +46,8 @@ def run(args) -> int:
         revision=args.revision,
         token=args.token,
         use_cache=not args.no_cache,
-        engine=args.engine,
-        ray_address=args.ray_address,
+        engine=engine.engine,
+        ray_address=engine.ray_address,
         log=lambda msg: print(redact(msg), file=sys.stderr, flush=True),
     )
     if args.format == "json":

@@ -32,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--config", metavar="FILE.yaml", help="YAML file of the options below (keys = option names); flags override it")
     parser.add_argument("--token", type=secret, help="Hub token (default: HF_TOKEN or the stored login)")
-    add_dataclass_flags(parser, TrainConfig)
+    add_dataclass_flags(parser, TrainConfig, metavars={int: "N", float: "X", str: "VALUE", list: "NAME"})
     parser.set_defaults(func=run)
 
 
