@@ -37,7 +37,9 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 POOL = REPO.parent / "shared" / "data" / "ltd-nli" / "pool" / "p3_nli_pool.jsonl.gz"
@@ -125,22 +127,46 @@ def _baseline_tree(workdir: Path) -> Path:
     return root
 
 
+def _today_module(name: str, path: str, needs: Sequence[str]) -> Any:
+    """Today's ``ltd_hub/<path>`` loaded as module ``name`` beside the baseline's package.
+
+    The ``ltd_hub.<need>`` modules it imports are today's while it loads (the baseline lacks some
+    of them, or their newer names); the baseline's own modules are put back afterwards.
+    """
+    import importlib.util
+
+    def load(module: str, file: Path) -> Any:
+        spec = importlib.util.spec_from_file_location(module, file)
+        loaded = importlib.util.module_from_spec(spec)
+        sys.modules[module] = loaded  # dataclasses look their module up there
+        spec.loader.exec_module(loaded)
+        return loaded
+
+    saved = {f"ltd_hub.{n}": sys.modules.get(f"ltd_hub.{n}") for n in needs}
+    try:
+        for need in needs:
+            load(f"ltd_hub.{need}", REPO / "ltd_hub" / f"{need}.py")
+        return load(name, REPO / "ltd_hub" / path)
+    finally:
+        for module, was in saved.items():
+            if was is None:
+                sys.modules.pop(module, None)
+            else:
+                sys.modules[module] = was
+
+
 def child(args) -> None:
     sampler = _PeakSampler()
     sampler.start()
     start = time.perf_counter()
     if args.engine == "today":
         sys.path.insert(0, str(args.baseline))
-        import importlib.util
 
         import ltd_hub.encoders as old  # the baseline's layout
 
         assert str(args.baseline) in old.__file__, old.__file__
         # The baseline has no hashing encoder: lend it today's (same vectors, a stateless encoder).
-        spec = importlib.util.spec_from_file_location("_ltd_new_encoders", REPO / "ltd_hub" / "selection" / "encoders.py")
-        new = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = new  # its dataclasses look their module up there
-        spec.loader.exec_module(new)
+        new = _today_module("_ltd_new_encoders", "selection/encoders.py", needs=("errors", "files", "paths"))
         real_get = old.get_encoder
         old.get_encoder = lambda name=None, **kw: new.HashingEncoder(name) if name == "hashing" else real_get(name, **kw)
         kwargs = {}
@@ -161,7 +187,9 @@ def child(args) -> None:
     result = select_subset(str(args.pool), encoder="hashing", ratio=0.005, seed=0, progress=False, **kwargs)
     seconds = time.perf_counter() - start
     sampler.stop()
-    s = result.stats
+    # The baseline (engine "today") records plain dicts; today's code the typed SubsetStats and SelectionRecord.
+    s = result.stats if isinstance(result.stats, dict) else result.stats.to_dict()
+    sel = result.manifest.selection if isinstance(result.manifest.selection, dict) else result.manifest.selection.to_dict()
     print(
         json.dumps(
             {
@@ -174,8 +202,8 @@ def child(args) -> None:
                 "seconds_select": s["seconds_select"],
                 "peak_rss_driver_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
                 "peak_rss_all_mb": round(sampler.peak / 2**20),
-                "n_clusters": result.manifest.selection.n_clusters,
-                "kmeans_sample_rows": result.manifest.selection.kmeans_sample_rows,
+                "n_clusters": sel["n_clusters"],
+                "kmeans_sample_rows": sel.get("kmeans_sample_rows"),
                 "ids_head": result.manifest.row_indices[:5],
             }
         ),
