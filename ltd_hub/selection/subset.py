@@ -809,6 +809,7 @@ def row_hashes(dataset: datasets.Dataset) -> list[str]:
     import hashlib
     import json
 
+    # Not files.json_digest: it escapes non-ASCII text, which would change every hash manifests record.
     return [
         hashlib.sha256(json.dumps(row, sort_keys=True, ensure_ascii=False, default=str).encode("utf-8")).hexdigest()[:16] for row in dataset
     ]
