@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ltd_hub.errors import HubError, UsageError
+from ltd_hub.errors import HubError, MissingRepoError, UsageError
 from ltd_hub.space.ltd_scoring import FormatError, PromptFormatter
 
 __all__ = ["FormatError", "PromptFormatter", "bf16_supported", "load_base_model", "load_tokenizer", "short_error"]
@@ -37,7 +37,9 @@ def load_tokenizer(model_id: str, *, token: str | None = None) -> Any:
 
     try:
         # Downloads cut by the network or a failing Hub are retried; in the end they say to re-run.
-        tokenizer = hub.with_retries(lambda: AutoTokenizer.from_pretrained(model_id, token=token), f"downloading base model {model_id}")
+        tokenizer = hub.load_pretrained(AutoTokenizer, model_id, what=f"downloading base model {model_id}", token=token)
+    except MissingRepoError:
+        raise UsageError(f"base model {model_id!r} not found on the Hub (or not visible with this token); check --base-model") from None
     except HubError:
         raise
     except Exception as exc:  # noqa: BLE001 - not found, gated, not a model: one line for the user
@@ -60,17 +62,18 @@ def load_base_model(
 
     from ltd_hub.hub import gateway as hub
 
-    def load() -> Any:
-        return AutoModelForCausalLM.from_pretrained(
+    try:
+        # Downloads cut by the network or a failing Hub are retried; in the end they say to re-run.
+        model = hub.load_pretrained(
+            AutoModelForCausalLM,
             model_id,
+            what=f"downloading base model {model_id}",
             dtype=torch.bfloat16 if bf16 else torch.float32,
             attn_implementation=attn_implementation,
             token=token,
         )
-
-    try:
-        # Downloads cut by the network or a failing Hub are retried; in the end they say to re-run.
-        model = hub.with_retries(load, f"downloading base model {model_id}")
+    except MissingRepoError:
+        raise UsageError(f"base model {model_id!r} not found on the Hub (or not visible with this token); check --base-model") from None
     except HubError:
         raise
     except Exception as exc:  # noqa: BLE001

@@ -1125,7 +1125,9 @@ def dry_run(config: ReproduceConfig, *, only: list[str] | None = None, shard: tu
     _check_inputs_exist(c)
     planned = run_states(c)
     chosen = select_runs(planned, only, shard)
-    n_pool = _count_rows(c.pool)
+    from ltd_hub.data.sources import jsonl_rows
+
+    n_pool = jsonl_rows(c.pool)
     n_task = min(n_pool, c.pool_limit) if (n_pool and c.pool_limit) else n_pool
     approx = "≈" if c.filters else ""
     lines = [
@@ -1184,18 +1186,6 @@ def _planned_size(config: ReproduceConfig, run: Run, n_task: int) -> tuple[int, 
     except UsageError as exc:
         raise UsageError(f"arm {run.arm!r}: {exc}") from None
     return n_rows, steps_for(config, n_rows, train_settings(config, run), n_task_rows=n_task)
-
-
-def _count_rows(spec: str) -> int | None:
-    """Rows of a local JSONL(.gz) pool by counting lines (a second for 500k rows); None when not a local JSONL file."""
-    import gzip
-
-    path = Path(spec).expanduser()
-    if not path.is_file() or not path.name.endswith((".jsonl", ".jsonl.gz")):
-        return None
-    opener = gzip.open if path.name.endswith(".gz") else open
-    with opener(path, "rb") as handle:
-        return sum(1 for line in handle if line.strip())
 
 
 # --------------------------------------------------------------------------- reporting
