@@ -306,6 +306,7 @@ class TrainingSummary:
     versions: dict[str, str]
 
     def to_dict(self) -> dict[str, Any]:
+        """The summary as ``training_summary.json`` holds it (sections as nested dicts, keys in field order)."""
         return dataclasses.asdict(self)
 
     @classmethod
