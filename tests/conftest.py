@@ -81,9 +81,13 @@ def hub_root(session_dir: Path) -> Path:
     return session_dir / "hub"
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="session")
 def hub(hub_root: Path):
-    """The embedded Hub, started once per test session; yields its endpoint URL."""
+    """The embedded Hub, started once per test session on first use; yields its endpoint URL.
+
+    Opt-in: a module that talks to it says ``pytestmark = pytest.mark.usefixtures("hub")`` (fixtures that
+    push, like the tiny model's, depend on it), so selection or config tests start no server.
+    """
     from ltd_hub.hub_server.serve import serve_hub
 
     with serve_hub(hub_root, port=HUB_PORT, tokens=HUB_TOKENS) as endpoint:

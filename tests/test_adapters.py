@@ -18,6 +18,9 @@ from ltd_hub.adapters import render_model_card
 from ltd_hub.cli.main import main
 from ltd_hub.evaluation.results import EvalResult
 
+# These tests talk to the session's embedded Hub (HF_ENDPOINT points at it).
+pytestmark = pytest.mark.usefixtures("hub")
+
 BASE_MODEL_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 
 

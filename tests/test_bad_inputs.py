@@ -22,6 +22,9 @@ from helpers import POOL_FILE, RTE_FILE, faults, write_lines  # noqa: F401  (fau
 
 from ltd_hub.cli.main import main
 
+# These tests talk to the session's embedded Hub (HF_ENDPOINT points at it).
+pytestmark = pytest.mark.usefixtures("hub")
+
 
 @dataclass(frozen=True)
 class Case:

@@ -12,6 +12,9 @@ from conftest import LTD_NLI, TEST_USER
 
 from ltd_hub.cli.main import build_parser, main
 
+# These tests talk to the session's embedded Hub (HF_ENDPOINT points at it).
+pytestmark = pytest.mark.usefixtures("hub")
+
 
 def _cli(capsys, *argv) -> tuple[int, str, str]:
     code = main([str(a) for a in argv])

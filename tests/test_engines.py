@@ -23,6 +23,9 @@ from ltd_hub.selection.engines.bounded import DISTANCE_RULES, RANDOM_RULES, VECT
 from ltd_hub.selection.groups import Groups, group_vectors
 from ltd_hub.selection.subset import select_subset
 
+# These tests talk to the session's embedded Hub (HF_ENDPOINT points at it).
+pytestmark = pytest.mark.usefixtures("hub")
+
 
 def _vectors(n: int = 1500, d: int = 12, seed: int = 1) -> np.ndarray:
     X = np.random.default_rng(seed).normal(size=(n, d)).astype(np.float32)

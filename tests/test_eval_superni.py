@@ -13,6 +13,9 @@ from helpers import train_tiny_adapter
 from ltd_hub.cli.main import main
 from ltd_hub.data.eval_sets import load_eval_sets
 
+# These tests talk to the session's embedded Hub (HF_ENDPOINT points at it).
+pytestmark = pytest.mark.usefixtures("hub")
+
 ANLI_R1 = LTD_NLI / "superni_format" / "eval" / "task1385_anli_r1_entailment.json"  # ~600 KB
 
 

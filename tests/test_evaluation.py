@@ -16,6 +16,9 @@ from ltd_hub.data.eval_sets import load_eval_sets
 from ltd_hub.evaluation.evaluator import bootstrap_interval, score_choices
 from ltd_hub.modeling import PromptFormatter
 
+# These tests talk to the session's embedded Hub (HF_ENDPOINT points at it).
+pytestmark = pytest.mark.usefixtures("hub")
+
 RTE = LTD_NLI / "eval" / "rte.jsonl.gz"
 ANLI_R1 = LTD_NLI / "eval" / "anli_r1.jsonl.gz"
 

@@ -16,6 +16,9 @@ from ltd_hub.selection import allocate_cells, allocate_weighted, distance_quanti
 from ltd_hub.selection.groups import Groups, choose_rows, group_strata, group_vectors, suggest_group_column
 from ltd_hub.selection.quality import PoolFacts, farthest_decile, figures, nearest_distances, tv_distance
 
+# These tests talk to the session's embedded Hub (HF_ENDPOINT points at it).
+pytestmark = pytest.mark.usefixtures("hub")
+
 TEMPLATES = {
     "snli": ["gpt3", "does_this_imply", "must_be_true", "can_we_infer"],
     "mnli": ["based_on", "guaranteed"],

@@ -17,6 +17,9 @@ from ltd_hub.hub_server.app import Limits
 from ltd_hub.hub_server.faults import ENDPOINTS, KINDS, Fault
 from ltd_hub.hub_server.serve import running_hub, start_hub
 
+# These tests talk to the session's embedded Hub (HF_ENDPOINT points at it).
+pytestmark = pytest.mark.usefixtures("hub")
+
 KiB = 1024
 
 

@@ -10,6 +10,9 @@ from ltd_hub.errors import HubError, UsageError
 from ltd_hub.hub import gateway as hub
 from ltd_hub.hub.cards import BLOCK_END, BLOCK_START
 
+# These tests talk to the session's embedded Hub (HF_ENDPOINT points at it).
+pytestmark = pytest.mark.usefixtures("hub")
+
 
 def _card(text: str) -> str:
     return f"---\nlicense: mit\ntags:\n- ltd-hub\n---\n{BLOCK_START}\n{text}\n{BLOCK_END}\n"

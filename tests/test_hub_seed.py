@@ -11,7 +11,7 @@ from huggingface_hub import HfApi
 from ltd_hub.cli.main import main
 from ltd_hub.hub_server.seed import BASE_MODEL_ID, ENCODER_ID, seed_hub
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("hub")]
 
 
 def test_seed_is_idempotent(seeded_hub: str, hub_root: Path, capsys):

@@ -13,6 +13,9 @@ from conftest import ENDPOINT, OTHER_TOKEN, READ_TOKEN, TEST_TOKEN, TEST_USER
 from huggingface_hub import HfApi, hf_hub_download, snapshot_download
 from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
 
+# These tests talk to the session's embedded Hub (HF_ENDPOINT points at it).
+pytestmark = pytest.mark.usefixtures("hub")
+
 
 def unique(stem: str) -> str:
     return f"{TEST_USER}/{stem}-{uuid.uuid4().hex[:8]}"

@@ -20,6 +20,9 @@ from huggingface_hub.errors import HfHubHTTPError
 from ltd_hub.hub_server import storage as storage_module
 from ltd_hub.hub_server.storage import AddFile, HubStorage
 
+# These tests talk to the session's embedded Hub (HF_ENDPOINT points at it).
+pytestmark = pytest.mark.usefixtures("hub")
+
 AUTH = {"Authorization": f"Bearer {TEST_TOKEN}"}
 
 

@@ -24,6 +24,9 @@ from helpers import POOL_FILE, faults, history, repo_files, write_lines  # noqa:
 
 from ltd_hub.cli.main import main
 
+# These tests talk to the session's embedded Hub (HF_ENDPOINT points at it).
+pytestmark = pytest.mark.usefixtures("hub")
+
 SUBSET = ["--encoder", "lexical", "--size", "12"]
 RNG = random.Random(7)
 

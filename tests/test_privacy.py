@@ -20,6 +20,9 @@ from huggingface_hub import HfApi
 
 from ltd_hub.cli.main import main
 
+# These tests talk to the session's embedded Hub (HF_ENDPOINT points at it).
+pytestmark = pytest.mark.usefixtures("hub")
+
 SUBSET = ["--encoder", "lexical", "--size", "12"]
 
 

@@ -26,6 +26,9 @@ from ltd_hub.cli.main import main
 from ltd_hub.hub_server.faults import ENDPOINTS, KINDS
 from ltd_hub.hub_server.serve import running_hub
 
+# These tests talk to the session's embedded Hub (HF_ENDPOINT points at it).
+pytestmark = pytest.mark.usefixtures("hub")
+
 POOL_ROWS = 200
 SUBSET_SIZE = 12
 USER_NOTE = "Notes written by hand on the Hub, kept by every push."

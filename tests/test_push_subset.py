@@ -19,6 +19,9 @@ from ltd_hub.hub.cards import BLOCK_START
 from ltd_hub.selection.manifest import MANIFEST_FILENAME, SelectionManifest
 from ltd_hub.selection.subset import PARQUET_PATH, select_subset
 
+# These tests talk to the session's embedded Hub (HF_ENDPOINT points at it).
+pytestmark = pytest.mark.usefixtures("hub")
+
 SLICE_ROWS = 400
 SUMMARY_KEYS = {
     "repo_id",

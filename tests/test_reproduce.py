@@ -29,6 +29,9 @@ from ltd_hub.pipelines.reproduce import (
     train_settings,
 )
 
+# These tests talk to the session's embedded Hub (HF_ENDPOINT points at it).
+pytestmark = pytest.mark.usefixtures("hub")
+
 POOL_ROWS = 300
 EVAL_ROWS = 40
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -29,6 +29,9 @@ from helpers import one_error_line
 from ltd_hub.cli.main import main
 from ltd_hub.errors import UsageError
 
+# These tests talk to the session's embedded Hub (HF_ENDPOINT points at it).
+pytestmark = pytest.mark.usefixtures("hub")
+
 _WORDS = "cat dog bird fish tree rock river cloud stone field lamp door".split()
 
 

@@ -17,6 +17,9 @@ from conftest import READ_TOKEN, TEST_TOKEN, TEST_USER
 
 from ltd_hub.cli.main import main
 
+# These tests talk to the session's embedded Hub (HF_ENDPOINT points at it).
+pytestmark = pytest.mark.usefixtures("hub")
+
 # Small eval-like rows so that the adapters' training data and the examples never need the
 # shared data (the tests that use the real eval files ask for the `ltd_nli` fixture).
 NLI_CHOICES = ["yes", "maybe", "no"]

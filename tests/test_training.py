@@ -16,6 +16,9 @@ from ltd_hub.cli.main import main
 from ltd_hub.modeling import PromptFormatter
 from ltd_hub.training import TrainConfig, TrainingSummary
 
+# These tests talk to the session's embedded Hub (HF_ENDPOINT points at it).
+pytestmark = pytest.mark.usefixtures("hub")
+
 
 def _pool_rows(n: int) -> list[dict]:
     rows = []
