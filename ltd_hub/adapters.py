@@ -24,7 +24,8 @@ if TYPE_CHECKING:
 
 ADAPTER_CONFIG = "adapter_config.json"
 WEIGHT_FILES = ("adapter_model.safetensors", "adapter_model.bin")
-SUMMARY_FILE = "training_summary.json"
+from ltd_hub.constants import SUMMARY_FILE  # noqa: E402 - re-exported: adapters read and push it
+
 EVAL_FILE = "eval_results.json"
 TASK_TYPE = "text-classification"
 TASK_NAME = "Natural Language Inference (rank classification)"

@@ -23,12 +23,11 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from ltd_hub.configs import ConfigMixin
+from ltd_hub.constants import SUMMARY_FILE  # noqa: E402 - re-exported: training writes it
 from ltd_hub.data.sources import DataSource, drop_rows_without_target, load_instruction_data
 from ltd_hub.errors import HubError, UsageError
 from ltd_hub.files import replace_dir
 from ltd_hub.modeling import FormatError, PromptFormatter, bf16_supported, load_base_model, load_tokenizer, short_error
-
-SUMMARY_FILE = "training_summary.json"
 
 
 def _help(text: str, **extra: Any) -> dict[str, Any]:

@@ -282,7 +282,7 @@ def test_endpoint_credentials_stay_out_of_api_messages(monkeypatch):
     from huggingface_hub import constants
 
     from ltd_hub.errors import UsageError
-    from ltd_hub.pipelines import quickstart
+    from ltd_hub.hub import gateway as hub
     from ltd_hub.selection.encoders import get_encoder
 
     monkeypatch.setenv("HF_ENDPOINT", f"http://erin:hunter22@{constants.ENDPOINT.split('://', 1)[1]}")
@@ -291,4 +291,4 @@ def test_endpoint_credentials_stay_out_of_api_messages(monkeypatch):
     assert "hunter22" not in str(missing.value) and "erin" not in str(missing.value)
     assert constants.ENDPOINT.split("://", 1)[1] in str(missing.value)
     monkeypatch.setattr(constants, "ENDPOINT", "http://erin:hunter22@hub.example")
-    assert quickstart._endpoint() == "http://***@hub.example"
+    assert hub.display_endpoint() == "http://***@hub.example"

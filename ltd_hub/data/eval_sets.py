@@ -329,7 +329,7 @@ def data_files(source: str, token: str | None = None, *, param: str = "examples"
         token: Hub token for a dataset id.
         param: the parameter ``source`` came from, which errors name.
     """
-    from ltd_hub.data.sources import _REPO_ID_RE
+    from ltd_hub.constants import REPO_ID_RE
 
     path = Path(source)
     if path.is_file():
@@ -339,7 +339,7 @@ def data_files(source: str, token: str | None = None, *, param: str = "examples"
         if not files:
             raise UsageError(f"{{{param}}} {source}: no {_SUFFIX_TEXT} files in that folder", params=param)
         return files
-    if _REPO_ID_RE.match(source) and not source.startswith((".", "/")):
+    if REPO_ID_RE.match(source) and not source.startswith((".", "/")):
         files = _files_under(hub_data_folder(source, token))
         if not files:
             raise UsageError(f"{{{param}}} {source}: the dataset repo has no {_SUFFIX_TEXT} files", params=param)

@@ -19,7 +19,6 @@ import io
 import json
 import logging
 import os
-import re
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -28,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ltd_hub.constants import DATA_BUILDERS, DATA_SUFFIXES
+from ltd_hub.constants import DATA_BUILDERS, DATA_SUFFIXES, REPO_ID_RE
 from ltd_hub.errors import HubError, InvalidRepoIdError, MissingRepoError, MissingRevisionError, NotFoundError, UsageError
 from ltd_hub.files import atomic_write, sha256_file
 from ltd_hub.selection.manifest import MANIFEST_FILENAME, ColumnMap, SourceRecord
@@ -41,7 +40,6 @@ _BUILDERS = DATA_BUILDERS
 _DATA_SUFFIXES = DATA_SUFFIXES
 _GLOB_CHARS = set("*?[")
 # Owner/name as the Hub spells it; used only to tell "a local path that is missing" from "a repo id".
-_REPO_ID_RE = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 # Column layouts recognised without flags, tried in order: (inputs, target).
 _KNOWN_LAYOUTS: tuple[tuple[tuple[str, ...], str], ...] = (
@@ -664,7 +662,7 @@ def load_instruction_data(
         files, folder, repo_id, commit = [local], local.parent, None, None
     elif local.is_dir():
         files, folder, repo_id, commit = _split_files(local, split), local, None, None
-    elif _REPO_ID_RE.match(source) and not source.startswith((".", "/", "~")):
+    elif REPO_ID_RE.match(source) and not source.startswith((".", "/", "~")):
         repo_id = source
         commit, folder = _dataset_snapshot(repo_id, revision, token)
         files = _split_files(folder, split)

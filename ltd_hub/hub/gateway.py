@@ -83,6 +83,20 @@ class PushResult:
     revision: str
     created_commit: bool
 
+    @property
+    def state(self) -> str:
+        """What the CLI prints of the push: ``commit <sha12>``, or ``unchanged, no new commit``."""
+        return f"commit {self.revision[:12]}" if self.created_commit else "unchanged, no new commit"
+
+
+def display_endpoint() -> str:
+    """The Hub endpoint the clients talk to, fit to print (never with HF_ENDPOINT's ``user:password@``)."""
+    from huggingface_hub import constants
+
+    from ltd_hub.redact import safe_url
+
+    return safe_url(constants.ENDPOINT)
+
 
 def resolve_token(token: str | None = None) -> str | None:
     """Return the explicit token, else the one huggingface_hub finds (HF_TOKEN, stored login)."""

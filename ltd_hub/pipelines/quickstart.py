@@ -20,6 +20,7 @@ from typing import Any
 
 from ltd_hub.constants import DATA_SUFFIXES, DEFAULT_BASE_MODEL
 from ltd_hub.errors import UsageError
+from ltd_hub.hub.gateway import display_endpoint
 
 DEFAULT_POOL = "../shared/data/ltd-nli/pool/p3_nli_pool.jsonl.gz"
 DEFAULT_EVAL_DATA = ("../shared/data/ltd-nli/eval/rte.jsonl.gz", "../shared/data/ltd-nli/eval/snli_heldout.jsonl.gz")
@@ -360,7 +361,7 @@ class _Run:
             self.targets[role] = hub.preflight_push(f"{config.namespace}/{name}" if config.namespace else name, repo_type)
         if not hub.repo_exists(config.base_model, "model"):
             raise UsageError(
-                f"--base-model {config.base_model} is not on the Hub at {_endpoint()}; seed it (`ltd-hub hub seed`) or pass another --base-model"
+                f"--base-model {config.base_model} is not on the Hub at {display_endpoint()}; seed it (`ltd-hub hub seed`) or pass another --base-model"
             )
         self.eval_sets = load_eval_sets(list(config.eval_data), templates=config.templates, max_examples=config.max_examples)
         self.result.repos = {role: t.repo_id for role, t in self.targets.items()}
@@ -467,11 +468,3 @@ class _Run:
             short_description=f"Quick start: 0.5% coreset vs {config.full_rows:,} random rows"[:60],
         )
         self.record("space", space)
-
-
-def _endpoint() -> str:
-    from huggingface_hub import constants
-
-    from ltd_hub.redact import safe_url
-
-    return safe_url(constants.ENDPOINT)  # it is printed: never with HF_ENDPOINT's user:password@

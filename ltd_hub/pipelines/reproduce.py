@@ -1161,10 +1161,10 @@ def dry_run(config: ReproduceConfig, *, only: list[str] | None = None, shard: tu
 
 def _check_inputs_exist(config: ReproduceConfig) -> None:
     """The pool and eval data are local files or Hub ids, and the base model a local folder or a Hub id."""
-    from ltd_hub.data.sources import _REPO_ID_RE  # the one rule for what a Hub id looks like
+    from ltd_hub.constants import REPO_ID_RE
 
     for label, spec in [("pool", config.pool), *[("eval.data", p) for p in config.eval.data]]:
-        if not Path(spec).expanduser().exists() and (not _REPO_ID_RE.match(spec) or spec.startswith((".", "/", "~"))):
+        if not Path(spec).expanduser().exists() and (not REPO_ID_RE.match(spec) or spec.startswith((".", "/", "~"))):
             raise UsageError(f"{label} {spec} not found: no such file and not a NAMESPACE/NAME dataset id; fix the path in the config")
     if not Path(config.base_model).expanduser().is_dir():
         from huggingface_hub.errors import HFValidationError
@@ -1292,27 +1292,18 @@ def _correct_matrix(results: list[dict[str, Any]], name: str) -> tuple[list[list
 
 def results_table(results: dict[str, Any]) -> str:
     """Markdown: per arm, accuracy mean ± sd over seeds per eval set; then paired differences against ``compare_to``."""
+    from ltd_hub.evaluation.results import markdown_table
+
     names = list(results["eval_sets"])
+    sizes = ", ".join(f"{k}: {v} examples" for k, v in results["eval_sets"].items())
     lines = [
         f"Accuracy (%) by rank classification, mean ± sd over runs (seeds); {results['runs_done']} of "
-        f"{results['runs_planned']} planned runs done. " + ", ".join(f"{k}: {v} examples" for k, v in results["eval_sets"].items()) + ".",
+        f"{results['runs_planned']} planned runs done. {sizes}.",
         "",
-        "| Arm | Runs | Schedule | Train rows | Fraction | Steps | " + " | ".join(names) + " | Average |",
-        "|" + "---|" * (len(names) + 7),
+        markdown_table(
+            ["Arm", "Runs", "Schedule", "Train rows", "Fraction", "Steps", *names, "Average"], map(_arm_cells(names), results["arms"])
+        ),
     ]
-    for row in results["arms"]:
-        if not row["n_runs"]:
-            lines.append(f"| {row['arm']} | 0 of {row['n_planned']} | {row['schedule']} |" + " |" * (len(names) + 4))
-            continue
-        cells = [_fmt_mean_sd(row["eval"][n]["values"]) if n in row["eval"] else "" for n in names]
-        trains = row["kind"] != "base"
-        lines.append(
-            f"| {row['arm']} | {row['n_runs']} of {row['n_planned']} | {row['schedule'] if trains else '—'} | "
-            f"{round(row['n_train_rows']):,} | {row['fraction'] * 100:.2f}% | {round(row['steps']):,} | "
-            + " | ".join(cells) + f" | {_fmt_mean_sd(row['average']['values'])} |"
-            if trains else
-            f"| {row['arm']} | {row['n_runs']} | — | 0 | — | 0 | " + " | ".join(cells) + f" | {_fmt_mean_sd(row['average']['values'])} |"
-        )  # fmt: skip
     if results["paired"]:
         lines += [
             "",
@@ -1320,22 +1311,36 @@ def results_table(results: dict[str, Any]) -> str:
             "interval (the same examples drawn for both arms, runs drawn within each arm); an interval that holds 0 "
             "cannot tell the two arms apart.",
             "",
-            "| Arm | Runs | " + " | ".join(names) + " | Average |",
-            "|" + "---|" * (len(names) + 3),
+            markdown_table(["Arm", "Runs", *names, "Average"], (_paired_cells(entry, names) for entry in results["paired"])),
         ]
-        for entry in results["paired"]:
-
-            def cell(d: dict[str, Any] | None) -> str:
-                if not d:
-                    return "—"
-                return f"{d['diff'] * 100:+.1f} [{d['low'] * 100:+.1f}, {d['high'] * 100:+.1f}]"
-
-            lines.append(
-                f"| {entry['arm']} | {entry['n_runs']} vs {entry['n_runs_ref']} | "
-                + " | ".join(cell(entry["sets"].get(n)) for n in names)
-                + f" | {cell(entry['average'])} |"
-            )
     return "\n".join(lines)
+
+
+def _arm_cells(names: list[str]) -> typing.Callable[[dict[str, Any]], list[str]]:
+    """One arm's row of the results table: runs, schedule, data, steps, then mean ± sd per eval set and on average."""
+
+    def cells(row: dict[str, Any]) -> list[str]:
+        if not row["n_runs"]:
+            return [row["arm"], f"0 of {row['n_planned']}", row["schedule"], *[""] * (len(names) + 4)]
+        scores = [_fmt_mean_sd(row["eval"][n]["values"]) if n in row["eval"] else "" for n in names]
+        average = _fmt_mean_sd(row["average"]["values"])
+        if row["kind"] == "base":
+            return [row["arm"], str(row["n_runs"]), "—", "0", "—", "0", *scores, average]
+        runs = f"{row['n_runs']} of {row['n_planned']}"
+        data = [f"{round(row['n_train_rows']):,}", f"{row['fraction'] * 100:.2f}%", f"{round(row['steps']):,}"]
+        return [row["arm"], runs, row["schedule"], *data, *scores, average]
+
+    return cells
+
+
+def _paired_cells(entry: dict[str, Any], names: list[str]) -> list[str]:
+    """One arm's row of the paired-difference table: difference [95% interval] per eval set and on average."""
+
+    def cell(d: dict[str, Any] | None) -> str:
+        return f"{d['diff'] * 100:+.1f} [{d['low'] * 100:+.1f}, {d['high'] * 100:+.1f}]" if d else "—"
+
+    runs = f"{entry['n_runs']} vs {entry['n_runs_ref']}"
+    return [entry["arm"], runs, *(cell(entry["sets"].get(n)) for n in names), cell(entry["average"])]
 
 
 def plot_results(results: dict[str, Any], path: Path) -> None:

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import json
 import random
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata, resources
 from pathlib import Path
 from typing import Any
 
+from ltd_hub.constants import REPO_ID_RE
 from ltd_hub.errors import MissingFileError, UsageError
 from ltd_hub.hub import gateway as hub
 
@@ -32,7 +32,6 @@ DEFAULT_TITLE = "Full data vs 0.5% data"
 DEFAULT_SHORT_DESCRIPTION = "LoRA adapters on full data vs a 0.5% coreset, side by side"
 MAX_SHORT_DESCRIPTION = 60
 SPACE_TAGS = ["ltd-hub", "lora", "peft", "instruction-tuning", "data-selection", "coreset"]
-_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 @dataclass
@@ -139,14 +138,6 @@ def describe_training(role: str, summary: dict[str, Any] | None) -> tuple[str | 
     return title, "; ".join(parts)
 
 
-def _endpoint() -> str:
-    from huggingface_hub import constants
-
-    from ltd_hub.redact import safe_url
-
-    return safe_url(constants.ENDPOINT)  # it is printed: never with HF_ENDPOINT's user:password@
-
-
 def inspect_adapter(repo_id: str, role: str, token: str | None = None) -> AdapterFacts:
     """Check that ``repo_id`` is a PEFT adapter on the Hub and read its base model and datasets.
 
@@ -165,12 +156,12 @@ def inspect_adapter(repo_id: str, role: str, token: str | None = None) -> Adapte
     from ltd_hub.hub.cards import split_card
 
     named_by = {role: ROLE_PARAMS.get(role, role)}
-    if not _REPO_ID.match(repo_id or ""):
+    if not REPO_ID_RE.match(repo_id or ""):
         raise UsageError(f"{{{role}}} {repo_id!r} is not a Hub model id; give the NAMESPACE/NAME of a pushed adapter", params=named_by)
     private = hub.repo_private(repo_id, "model", token=token)
     if private is None:
         raise UsageError(
-            f"{{{role}}} {repo_id}: no such model repo on {_endpoint()}; check the id (an adapter pushed by `ltd-hub train --push-to`)",
+            f"{{{role}}} {repo_id}: no such model repo on {hub.display_endpoint()}; check the id (an adapter pushed by `ltd-hub train --push-to`)",
             params=named_by,
         )
     try:
@@ -191,7 +182,7 @@ def inspect_adapter(repo_id: str, role: str, token: str | None = None) -> Adapte
 
     return AdapterFacts(
         repo_id,
-        base if base and _REPO_ID.match(str(base)) else None,
+        base if base and REPO_ID_RE.match(str(base)) else None,
         datasets,
         meta.get("license"),
         private=private,
@@ -216,10 +207,10 @@ def _resolve_base(facts: Mapping[str, AdapterFacts], base_model: str | None, tok
         if not distinct:
             raise UsageError("no adapter names its base model as a Hub id; pass {base_model} NAMESPACE/NAME", params="base_model")
         base_model = distinct[0]
-    if not _REPO_ID.match(base_model):
+    if not REPO_ID_RE.match(base_model):
         raise UsageError(f"{{base_model}} {base_model!r} is not a Hub model id; give NAMESPACE/NAME", params="base_model")
     if not hub.repo_exists(base_model, "model", token=token):
-        raise UsageError(f"base model {base_model} is not on {_endpoint()}; push or seed it first (`ltd-hub hub seed` offline)")
+        raise UsageError(f"base model {base_model} is not on {hub.display_endpoint()}; push or seed it first (`ltd-hub hub seed` offline)")
     return base_model
 
 
@@ -356,7 +347,7 @@ def training_prompts(dataset_ids: Iterable[str], token: str | None = None) -> se
 
     prompts: set[str] = set()
     for dataset_id in dataset_ids:
-        if not _REPO_ID.match(dataset_id) or not hub.repo_exists(dataset_id, "dataset", token=token):
+        if not REPO_ID_RE.match(dataset_id) or not hub.repo_exists(dataset_id, "dataset", token=token):
             continue
         folder = hub_data_folder(dataset_id, token)
         for path in sorted(folder.rglob("*")):
@@ -526,7 +517,7 @@ def card_metadata(spec: SpaceSpec) -> dict[str, Any]:
     from huggingface_hub import SpaceCardData
 
     models = [spec.base_model, *spec.adapters.values()]
-    datasets = [d for d in (spec.subset_dataset, spec.full_data) if d and _REPO_ID.match(d)]
+    datasets = [d for d in (spec.subset_dataset, spec.full_data) if d and REPO_ID_RE.match(d)]
     data = SpaceCardData(
         title=spec.title,
         emoji="⚖️",
@@ -549,7 +540,7 @@ def card_metadata(spec: SpaceSpec) -> dict[str, Any]:
 
 
 def _public_name(source: str) -> str:
-    return source if _REPO_ID.match(source) and not Path(source).exists() else Path(source).name
+    return source if REPO_ID_RE.match(source) and not Path(source).exists() else Path(source).name
 
 
 def build_space_files(spec: SpaceSpec) -> dict[str, bytes]:
@@ -564,7 +555,7 @@ def build_space_files(spec: SpaceSpec) -> dict[str, bytes]:
 
     full_data_link = None
     if spec.full_data:
-        full_data_link = f"[`{spec.full_data}`](/datasets/{spec.full_data})" if _REPO_ID.match(spec.full_data) else f"`{spec.full_data}`"
+        full_data_link = f"[`{spec.full_data}`](/datasets/{spec.full_data})" if REPO_ID_RE.match(spec.full_data) else f"`{spec.full_data}`"
     env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
     template = env.from_string(_space_file("README.md.j2").decode("utf-8"))
     readme = template.render(
@@ -605,7 +596,7 @@ def space_private_sources(spec: SpaceSpec, token: str | None = None) -> list[str
     """The private repos a Space derives from: its adapters, the Hub datasets its examples come from
     (rows bundled verbatim) and the subset / full-data datasets it names."""
     named = [s for s in (*spec.examples_sources, spec.subset_dataset, spec.full_data) if s]
-    datasets = [(s, "dataset") for s in named if _REPO_ID.match(s) and not Path(s).exists()]
+    datasets = [(s, "dataset") for s in named if REPO_ID_RE.match(s) and not Path(s).exists()]
     return list(dict.fromkeys([*spec.private_repos, *hub.private_inputs(datasets, token=token)]))
 
 

@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(report.to_markdown(per_template=args.per_template))
         if report.push is not None:
-            state = f"commit {report.push.revision[:12]}" if report.push.created_commit else "unchanged, no new commit"
+            state = report.push.state
             print(f"results recorded in {args.adapter} ({state})")
             print(report.push.commit_url or report.push.url)
     return 0

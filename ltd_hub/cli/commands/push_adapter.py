@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     from ltd_hub.adapters import push_adapter
 
     result = push_adapter(args.adapter_dir, args.repo_id, token=args.token, private=args.private, commit_message=args.commit_message)
-    state = f"commit {result.revision[:12]}" if result.created_commit else "unchanged, no new commit"
+    state = result.state
     print(f"pushed {result.repo_id} ({state})")
     print(result.url)
     return 0

@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
             "or the Space cannot load them",
             file=sys.stderr,
         )
-    state = f"commit {result.revision[:12]}" if result.created_commit else "unchanged, no new commit"
+    state = result.state
     print(f"Space {result.repo_id} ({state}): {len(spec.examples)} examples, base {spec.base_model}")
     print(result.url)
     return 0

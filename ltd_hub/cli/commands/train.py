@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
         f"({result.tokens_per_second:.0f} tokens/s, final loss {result.train_loss:.4f}); adapter saved to {result.output_dir}"
     )
     if result.push is not None:
-        state = f"commit {result.push.revision[:12]}" if result.push.created_commit else "unchanged, no new commit"
+        state = result.push.state
         print(f"pushed {result.push.repo_id} ({state})")
         print(result.url)
     return 0
