@@ -33,6 +33,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 RTE = REPO.parent / "shared" / "data" / "ltd-nli" / "eval" / "rte.jsonl.gz"
@@ -58,7 +59,7 @@ class Timer:
 
 
 def run_ltd(model, formatter, rows, method: str, batch_size: int) -> dict:
-    from ltd_hub.evaluation import score_choices
+    from ltd_hub.evaluation.evaluator import score_choices
 
     with Timer() as t:
         scores = score_choices(model, formatter, rows, batch_size=batch_size, progress=False, method=method)
@@ -111,7 +112,7 @@ def run_lm_eval(model, tokenizer, formatter, rows, *, chat: bool, batch_size: in
     return {"seconds": t.wall, "cpu_seconds": t.cpu, "scores": scores, "predictions": predictions, "acc": out["results"][name]["acc,none"]}
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=str(RTE), help="eval file with inputs, targets, answer_choices (default RTE)")
     parser.add_argument("--rows", type=int, default=150, help="examples of the first template (default 150)")
@@ -121,15 +122,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--arms", nargs="+", choices=ARMS, default=list(ARMS))
     parser.add_argument("--repeat", type=int, default=2, help="rounds of the ltd_hub arms, interleaved; the fastest counts (default 2)")
     parser.add_argument("--output", help="also write the figures as JSON")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
 
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from ltd_hub.evaluation import load_eval_sets
-    from ltd_hub.training import PromptFormatter
+    from ltd_hub.data.eval_sets import load_eval_sets
+    from ltd_hub.files import atomic_write_json
+    from ltd_hub.modeling import PromptFormatter
 
     base = args.base_model or default_base_model()
     rows = load_eval_sets([args.data], templates=1, max_examples=args.rows)[0].rows
@@ -138,10 +143,22 @@ def main(argv: list[str] | None = None) -> int:
         tokenizer.pad_token = tokenizer.eos_token
     model = AutoModelForCausalLM.from_pretrained(base, dtype=getattr(torch, args.dtype)).eval()
     formatter = PromptFormatter(tokenizer)
-    golds = [r["gold"] for r in rows]
     print(f"{len(rows)} rows of {Path(args.data).name}, template {rows[0]['template']!r}, {args.dtype}, batch {args.batch_size}, "
           f"torch threads {torch.get_num_threads()}", file=sys.stderr)  # fmt: skip
+    results = _run_arms(args, model, tokenizer, formatter, rows)
+    print("\n" + _table(results, len(rows)))
+    if args.output:
+        summary = {
+            "data": args.data, "rows": len(rows), "dtype": args.dtype, "batch_size": args.batch_size, "threads": torch.get_num_threads(),
+            "arms": {arm: {k: r[k] for k in ("seconds", "cpu_seconds", "accuracy")} for arm, r in results.items()},
+        }  # fmt: skip
+        atomic_write_json(args.output, summary)
+    return 0
 
+
+def _run_arms(args: argparse.Namespace, model: Any, tokenizer: Any, formatter: Any, rows: list[dict]) -> dict[str, dict]:
+    """Each arm's scores, predictions, accuracy and times (the fastest of the --repeat rounds)."""
+    golds = [r["gold"] for r in rows]
     results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as tmp:
         # The ltd_hub arms alternate for --repeat rounds so a burst of load elsewhere hits both.
@@ -160,32 +177,35 @@ def main(argv: list[str] | None = None) -> int:
                 r["seconds"] = min(r["seconds"], results[arm]["seconds"])
                 r["cpu_seconds"] = min(r["cpu_seconds"], results[arm]["cpu_seconds"])
             results[arm] = r
+    return results
+
+
+FORMATS = {
+    "separate": "chat template; answer + <|im_end|>\\n",
+    "shared": "chat template; answer + <|im_end|>\\n",
+    "lm_eval-chat": "chat template; answer + <|im_end|>\\n (lm_eval adds the context's last \\n)",
+    "lm_eval-plain": "raw prompt; ' ' + answer",
+}
+
+
+def _table(results: dict[str, dict], n_rows: int) -> str:
+    """The comparison table: accuracy, times, speed-up and agreement against the separate scorer."""
+    from ltd_hub.evaluation.results import markdown_table
 
     reference = results.get("separate")
-    formats = {
-        "separate": "chat template; answer + <|im_end|>\\n",
-        "shared": "chat template; answer + <|im_end|>\\n",
-        "lm_eval-chat": "chat template; answer + <|im_end|>\\n (lm_eval adds the context's last \\n)",
-        "lm_eval-plain": "raw prompt; ' ' + answer",
-    }
-    print(f"\n| Scorer | Formatting | Accuracy | Wall s | CPU s | Speed-up vs separate (CPU, wall) | Same predictions as separate | Max abs Δ log-lik vs separate |")
-    print("|---|---|---|---|---|---|---|---|")
+    lines = []
     for arm in [a for a in ARMS if a in results]:
         r = results[arm]
         speed = agree = diff = "–"
         if reference is not None:
             speed = f"{reference['cpu_seconds'] / r['cpu_seconds']:.2f}×, {reference['seconds'] / r['seconds']:.2f}×"
-            agree = f"{sum(a == b for a, b in zip(r['predictions'], reference['predictions'])) / len(rows):.3f}"
+            agree = f"{sum(a == b for a, b in zip(r['predictions'], reference['predictions'])) / n_rows:.3f}"
             if arm in ("separate", "shared"):
                 diff = f"{max(abs(x - y) for a, b in zip(r['scores'], reference['scores']) for x, y in zip(a, b)):.1e}"
-        print(f"| {arm} | {formats[arm]} | {r['accuracy']:.4f} | {r['seconds']:.1f} | {r['cpu_seconds']:.1f} | {speed} | {agree} | {diff} |")
-    if args.output:
-        summary = {
-            "data": args.data, "rows": len(rows), "dtype": args.dtype, "batch_size": args.batch_size, "threads": torch.get_num_threads(),
-            "arms": {arm: {k: r[k] for k in ("seconds", "cpu_seconds", "accuracy")} for arm, r in results.items()},
-        }  # fmt: skip
-        Path(args.output).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    return 0
+        lines.append([arm, FORMATS[arm], f"{r['accuracy']:.4f}", f"{r['seconds']:.1f}", f"{r['cpu_seconds']:.1f}", speed, agree, diff])
+    header = ["Scorer", "Formatting", "Accuracy", "Wall s", "CPU s", "Speed-up vs separate (CPU, wall)", "Same predictions as separate",
+              "Max abs Δ log-lik vs separate"]  # fmt: skip
+    return markdown_table(header, lines)
 
 
 if __name__ == "__main__":

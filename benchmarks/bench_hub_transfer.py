@@ -43,7 +43,11 @@ def main() -> None:
         for _ in range(args.size_mb):
             handle.write(os.urandom(1024 * 1024))
     size_mb = source.stat().st_size / 1e6
-    timings: dict[str, list[float]] = {"local disk copy (shutil.copy)": [], "push (HfApi.upload_file)": [], "download (hf_hub_download)": []}
+    timings: dict[str, list[float]] = {
+        "local disk copy (shutil.copy)": [],
+        "push (HfApi.upload_file)": [],
+        "download (hf_hub_download)": [],
+    }
     try:
         with start_hub(work / "hub", tokens=[f"{USER}={TOKEN}"]) as hub:
             api = HfApi(endpoint=hub.endpoint, token=TOKEN)
@@ -51,9 +55,15 @@ def main() -> None:
                 repo_id = f"{USER}/bench-{i}"
                 api.create_repo(repo_id)
                 timings["local disk copy (shutil.copy)"].append(_timed(lambda: shutil.copy(source, work / f"copy-{i}.bin")))
-                timings["push (HfApi.upload_file)"].append(_timed(lambda: api.upload_file(path_or_fileobj=str(source), path_in_repo="payload.bin", repo_id=repo_id)))
+                timings["push (HfApi.upload_file)"].append(
+                    _timed(lambda: api.upload_file(path_or_fileobj=str(source), path_in_repo="payload.bin", repo_id=repo_id))
+                )
                 target: list[str] = []
-                timings["download (hf_hub_download)"].append(_timed(lambda: target.append(hf_hub_download(repo_id, "payload.bin", endpoint=hub.endpoint, cache_dir=work / f"cache-{i}"))))
+                timings["download (hf_hub_download)"].append(
+                    _timed(
+                        lambda: target.append(hf_hub_download(repo_id, "payload.bin", endpoint=hub.endpoint, cache_dir=work / f"cache-{i}"))
+                    )
+                )
                 assert Path(target[0]).stat().st_size == source.stat().st_size
                 (work / f"copy-{i}.bin").unlink()
                 shutil.rmtree(work / f"cache-{i}")

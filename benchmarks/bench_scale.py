@@ -37,11 +37,13 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 POOL = REPO.parent / "shared" / "data" / "ltd-nli" / "pool" / "p3_nli_pool.jsonl.gz"
-BASELINE = "9f2dac7"  # the last commit before ltd_hub/scale (today's engine)
+BASELINE = "9f2dac7"  # the last commit before the bounded engine (today's engine, its old module layout)
 ENGINES = ("today", "bounded", "ray")
 KMEANS_SAMPLE = 256
 
@@ -125,25 +127,50 @@ def _baseline_tree(workdir: Path) -> Path:
     return root
 
 
+def _today_module(name: str, path: str, needs: Sequence[str]) -> Any:
+    """Today's ``ltd_hub/<path>`` loaded as module ``name`` beside the baseline's package.
+
+    The ``ltd_hub.<need>`` modules it imports are today's while it loads (the baseline lacks some
+    of them, or their newer names); the baseline's own modules are put back afterwards.
+    """
+    import importlib.util
+
+    def load(module: str, file: Path) -> Any:
+        spec = importlib.util.spec_from_file_location(module, file)
+        loaded = importlib.util.module_from_spec(spec)
+        sys.modules[module] = loaded  # dataclasses look their module up there
+        spec.loader.exec_module(loaded)
+        return loaded
+
+    saved = {f"ltd_hub.{n}": sys.modules.get(f"ltd_hub.{n}") for n in needs}
+    try:
+        for need in needs:
+            load(f"ltd_hub.{need}", REPO / "ltd_hub" / f"{need}.py")
+        return load(name, REPO / "ltd_hub" / path)
+    finally:
+        for module, was in saved.items():
+            if was is None:
+                sys.modules.pop(module, None)
+            else:
+                sys.modules[module] = was
+
+
 def child(args) -> None:
     sampler = _PeakSampler()
     sampler.start()
     start = time.perf_counter()
     if args.engine == "today":
         sys.path.insert(0, str(args.baseline))
-        import importlib.util
 
-        import ltd_hub.encoders as old
+        import ltd_hub.encoders as old  # the baseline's layout
 
         assert str(args.baseline) in old.__file__, old.__file__
         # The baseline has no hashing encoder: lend it today's (same vectors, a stateless encoder).
-        spec = importlib.util.spec_from_file_location("_ltd_new_encoders", REPO / "ltd_hub" / "encoders.py")
-        new = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = new  # its dataclasses look their module up there
-        spec.loader.exec_module(new)
+        new = _today_module("_ltd_new_encoders", "selection/encoders.py", needs=("errors", "files", "paths"))
         real_get = old.get_encoder
         old.get_encoder = lambda name=None, **kw: new.HashingEncoder(name) if name == "hashing" else real_get(name, **kw)
         kwargs = {}
+        from ltd_hub.subset import select_subset  # the baseline's layout
     else:
         sys.path.insert(0, str(REPO))
         kwargs = {"kmeans_sample": KMEANS_SAMPLE}
@@ -155,12 +182,14 @@ def child(args) -> None:
 
             ray.data.DataContext.get_current().enable_progress_bars = False
             kwargs["engine"] = "ray"
-    from ltd_hub.subset import select_subset
+        from ltd_hub.selection.subset import select_subset
 
     result = select_subset(str(args.pool), encoder="hashing", ratio=0.005, seed=0, progress=False, **kwargs)
     seconds = time.perf_counter() - start
     sampler.stop()
-    s = result.stats
+    # The baseline (engine "today") records plain dicts; today's code the typed SubsetStats and SelectionRecord.
+    s = result.stats if isinstance(result.stats, dict) else result.stats.to_dict()
+    sel = result.manifest.selection if isinstance(result.manifest.selection, dict) else result.manifest.selection.to_dict()
     print(
         json.dumps(
             {
@@ -173,8 +202,8 @@ def child(args) -> None:
                 "seconds_select": s["seconds_select"],
                 "peak_rss_driver_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
                 "peak_rss_all_mb": round(sampler.peak / 2**20),
-                "n_clusters": result.manifest.selection["n_clusters"],
-                "kmeans_sample_rows": result.manifest.selection.get("kmeans_sample_rows"),
+                "n_clusters": sel["n_clusters"],
+                "kmeans_sample_rows": sel.get("kmeans_sample_rows"),
                 "ids_head": result.manifest.row_indices[:5],
             }
         ),

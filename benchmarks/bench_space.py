@@ -162,10 +162,7 @@ def report(results: dict, args: argparse.Namespace) -> str:
         "",
         "| column | time to first token (s) | decode tokens/s | tokens |",
         "|---|---:|---:|---:|",
-        *(
-            f"| {role} | {row['first_token_s']:.3f} | {row['tokens_per_s']:.1f} | {row['tokens']:.0f} |"
-            for role, row in columns.items()
-        ),
+        *(f"| {role} | {row['first_token_s']:.3f} | {row['tokens_per_s']:.1f} | {row['tokens']:.0f} |" for role, row in columns.items()),
         "",
         "Adapter switch (set_adapter / disable_adapter under the lock): "
         f"median {switch['median_us']:.0f} µs, max {switch['max_us']:.0f} µs",
@@ -212,9 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         adapters = make_adapters(base, Path(tmp), args.adapters)
         roles = list(ROLES[: args.adapters])
         start = time.perf_counter()
-        bank = ModelBank(
-            SpaceConfig(base_model=str(base), adapters=dict(zip(roles, map(str, adapters), strict=True)), dtype=args.dtype)
-        )
+        bank = ModelBank(SpaceConfig(base_model=str(base), adapters=dict(zip(roles, map(str, adapters), strict=True)), dtype=args.dtype))
         load_s = time.perf_counter() - start
         assert not bank.problems, bank.problems
         columns = bench_columns(bank, [*roles, "base"], args.new_tokens, args.repeats)

@@ -28,7 +28,7 @@ POOL = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "ltd-nli
 
 
 def run_one(source: str, strategy: str, group_by: str | None, ratio: float, seed: int, stratify: str) -> dict:
-    from ltd_hub.subset import select_subset
+    from ltd_hub.selection.subset import select_subset
 
     start = time.perf_counter()
     result = select_subset(
@@ -45,10 +45,10 @@ def run_one(source: str, strategy: str, group_by: str | None, ratio: float, seed
     return {
         "strategy": strategy,
         "group_by": group_by,
-        "stratify_by": result.manifest.selection["stratify_by"],
+        "stratify_by": result.manifest.selection.stratify_by,
         "seconds": round(seconds, 1),
-        "seconds_select": result.stats["seconds_select"],
-        "cache_hit": result.stats["cache_hit"],
+        "seconds_select": result.stats.seconds_select,
+        "cache_hit": result.stats.cache_hit,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "quality": result.quality.to_dict(),
     }

@@ -12,6 +12,11 @@ Arms:
   ltd-padding-free  ltd_hub.train with flattened (padding-free) batches, bf16 when supported
   ltd-default       ltd_hub.train as shipped: bf16 when supported, padding-free with flash attention,
                     else length-grouped padding (the CPU case)
+  trl-sft           TRL's SFTTrainer/SFTConfig doing what ltd-default does on CPU: prompt-completion
+                    chat rows, loss on the completion only, length-grouped padded batches, bf16 when
+                    supported (needs `pip install trl`; rows over --max-length are truncated by TRL,
+                    skipped by ltd_hub)
+  trl-padding-free  the same with SFTConfig(padding_free=True) (flattened batches, as ltd-padding-free)
 
 On a GPU the table adds MFU (6 x parameters x tokens/s over the GPU's dense bf16 peak).
 
@@ -24,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import importlib.util
 import json
 import os
 import subprocess
@@ -34,7 +40,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 POOL = REPO.parent / "shared" / "data" / "ltd-nli" / "pool" / "p3_nli_pool.jsonl.gz"
-ARMS = ("baseline-static", "baseline-dynamic", "ltd-fp32", "ltd-padding-free", "ltd-default")
+ARMS = ("baseline-static", "baseline-dynamic", "ltd-fp32", "ltd-padding-free", "ltd-default", "trl-sft", "trl-padding-free")
 # Dense bf16 peak FLOP/s by GPU name (no sparsity).
 PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "A10": 125e12}
 
@@ -82,12 +88,19 @@ def run_baseline(args: argparse.Namespace, data: Path, static: bool) -> dict:
         labels = [-100] * n_prompt + ids[n_prompt:]
         if static:
             pad = args.max_length - len(ids)
-            return {"input_ids": ids + [tokenizer.pad_token_id] * pad, "attention_mask": [1] * len(ids) + [0] * pad, "labels": labels + [-100] * pad}
+            return {
+                "input_ids": ids + [tokenizer.pad_token_id] * pad,
+                "attention_mask": [1] * len(ids) + [0] * pad,
+                "labels": labels + [-100] * pad,
+            }
         return {"input_ids": ids, "attention_mask": [1] * len(ids), "labels": labels}
 
     tokenized = rows.map(encode, remove_columns=rows.column_names)
     model = AutoModelForCausalLM.from_pretrained(args.base_model, dtype=torch.float32)
-    model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, lora_dropout=0.05, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"], task_type="CAUSAL_LM"))
+    model = get_peft_model(
+        model,
+        LoraConfig(r=8, lora_alpha=16, lora_dropout=0.05, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"], task_type="CAUSAL_LM"),
+    )
     on_gpu = torch.cuda.is_available()
     with tempfile.TemporaryDirectory() as out:
         training_args = TrainingArguments(
@@ -119,6 +132,52 @@ def run_ltd(args: argparse.Namespace, data: Path, *, bf16: bool | None, padding_
     return {"steps": result.steps, "seconds": result.seconds, "tokens": result.train_tokens, "loss": result.train_loss}
 
 
+def run_trl(args: argparse.Namespace, data: Path, *, padding_free: bool) -> dict:
+    """TRL's recipe for the same job: SFTTrainer on prompt-completion chat rows, LoRA through ``peft_config``."""
+    import datasets
+    import torch
+    from peft import LoraConfig
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import SFTConfig, SFTTrainer
+
+    from ltd_hub.modeling import bf16_supported
+
+    bf16 = bf16_supported()
+    rows = datasets.load_dataset("json", data_files=str(data), split="train")
+    chats = rows.map(
+        lambda row: {
+            "prompt": [{"role": "user", "content": row["inputs"]}],
+            "completion": [{"role": "assistant", "content": row["targets"]}],
+        },
+        remove_columns=rows.column_names,
+    )
+    model = AutoModelForCausalLM.from_pretrained(args.base_model, dtype=torch.bfloat16 if bf16 else torch.float32)
+    lora = LoraConfig(r=8, lora_alpha=16, lora_dropout=0.05, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"], task_type="CAUSAL_LM")
+    on_gpu = torch.cuda.is_available()
+    with tempfile.TemporaryDirectory() as out:
+        config = SFTConfig(
+            output_dir=out, max_steps=args.steps, per_device_train_batch_size=args.batch_size, learning_rate=2e-4,
+            logging_steps=args.steps, save_strategy="no", report_to="none", seed=0, data_seed=0, use_cpu=not on_gpu,
+            disable_tqdm=True, bf16=bf16, max_length=None if padding_free else args.max_length,  # TRL: padding-free does not truncate
+            completion_only_loss=True, padding_free=padding_free, gradient_checkpointing=False,  # TRL defaults it on; ltd_hub off
+            train_sampling_strategy="random" if padding_free else "group_by_length", dataloader_num_workers=0,
+            include_num_input_tokens_seen="all" if padding_free else "non_padding",
+        )  # fmt: skip
+        trainer = SFTTrainer(model=model, args=config, train_dataset=chats, processing_class=AutoTokenizer.from_pretrained(args.base_model),
+                             peft_config=lora)  # fmt: skip
+        if on_gpu:
+            torch.cuda.reset_peak_memory_stats()
+        started = time.perf_counter()
+        output = trainer.train()
+        seconds = time.perf_counter() - started
+    return {
+        "steps": output.global_step,
+        "seconds": seconds,
+        "tokens": int(trainer.state.num_input_tokens_seen),
+        "loss": output.training_loss,
+    }
+
+
 def run_arm(args: argparse.Namespace) -> None:
     import torch
 
@@ -132,16 +191,18 @@ def run_arm(args: argparse.Namespace) -> None:
         stats = run_ltd(args, data, bf16=False, padding_free=False)
     elif args.run_arm == "ltd-padding-free":
         stats = run_ltd(args, data, bf16=None, padding_free=True)
+    elif args.run_arm in ("trl-sft", "trl-padding-free"):
+        stats = run_trl(args, data, padding_free=args.run_arm == "trl-padding-free")
     else:
         stats = run_ltd(args, data, bf16=None, padding_free=None)
-    from ltd_hub.training import bf16_supported
+    from ltd_hub.modeling import bf16_supported
 
     stats.update(
         arm=args.run_arm,
         tokens_per_second=stats["tokens"] / stats["seconds"],
         peak_memory_mb=peak_memory_mb(),
         device=torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
-        bf16=args.run_arm in ("ltd-padding-free", "ltd-default") and bf16_supported(),
+        bf16=args.run_arm in ("ltd-padding-free", "ltd-default", "trl-sft", "trl-padding-free") and bf16_supported(),
     )
     if torch.cuda.is_available():
         from transformers import AutoConfig, AutoModelForCausalLM
@@ -167,7 +228,9 @@ def main() -> int:
     parser.add_argument("--max-length", type=int, default=256)
     parser.add_argument("--rows", type=int, default=1000)
     parser.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "2")))
-    parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS)
+    have_trl = importlib.util.find_spec("trl") is not None
+    parser.add_argument("--arms", nargs="+", default=[a for a in ARMS if have_trl or not a.startswith("trl")], choices=ARMS,
+                        help="arms to run (default: all; the trl arms only when trl is installed)")  # fmt: skip
     parser.add_argument("--output", help="write the results as JSON")
     parser.add_argument("--run-arm", choices=ARMS, help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
@@ -183,7 +246,11 @@ def main() -> int:
             cmd = [sys.executable, __file__, "--run-arm", arm, "--data", str(data), "--base-model", args.base_model,
                    "--steps", str(args.steps), "--batch-size", str(args.batch_size), "--max-length", str(args.max_length),
                    "--threads", str(args.threads)]  # fmt: skip
-            env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+            env = dict(
+                os.environ,
+                OMP_NUM_THREADS=str(args.threads),
+                PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+            )
             print(f"running {arm} ...", file=sys.stderr, flush=True)
             proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
             line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)

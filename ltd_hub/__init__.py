@@ -11,17 +11,17 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "serve_hub": "ltd_hub.hub_server.serve",
-    "select_subset": "ltd_hub.subset",
-    "push_subset": "ltd_hub.subset",
-    "rebuild_subset": "ltd_hub.subset",
+    "select_subset": "ltd_hub.selection.subset",
+    "push_subset": "ltd_hub.selection.subset",
+    "rebuild_subset": "ltd_hub.selection.subset",
     "train": "ltd_hub.training",
     "TrainConfig": "ltd_hub.training",
-    "evaluate_adapter": "ltd_hub.evaluation",
+    "evaluate_adapter": "ltd_hub.evaluation.evaluator",
     "load_adapter": "ltd_hub.adapters",
     "push_adapter": "ltd_hub.adapters",
-    "push_space": "ltd_hub.space_publish",
-    "reproduce": "ltd_hub.reproduce",
-    "ReproduceConfig": "ltd_hub.reproduce",
+    "push_space": "ltd_hub.spaces.publish",
+    "reproduce": "ltd_hub.pipelines.reproduce",
+    "ReproduceConfig": "ltd_hub.pipelines.reproduce",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -9,16 +9,23 @@ results someone else put in the card.
 
 from __future__ import annotations
 
-import hashlib
+import dataclasses
 import json
+from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ltd_hub.errors import HubError, UsageError
+from ltd_hub.errors import MissingFileError, MissingRepoError, UsageError
+from ltd_hub.files import sha256_file
+
+if TYPE_CHECKING:
+    from ltd_hub.evaluation.results import EvalResult
 
 ADAPTER_CONFIG = "adapter_config.json"
 WEIGHT_FILES = ("adapter_model.safetensors", "adapter_model.bin")
-SUMMARY_FILE = "training_summary.json"
+from ltd_hub.constants import SUMMARY_FILE  # noqa: E402 - re-exported: adapters read and push it
+
 EVAL_FILE = "eval_results.json"
 TASK_TYPE = "text-classification"
 TASK_NAME = "Natural Language Inference (rank classification)"
@@ -33,24 +40,27 @@ def is_local(repo_id_or_dir: str | Path) -> bool:
 
 def read_adapter_config(repo_id_or_dir: str | Path, *, revision: str | None = None, token: str | None = None) -> dict[str, Any]:
     """Return the adapter's ``adapter_config.json``; a repo or folder that is not a PEFT adapter is a UsageError."""
-    from ltd_hub import hub
+    from ltd_hub.hub import gateway as hub
 
     if is_local(repo_id_or_dir):
         path = Path(repo_id_or_dir).expanduser() / ADAPTER_CONFIG
         if not path.is_file():
-            raise UsageError(f"{repo_id_or_dir} is not a PEFT adapter folder (no {ADAPTER_CONFIG}); pass the --output-dir of `ltd-hub train`")
+            raise UsageError(
+                f"{repo_id_or_dir} is not a PEFT adapter folder (no {ADAPTER_CONFIG}); pass the --output-dir of `ltd-hub train`"
+            )
     else:
         try:
             path = hub.download(str(repo_id_or_dir), ADAPTER_CONFIG, repo_type="model", revision=revision, token=token)
-        except HubError as exc:
-            from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError
-
-            if isinstance(exc.__cause__, EntryNotFoundError):
-                hint = hub.empty_repo_hint(str(repo_id_or_dir), "model", token)
-                raise UsageError(f"{repo_id_or_dir} is not a PEFT adapter repo (no {ADAPTER_CONFIG}){hint}; pass an adapter pushed by `ltd-hub train`") from None
-            if isinstance(exc.__cause__, RepositoryNotFoundError):
-                raise UsageError(f"adapter {repo_id_or_dir!r} not found: no such folder and no model repo on the Hub; check --adapter") from None
-            raise
+        except MissingFileError:
+            hint = hub.empty_repo_hint(str(repo_id_or_dir), "model", token)
+            raise UsageError(
+                f"{repo_id_or_dir} is not a PEFT adapter repo (no {ADAPTER_CONFIG}){hint}; pass an adapter pushed by `ltd-hub train`"
+            ) from None
+        except MissingRepoError:
+            raise UsageError(
+                f"adapter {repo_id_or_dir!r} not found: no such folder and no model repo on the Hub; check {{adapter}}",
+                params="adapter",
+            ) from None
     try:
         config = json.loads(Path(path).read_text(encoding="utf-8"))
     except ValueError:
@@ -61,7 +71,7 @@ def read_adapter_config(repo_id_or_dir: str | Path, *, revision: str | None = No
 
 
 def _read_optional_json(repo_id_or_dir: str | Path, filename: str, *, revision: str | None, token: str | None) -> Any:
-    from ltd_hub import hub
+    from ltd_hub.hub import gateway as hub
 
     if is_local(repo_id_or_dir):
         path = Path(repo_id_or_dir).expanduser() / filename
@@ -70,12 +80,8 @@ def _read_optional_json(repo_id_or_dir: str | Path, filename: str, *, revision: 
     else:
         try:
             path = hub.download(str(repo_id_or_dir), filename, repo_type="model", revision=revision, token=token)
-        except HubError as exc:
-            from huggingface_hub.errors import EntryNotFoundError
-
-            if isinstance(exc.__cause__, EntryNotFoundError):
-                return None
-            raise
+        except MissingFileError:
+            return None
     try:
         return json.loads(Path(path).read_text(encoding="utf-8"))
     except ValueError:
@@ -87,10 +93,26 @@ def read_training_summary(repo_id_or_dir: str | Path, *, revision: str | None = 
     return _read_optional_json(repo_id_or_dir, SUMMARY_FILE, revision=revision, token=token)
 
 
-def read_eval_results(repo_id_or_dir: str | Path, *, revision: str | None = None, token: str | None = None) -> list[dict[str, Any]]:
-    """The adapter's recorded eval results (``eval_results.json``), newest version of each eval set."""
+def read_eval_results(repo_id_or_dir: str | Path, *, revision: str | None = None, token: str | None = None) -> list[EvalResult]:
+    """The adapter's recorded eval results (``eval_results.json``), newest version of each eval set.
+
+    An entry that is not a readable result (hand-edited, another tool's) is left out.
+    """
+    from ltd_hub.evaluation.results import EvalResult
+
     data = _read_optional_json(repo_id_or_dir, EVAL_FILE, revision=revision, token=token)
-    return list(data.get("results", [])) if isinstance(data, dict) else []
+    results = []
+    for entry in data.get("results", []) if isinstance(data, dict) else []:
+        try:
+            results.append(EvalResult.from_dict(entry))
+        except (AttributeError, KeyError, TypeError):
+            continue
+    return results
+
+
+def eval_results_json(results: Sequence[EvalResult]) -> str:
+    """The text of ``eval_results.json`` holding ``results``."""
+    return json.dumps({"results": [r.to_dict() for r in results]}, indent=2) + "\n"
 
 
 def load_adapter(
@@ -122,17 +144,24 @@ def load_adapter(
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    from ltd_hub.training import load_tokenizer
+    from ltd_hub.hub import gateway as hub
+    from ltd_hub.modeling import load_tokenizer
 
     config = read_adapter_config(repo_id_or_dir, revision=revision, token=token)
     base_id = config["base_model_name_or_path"]
     tokenizer = load_tokenizer(base_id, token=token)
     try:
-        base = AutoModelForCausalLM.from_pretrained(base_id, dtype=dtype or "auto", token=token)
+        base = hub.load_pretrained(
+            AutoModelForCausalLM, base_id, what=f"downloading base model {base_id}", dtype=dtype or "auto", token=token
+        )
     except Exception as exc:  # noqa: BLE001
-        raise UsageError(f"base model {base_id!r} of adapter {repo_id_or_dir} could not be loaded ({' '.join(str(exc).split())[:160]})") from None
+        raise UsageError(
+            f"base model {base_id!r} of adapter {repo_id_or_dir} could not be loaded ({' '.join(str(exc).split())[:160]})"
+        ) from None
     source = str(Path(repo_id_or_dir).expanduser()) if is_local(repo_id_or_dir) else str(repo_id_or_dir)
-    model = PeftModel.from_pretrained(base, source, revision=revision, token=token)
+    model = hub.load_pretrained(
+        partial(PeftModel.from_pretrained, base), source, what=f"downloading adapter {source}", revision=revision, token=token
+    )
     if device:
         model.to(device)
     model.eval()
@@ -142,14 +171,13 @@ def load_adapter(
 # --------------------------------------------------------------------------- eval results <-> model-index
 
 
-def merge_eval_results(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def merge_eval_results(old: Sequence[EvalResult], new: Sequence[EvalResult]) -> list[EvalResult]:
     """New results replace old ones of the same eval set (and same adapter weights); order is kept."""
-    key = lambda r: r.get("name")  # noqa: E731
-    replaced = {key(r) for r in new}
-    return [r for r in old if key(r) not in replaced] + list(new)
+    replaced = {r.name for r in new}
+    return [r for r in old if r.name not in replaced] + list(new)
 
 
-def eval_results_to_card(results: list[dict[str, Any]]) -> list[Any]:
+def eval_results_to_card(results: Sequence[EvalResult]) -> list[Any]:
     """Our eval results as huggingface_hub ``EvalResult`` objects (one per eval set and metric)."""
     from huggingface_hub import EvalResult
 
@@ -158,21 +186,23 @@ def eval_results_to_card(results: list[dict[str, Any]]) -> list[Any]:
         common = {
             "task_type": TASK_TYPE,
             "task_name": TASK_NAME,
-            "dataset_type": r.get("dataset_type") or r["name"],
-            "dataset_name": r["name"],
-            "dataset_split": r.get("split"),
-            "dataset_revision": r.get("dataset_revision"),
+            "dataset_type": r.dataset_type or r.name,
+            "dataset_name": r.name,
+            "dataset_split": r.extra.get("split"),
+            "dataset_revision": r.dataset_revision,
         }
         out.append(
             EvalResult(
                 **common,
                 metric_type="accuracy",
-                metric_value=round(float(r["accuracy_mean"]), 4),
+                metric_value=round(float(r.accuracy_mean), 4),
                 metric_name="Accuracy (mean over templates)",
             )
         )
-        if r.get("exact_match") is not None:
-            out.append(EvalResult(**common, metric_type="exact_match", metric_value=round(float(r["exact_match"]), 4), metric_name="Exact match"))
+        if r.exact_match is not None:
+            out.append(
+                EvalResult(**common, metric_type="exact_match", metric_value=round(float(r.exact_match), 4), metric_name="Exact match")
+            )
     return out
 
 
@@ -182,7 +212,7 @@ def _foreign_eval_results(card_text: str | None, ours: list[Any]) -> list[Any]:
         return []
     from huggingface_hub.repocard_data import model_index_to_eval_results
 
-    from ltd_hub.cards import split_card
+    from ltd_hub.hub.cards import split_card
 
     try:
         model_index = split_card(card_text)[0].get("model-index")
@@ -239,7 +269,7 @@ def render_model_card(
     summary: dict[str, Any],
     *,
     repo_id: str | None = None,
-    eval_results: list[dict[str, Any]] | None = None,
+    eval_results: Sequence[EvalResult] | None = None,
     existing_card: str | None = None,
 ) -> str:
     """Render ``cards/model_card.md.j2`` from a training summary and eval results.
@@ -258,9 +288,40 @@ def render_model_card(
     """
     from huggingface_hub.repocard_data import eval_results_to_model_index
 
-    from ltd_hub.cards import render_card
+    from ltd_hub.hub.cards import render_card
 
-    eval_results = eval_results or []
+    eval_results = list(eval_results or [])
+    base_model = summary.get("base_model")
+    dataset = summary["dataset"]
+    selection = dataset.get("selection") or {}
+    model_name = (repo_id or "ltd-hub-adapter").split("/")[-1]
+    card_data = _card_data(summary)
+    all_results = _card_eval_results(eval_results, existing_card)
+    if all_results:
+        card_data["model-index"] = eval_results_to_model_index(model_name, all_results)
+    ratio_text = _ratio_text(dataset.get("train_rows", 0), selection.get("n_task_rows"))
+    return render_card(
+        "model_card.md.j2",
+        card_data,
+        title=f"{model_name}: LoRA adapter{' for ' + base_model if base_model else ''}",
+        base_model=base_model,
+        base_model_path=summary.get("base_model_path"),
+        dataset=dataset,
+        selection=selection,
+        selection_phrase=_selection_phrase(selection, ratio_text),
+        ratio_text=ratio_text,
+        seen=training_seen(summary),
+        formatting=summary.get("formatting") or {},
+        hyperparameters=summary.get("hyperparameters") or {},
+        training=summary.get("training") or {},
+        results=eval_results,
+        has_exact_match=any(r.exact_match is not None for r in eval_results),
+        load_id=repo_id or "PATH/TO/ADAPTER",
+    )
+
+
+def _card_data(summary: dict[str, Any]) -> dict[str, Any]:
+    """The model card's front matter, the model-index aside: library, base model, dataset, license, tags."""
     base_model = summary.get("base_model")
     dataset = summary["dataset"]
     selection = dataset.get("selection") or {}
@@ -283,55 +344,36 @@ def render_model_card(
     if summary.get("license"):
         card_data["license"] = summary["license"]
     card_data["tags"] = tags
-    ours = eval_results_to_card(eval_results)
-    all_results = ours + _foreign_eval_results(existing_card, ours)
-    model_name = (repo_id or "ltd-hub-adapter").split("/")[-1]
-    if all_results:
-        card_data["model-index"] = eval_results_to_model_index(model_name, all_results)
+    return card_data
 
-    train_rows = dataset.get("train_rows", 0)
-    seen = training_seen(summary)
-    phrase = f"{_ratio_text(train_rows, selection.get('n_task_rows'))} coreset" if selection.get("n_task_rows") else "coreset"
+
+def _card_eval_results(eval_results: Sequence[EvalResult], existing_card: str | None) -> list[Any]:
+    """What the card's ``model-index`` lists: our results plus those someone else put in the existing card."""
+    ours = eval_results_to_card(eval_results)
+    return ours + _foreign_eval_results(existing_card, ours)
+
+
+def _selection_phrase(selection: dict[str, Any], ratio_text: str) -> str:
+    strategy = selection.get("strategy")
+    phrase = f"{ratio_text} coreset" if selection.get("n_task_rows") else "coreset"
     if strategy in ("random",):
         phrase = phrase.replace("coreset", "uniform random subset")
-    return render_card(
-        "model_card.md.j2",
-        card_data,
-        title=f"{model_name}: LoRA adapter{' for ' + base_model if base_model else ''}",
-        base_model=base_model,
-        base_model_path=summary.get("base_model_path"),
-        dataset=dataset,
-        selection=selection,
-        selection_phrase=f"{phrase} of its task data chosen by `{strategy}` selection" if strategy else phrase,
-        ratio_text=_ratio_text(train_rows, selection.get("n_task_rows")),
-        seen=seen,
-        formatting=summary.get("formatting") or {},
-        hyperparameters=summary.get("hyperparameters") or {},
-        training=summary.get("training") or {},
-        results=eval_results,
-        has_exact_match=any(r.get("exact_match") is not None for r in eval_results),
-        load_id=repo_id or "PATH/TO/ADAPTER",
-    )
+    return f"{phrase} of its task data chosen by `{strategy}` selection" if strategy else phrase
 
 
-def card_from_folder_or_repo(summary: dict[str, Any] | None, *, repo_id: str, eval_results: list[dict[str, Any]], existing_card: str | None) -> str:
+def card_from_folder_or_repo(
+    summary: dict[str, Any] | None, *, repo_id: str, eval_results: Sequence[EvalResult], existing_card: str | None
+) -> str:
     """The card for a results update: full card with a summary, else only the model-index + results block."""
     if summary is not None:
         return render_model_card(summary, repo_id=repo_id, eval_results=eval_results, existing_card=existing_card)
     from huggingface_hub.repocard_data import eval_results_to_model_index
 
-    from ltd_hub.cards import BLOCK_END, BLOCK_START, join_card
+    from ltd_hub.evaluation.results import results_table
+    from ltd_hub.hub.cards import BLOCK_END, BLOCK_START, join_card
 
-    ours = eval_results_to_card(eval_results)
-    all_results = ours + _foreign_eval_results(existing_card, ours)
-    lines = ["## Evaluation results (ltd-hub)", "", "| Eval set | Examples | Templates | Accuracy (mean) | Median | 95% CI |", "|---|---|---|---|---|---|"]
-    for r in eval_results:
-        lines.append(
-            f"| {r['name']} | {r['n_examples']} | {r['n_templates']} | {r['accuracy_mean']:.4f} | {r['accuracy_median']:.4f} "
-            f"| {r['ci_low']:.4f} – {r['ci_high']:.4f} |"
-        )
-    body = f"{BLOCK_START}\n" + "\n".join(lines) + f"\n{BLOCK_END}\n"
-    meta = {"model-index": eval_results_to_model_index(repo_id.split("/")[-1], all_results)}
+    body = f"{BLOCK_START}\n## Evaluation results (ltd-hub)\n\n{results_table(eval_results, exact_match=False)}\n{BLOCK_END}\n"
+    meta = {"model-index": eval_results_to_model_index(repo_id.split("/")[-1], _card_eval_results(eval_results, existing_card))}
     return join_card(meta, body)
 
 
@@ -345,7 +387,7 @@ def private_training_data(summary: dict[str, Any] | None, *, token: str | None =
     and the Hub source its selection manifest names, as they were when training read them), plus
     the dataset repo if it is private now.
     """
-    from ltd_hub import hub
+    from ltd_hub.hub import gateway as hub
 
     dataset = (summary or {}).get("dataset") or {}
     recorded = [str(r) for r in dataset.get("private_sources") or [] if r]
@@ -361,7 +403,7 @@ def weights_file(folder: Path) -> Path:
 
 
 def weights_sha256(folder: Path) -> str:
-    return hashlib.sha256(weights_file(folder).read_bytes()).hexdigest()
+    return sha256_file(weights_file(folder))
 
 
 def push_adapter(
@@ -386,18 +428,47 @@ def push_adapter(
         private: None (default) inherits: private when the training data was private (recorded in
             ``training_summary.json`` by :func:`ltd_hub.train`, and its dataset repo checked again now),
             else the Hub's default (public); True makes it private; False publishes it anyway (one line
-            says so). See :func:`ltd_hub.hub.derived_visibility`.
+            says so). See :func:`ltd_hub.hub.gateway.derived_visibility`.
         commit_message: default "Add LoRA adapter (ltd-hub)".
 
     Returns:
-        :class:`ltd_hub.hub.PushResult`.
+        :class:`ltd_hub.hub.gateway.PushResult`.
 
     Example:
         >>> push_adapter("runs/coreset", "me/smollm2-nli-coreset")  # doctest: +SKIP
     """
-    from ltd_hub import hub
+    from ltd_hub.hub import gateway as hub
 
     folder = Path(adapter_dir).expanduser()
+    config, weights, summary = _check_adapter_folder(folder)
+    target = hub.preflight_push(repo_id, "model", token)
+    private = hub.derived_visibility(target, private, private_training_data(summary, token=token))
+    remote_card = hub.read_card_text(target.repo_id, "model", token=token) if target.exists else None
+    results = _results_to_push(folder, target.repo_id if target.exists else None, token)
+    files: dict[str, Any] = {ADAPTER_CONFIG: folder / ADAPTER_CONFIG, weights.name: weights}
+    if summary is not None:
+        files[SUMMARY_FILE] = folder / SUMMARY_FILE
+        card = render_model_card(summary, repo_id=target.repo_id, eval_results=results, existing_card=remote_card)
+    elif results:
+        card = card_from_folder_or_repo(None, repo_id=target.repo_id, eval_results=results, existing_card=remote_card)
+    else:
+        card = (folder / "README.md").read_text(encoding="utf-8") if (folder / "README.md").is_file() else None
+    if card is not None:
+        files["README.md"] = card
+    if results:
+        files[EVAL_FILE] = eval_results_json(results)
+    return hub.push_files(
+        target.repo_id,
+        files,
+        repo_type="model",
+        commit_message=commit_message or "Add LoRA adapter (ltd-hub)",
+        token=token,
+        private=private,
+    )
+
+
+def _check_adapter_folder(folder: Path) -> tuple[dict[str, Any], Path, dict[str, Any] | None]:
+    """An adapter folder's config, weights file and training summary; one that others could not load is refused."""
     if not folder.is_dir():
         raise UsageError(f"adapter folder {folder} not found; pass the --output-dir of `ltd-hub train`")
     config = read_adapter_config(folder)
@@ -409,34 +480,13 @@ def push_adapter(
             f"the adapter in {folder} was trained on a local base model folder ({config['base_model_name_or_path']}); "
             "re-train with --base-model set to a Hub id so the pushed adapter can be loaded by others"
         )
-    target = hub.preflight_push(repo_id, "model", token)
-    private = hub.derived_visibility(target, private, private_training_data(summary, token=token))
+    return config, weights, summary
+
+
+def _results_to_push(folder: Path, repo_id: str | None, token: str | None) -> list[EvalResult]:
+    """The folder's eval results, after those already in the repo (``repo_id``; None: a new repo) for these weights."""
     sha = weights_sha256(folder)
-    local_results = [dict(r, adapter_sha256=r.get("adapter_sha256", sha)) for r in read_eval_results(folder)]
-    remote_card = None
-    remote_results: list[dict[str, Any]] = []
-    if target.exists:
-        remote_card = hub.read_card_text(target.repo_id, "model", token=token)
-        # Results on the Hub stay only if they were measured on these very weights.
-        remote_results = [r for r in read_eval_results(target.repo_id, token=token) if r.get("adapter_sha256") == sha]
-    results = merge_eval_results(remote_results, local_results)
-    files: dict[str, Any] = {ADAPTER_CONFIG: folder / ADAPTER_CONFIG, weights.name: weights}
-    if summary is not None:
-        files[SUMMARY_FILE] = folder / SUMMARY_FILE
-        card = render_model_card(summary, repo_id=target.repo_id, eval_results=results, existing_card=remote_card)
-    else:
-        card = card_from_folder_or_repo(None, repo_id=target.repo_id, eval_results=results, existing_card=remote_card) if results else None
-        if card is None:
-            card = (folder / "README.md").read_text(encoding="utf-8") if (folder / "README.md").is_file() else None
-    if card is not None:
-        files["README.md"] = card
-    if results:
-        files[EVAL_FILE] = json.dumps({"results": results}, indent=2) + "\n"
-    return hub.push_files(
-        target.repo_id,
-        files,
-        repo_type="model",
-        commit_message=commit_message or "Add LoRA adapter (ltd-hub)",
-        token=token,
-        private=private,
-    )
+    local = [dataclasses.replace(r, adapter_sha256=r.adapter_sha256 or sha) for r in read_eval_results(folder)]
+    # Results on the Hub stay only if they were measured on these very weights.
+    remote = [r for r in read_eval_results(repo_id, token=token) if r.adapter_sha256 == sha] if repo_id else []
+    return merge_eval_results(remote, local)

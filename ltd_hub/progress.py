@@ -26,7 +26,9 @@ def format_log(logs: dict[str, Any], max_steps: int | None = None, step: int | N
     where = f"step {step}/{max_steps}" if step is not None and max_steps else None
     # The end-of-training log carries train_loss (newer transformers put train_runtime in every log).
     if "train_loss" in logs and "train_runtime" in logs:
-        parts = [f"trained {step} steps in {logs['train_runtime']:.1f} s" if step is not None else f"trained in {logs['train_runtime']:.1f} s"]
+        parts = [
+            f"trained {step} steps in {logs['train_runtime']:.1f} s" if step is not None else f"trained in {logs['train_runtime']:.1f} s"
+        ]
         if "epoch" in logs:
             parts.append(f"epoch {logs['epoch']:.3g}")
         if "train_loss" in logs:

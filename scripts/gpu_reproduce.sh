@@ -142,13 +142,13 @@ EOF
   # The embedded Hub on loopback, seeded with the models under their real Hub ids.
   local hub_root="$WORK/hub" token="hf_ltdgpu$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
   case "$seed" in
-    all) "$PY" -m ltd_hub.cli hub seed --root "$hub_root" >> "$log" 2>&1 ;;
-    encoder) "$PY" -m ltd_hub.cli hub seed --root "$hub_root" --only encoder >> "$log" 2>&1 ;;
+    all) "$PY" -m ltd_hub.cli.main hub seed --root "$hub_root" >> "$log" 2>&1 ;;
+    encoder) "$PY" -m ltd_hub.cli.main hub seed --root "$hub_root" --only encoder >> "$log" 2>&1 ;;
     none) ;;
     *) usage ;;
   esac
   local hub_log="$WORK/hub.log"
-  "$PY" -m ltd_hub.cli hub serve --root "$hub_root" --port 0 --token "ltd-gpu=$token" > "$hub_log" 2>&1 &
+  "$PY" -m ltd_hub.cli.main hub serve --root "$hub_root" --port 0 --token "ltd-gpu=$token" > "$hub_log" 2>&1 &
   HUB_PID=$!
   trap 'kill "$HUB_PID" 2>/dev/null || true' EXIT
   local endpoint=""
@@ -163,12 +163,12 @@ EOF
   "$PY" -c 'import torch; print("device:", torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu", "torch", torch.__version__)' | tee -a "$log"
   # No new run after --minutes; the hard limit one minute later leaves time to pack what finished.
   local hard=$(( ${minutes%.*} * 60 + 60 )) rc=0
-  timeout "$hard" "$PY" -m ltd_hub.cli reproduce --config "$cfg" --max-minutes "$minutes" --format json "${extra[@]}" \
+  timeout "$hard" "$PY" -m ltd_hub.cli.main reproduce --config "$cfg" --max-minutes "$minutes" --format json "${extra[@]}" \
     > "$WORK/reproduce.json" 2>> "$log" || rc=$?
   cat "$WORK/reproduce.json" >> "$log" || true
   [ "$rc" = 0 ] || echo "reproduce exited $rc (124: the hard time limit; finished runs are kept)" | tee -a "$log"
   # A run killed by the hard limit wrote no result; the summary is rebuilt from the files that exist.
-  "$PY" -m ltd_hub.cli reproduce --config "$cfg" --summary >> "$log" 2>&1 || true
+  "$PY" -m ltd_hub.cli.main reproduce --config "$cfg" --summary >> "$log" 2>&1 || true
 
   "$PY" "$REPO/scripts/gpu_summary.py" --results-dir "$results_dir" --ran "$WORK/reproduce.json" --started "$started" \
     --base-model "$("$PY" -c 'import sys,yaml; print(yaml.safe_load(open(sys.argv[1]))["base_model"])' "$cfg")" \

@@ -67,9 +67,16 @@ def main() -> None:
         "seconds": round(time.time() - args.started, 1),
         "runs_done": len(records),
         "runs_left": report.get("left"),
-        "runs": {r["run"]: {"train_seconds": (r.get("training") or {}).get("seconds"), "steps": (r.get("training") or {}).get("steps"),
-                            "tokens_per_second": (r.get("training") or {}).get("tokens_per_second"), "eval_seconds": r.get("eval_seconds"),
-                            "average": r.get("average")} for r in records},  # fmt: skip
+        "runs": {
+            r["run"]: {
+                "train_seconds": (r.get("training") or {}).get("seconds"),
+                "steps": (r.get("training") or {}).get("steps"),
+                "tokens_per_second": (r.get("training") or {}).get("tokens_per_second"),
+                "eval_seconds": r.get("eval_seconds"),
+                "average": r.get("average"),
+            }
+            for r in records
+        },  # fmt: skip
         "train": {
             "tokens": tokens,
             "seconds": round(train_seconds, 1),

@@ -28,9 +28,9 @@ import json  # noqa: E402
 import re  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
+from collections.abc import Iterator, Mapping  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 from pathlib import Path  # noqa: E402
-from collections.abc import Iterator, Mapping  # noqa: E402
 from typing import Any  # noqa: E402
 
 import gradio as gr  # noqa: E402
@@ -219,6 +219,13 @@ class GenerationStats:
             return None
         return (self.tokens - 1) / decode_s
 
+    def record(self, token_times: list[float]) -> None:
+        """Fill in the counts and times from the streamer's per-token clock readings."""
+        self.tokens = len(token_times)
+        if token_times:
+            self.first_token_s = token_times[0] - self.started
+            self.total_s = token_times[-1] - self.started
+
     def summary(self) -> str:
         if not self.tokens:
             return ""
@@ -398,34 +405,15 @@ class ModelBank:
         streamer = _TimedStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
         stop = threading.Event()
         failure: list[BaseException] = []
-        input_ids = torch.tensor([prompt_ids], device=self.device)
-        sampling = {"do_sample": True, "temperature": float(temperature)} if temperature > 0 else {"do_sample": False}
-        pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
-
-        def work() -> None:
-            # The worker, not the consumer, holds the lock: if the consumer is abandoned the
-            # worker still ends (stop event or token budget) and releases it.
-            try:
-                with self._activated(role), torch.inference_mode():
-                    self._current_stop = stop
-                    stats.started = time.perf_counter()
-                    self.model.generate(
-                        input_ids=input_ids,
-                        attention_mask=torch.ones_like(input_ids),
-                        max_new_tokens=int(max_new_tokens),
-                        streamer=streamer,
-                        stopping_criteria=StoppingCriteriaList([_StopOnEvent(stop)]),
-                        pad_token_id=pad_id,
-                        **sampling,
-                        **generate_kwargs,
-                    )
-            except BaseException as exc:  # noqa: BLE001 - re-raised in the consumer
-                failure.append(exc)
-                streamer.end()
-            finally:
-                self._current_stop = None
-
-        worker = threading.Thread(target=work, name=f"generate-{role}", daemon=True)
+        generate = {
+            "input_ids": torch.tensor([prompt_ids], device=self.device),
+            "max_new_tokens": int(max_new_tokens),
+            **({"do_sample": True, "temperature": float(temperature)} if temperature > 0 else {"do_sample": False}),
+            **generate_kwargs,
+        }
+        worker = threading.Thread(
+            target=self._generate, args=(role, generate, streamer, stop, stats, failure), name=f"generate-{role}", daemon=True
+        )
         text = ""
         worker.start()
         try:
@@ -436,15 +424,41 @@ class ModelBank:
         finally:
             stop.set()
             worker.join()
-            times = streamer.token_times
-            stats.tokens = len(times)
-            if times:
-                stats.first_token_s = times[0] - stats.started
-                stats.total_s = times[-1] - stats.started
+            stats.record(streamer.token_times)
         if failure:
             raise failure[0]
         if not text:
             yield text
+
+    def _generate(
+        self,
+        role: str,
+        generate: dict[str, Any],
+        streamer: _TimedStreamer,
+        stop: threading.Event,
+        stats: GenerationStats,
+        failure: list[BaseException],
+    ) -> None:
+        """The generation thread of :meth:`stream`: any exception is handed to the consumer through ``failure``."""
+        # The worker, not the consumer, holds the lock: if the consumer is abandoned the
+        # worker still ends (stop event or token budget) and releases it.
+        pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
+        try:
+            with self._activated(role), torch.inference_mode():
+                self._current_stop = stop
+                stats.started = time.perf_counter()
+                self.model.generate(
+                    attention_mask=torch.ones_like(generate["input_ids"]),
+                    streamer=streamer,
+                    stopping_criteria=StoppingCriteriaList([_StopOnEvent(stop)]),
+                    pad_token_id=pad_id,
+                    **generate,
+                )
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the consumer
+            failure.append(exc)
+            streamer.end()
+        finally:
+            self._current_stop = None
 
     def stop(self) -> None:
         """Stop the generation in progress, if any."""
@@ -706,154 +720,200 @@ def build_demo(config: SpaceConfig | None = None, bank: ModelBank | None = None)
     bank = bank or ModelBank(config)
     scores = read_card_scores({role: config.adapters[role] for role in config.roles}, {r: config.title_of(r) for r in config.roles})
     columns = [*config.roles, "base"]
-
+    # Each helper adds its components to the page in the order called: the page reads top-down as here.
     with gr.Blocks(title=config.title, analytics_enabled=False) as demo:
         gr.Markdown(f"# {config.title}")
         gr.Markdown(intro_markdown(config), elem_id="intro")
         gr.Markdown(_problems_markdown(bank, scores), elem_id="problems")
-        with gr.Row():
-            prompt = gr.Textbox(label="Prompt", lines=5, scale=3, elem_id="prompt")
-            with gr.Column(scale=2):
-                choices = gr.Textbox(label="Answer choices (one per line, optional)", lines=3, elem_id="choices")
-                gold = gr.Textbox(label="Gold answer (optional)", elem_id="gold")
-        with gr.Row():
-            max_new_tokens = gr.Slider(1, 256, value=config.max_new_tokens, step=1, label="Max new tokens")
-            temperature = gr.Slider(0.0, 1.5, value=0.0, step=0.05, label="Temperature (0 = greedy)")
-            include_base = gr.Checkbox(value=False, label="Add the base model")
-        with gr.Row():
-            compare_btn = gr.Button("Compare", variant="primary", elem_id="compare")
-            stop_btn = gr.Button("Stop", variant="stop", elem_id="stop")
-            clear_btn = gr.Button("Clear", elem_id="clear")
-        notice = gr.Markdown(elem_id="notice")
-
-        answers, timings, plots, column_blocks = [], [], [], {}
+        controls = _controls(config)
+        outputs = _OutputColumns([], [], [], {})
         with gr.Row(equal_height=False):
             for role in columns:
-                with gr.Column(visible=role != "base", elem_id=f"column-{role}") as column:
-                    column_blocks[role] = column
-                    title = config.title_of(role)
-                    if role != "base":
-                        title += f" · `{config.adapters[role]}`"
-                    gr.Markdown(f"### {title}")
-                    unavailable = "" if bank.available(role) else bank.problems.get(role) or bank.problems.get("base", "")
-                    answers.append(
-                        gr.Textbox(
-                            value=unavailable,
-                            label="Answer",
-                            lines=6,
-                            interactive=False,
-                            buttons=["copy"],
-                            elem_id=f"answer-{role}",
-                        )
-                    )
-                    timings.append(gr.Markdown(elem_id=f"timing-{role}"))
-                    plots.append(
-                        gr.BarPlot(
-                            x="choice",
-                            y="probability",
-                            color="answer",
-                            color_map={"gold": "#16a34a", "other": "#94a3b8"},
-                            colors_in_legend=["gold", "other"],
-                            y_lim=[0, 1],
-                            label="P(choice)",
-                            show_label=True,
-                            # The key in words too: a narrow column can squeeze the chart's own legend.
-                            caption="green: the gold answer · grey: the other choices",
-                            height=260,
-                            visible=bank.available(role),
-                            elem_id=f"probs-{role}",
-                        )
-                    )
-
+                _model_column(config, bank, role, outputs)
         if config.examples:
             gr.Examples(
                 examples=[[e["prompt"], "\n".join(e.get("choices") or []), e.get("gold") or ""] for e in config.examples],
-                inputs=[prompt, choices, gold],
+                inputs=[controls.prompt, controls.choices, controls.gold],
                 example_labels=[_example_label(e) for e in config.examples],
                 label="Held-out examples (never used in training)",
             )
-
-        with gr.Accordion("Scores from the adapters' model cards", open=True):
-            gr.Dataframe(
-                value=scores.table,
-                datatype=["str", "markdown", "str", "str", "str", "number", "number", "number"],
-                interactive=False,
-                elem_id="scores",
-            )
-            chart = score_chart(scores.table)
-            if chart is not None:
-                gr.Plot(value=chart, label="Eval results (model-index; bars: 95% bootstrap intervals)", elem_id="scores-chart")
-            gr.Markdown(links_markdown(config, scores), elem_id="links")
-
-        def compare(prompt_text, choices_text, gold_text, new_tokens, temp, with_base):
-            if not (prompt_text or "").strip():
-                raise gr.Error("The prompt is empty: type a prompt or pick an example.")
-            if not bank.ready:
-                raise gr.Error(bank.problems.get("base", "The base model is not loaded."))
-            options = parse_choices(choices_text)
-            if len(options) == 1:
-                raise gr.Error("Give at least two answer choices (one per line), or none.")
-            prompt_used, truncated = bank.prepare_prompt(prompt_text)
-            notes = [truncated] if truncated else []
-            if truncated:
-                gr.Warning(truncated)
-            if options and (gold_text or "").strip() and gold_text.strip() not in options:
-                notes.append(f"The gold answer {gold_text.strip()!r} is not one of the choices.")
-            active = [role for role in columns if role != "base" or with_base]
-            texts = {
-                role: "" if bank.available(role) else (bank.problems.get(role) or bank.problems.get("base", ""))
-                for role in columns
-            }
-            stats_md = {role: "" for role in columns}
-            probs: dict[str, pd.DataFrame | None] = {role: None for role in columns}
-
-            def frame():
-                values = [texts[r] for r in columns] + [stats_md[r] for r in columns] + [probs[r] for r in columns]
-                return [*values, "\n\n".join(notes)]
-
-            yield frame()
-            for role in active:
-                if not bank.available(role):
-                    continue
-                stats = GenerationStats()
-                prompt_ids, _ = bank.encode_prompt(prompt_used, role)
-                for text in bank.stream(role, prompt_ids, int(new_tokens), float(temp), stats):
-                    texts[role] = text
-                    yield frame()
-                stats_md[role] = stats.summary()
-                if options:
-                    probs[role] = probability_frame(options, bank.choice_probabilities(role, prompt_used, options), gold_text)
-                yield frame()
-
-        # The button and Enter in the prompt run the same generation; only the button is a public API.
-        compare_wiring = {
-            "fn": on_gpu(compare),
-            "inputs": [prompt, choices, gold, max_new_tokens, temperature, include_base],
-            "outputs": [*answers, *timings, *plots, notice],
-            "concurrency_limit": 1,
-            "concurrency_id": "model",
-        }
-        compare_event = compare_btn.click(**compare_wiring, api_name="compare")
-        submit_event = prompt.submit(**compare_wiring, api_visibility="private")
-        stop_btn.click(bank.stop, cancels=[compare_event, submit_event], queue=False, api_name="stop")
-
-        def clear():
-            return ["", "", "", *[""] * len(columns), *[""] * len(columns), *[None] * len(columns), ""]
-
-        clear_btn.click(
-            clear,
-            outputs=[prompt, choices, gold, *answers, *timings, *plots, notice],
-            queue=False,
-            api_visibility="private",
-        )
-        include_base.change(
-            lambda show: gr.Column(visible=bool(show)),
-            inputs=include_base,
-            outputs=column_blocks["base"],
-            queue=False,
-            api_visibility="private",
-        )
+        _scores_panel(config, scores)
+        _wire(controls, outputs, bank, _compare(bank, columns))
     return demo
+
+
+@dataclass
+class _Controls:
+    """The page's inputs and buttons, and the notice line under them."""
+
+    prompt: Any
+    choices: Any
+    gold: Any
+    max_new_tokens: Any
+    temperature: Any
+    include_base: Any
+    compare: Any
+    stop: Any
+    clear: Any
+    notice: Any
+
+
+@dataclass
+class _OutputColumns:
+    """Per model column (in column order): its answer box, timing line, probability chart; and each column block."""
+
+    answers: list[Any]
+    timings: list[Any]
+    plots: list[Any]
+    blocks: dict[str, Any]
+
+    @property
+    def all(self) -> list[Any]:
+        return [*self.answers, *self.timings, *self.plots]
+
+
+def _controls(config: SpaceConfig) -> _Controls:
+    with gr.Row():
+        prompt = gr.Textbox(label="Prompt", lines=5, scale=3, elem_id="prompt")
+        with gr.Column(scale=2):
+            choices = gr.Textbox(label="Answer choices (one per line, optional)", lines=3, elem_id="choices")
+            gold = gr.Textbox(label="Gold answer (optional)", elem_id="gold")
+    with gr.Row():
+        max_new_tokens = gr.Slider(1, 256, value=config.max_new_tokens, step=1, label="Max new tokens")
+        temperature = gr.Slider(0.0, 1.5, value=0.0, step=0.05, label="Temperature (0 = greedy)")
+        include_base = gr.Checkbox(value=False, label="Add the base model")
+    with gr.Row():
+        compare = gr.Button("Compare", variant="primary", elem_id="compare")
+        stop = gr.Button("Stop", variant="stop", elem_id="stop")
+        clear = gr.Button("Clear", elem_id="clear")
+    notice = gr.Markdown(elem_id="notice")
+    return _Controls(prompt, choices, gold, max_new_tokens, temperature, include_base, compare, stop, clear, notice)
+
+
+def _model_column(config: SpaceConfig, bank: ModelBank, role: str, outputs: _OutputColumns) -> None:
+    """One model's column: title, answer, timing and choice probabilities (the base model's hidden until asked for)."""
+    with gr.Column(visible=role != "base", elem_id=f"column-{role}") as column:
+        outputs.blocks[role] = column
+        title = config.title_of(role)
+        if role != "base":
+            title += f" · `{config.adapters[role]}`"
+        gr.Markdown(f"### {title}")
+        unavailable = "" if bank.available(role) else bank.problems.get(role) or bank.problems.get("base", "")
+        outputs.answers.append(
+            gr.Textbox(value=unavailable, label="Answer", lines=6, interactive=False, buttons=["copy"], elem_id=f"answer-{role}")
+        )
+        outputs.timings.append(gr.Markdown(elem_id=f"timing-{role}"))
+        outputs.plots.append(
+            gr.BarPlot(
+                x="choice",
+                y="probability",
+                color="answer",
+                color_map={"gold": "#16a34a", "other": "#94a3b8"},
+                colors_in_legend=["gold", "other"],
+                y_lim=[0, 1],
+                label="P(choice)",
+                show_label=True,
+                # The key in words too: a narrow column can squeeze the chart's own legend.
+                caption="green: the gold answer · grey: the other choices",
+                height=260,
+                visible=bank.available(role),
+                elem_id=f"probs-{role}",
+            )
+        )
+
+
+def _scores_panel(config: SpaceConfig, scores: CardScores) -> None:
+    with gr.Accordion("Scores from the adapters' model cards", open=True):
+        gr.Dataframe(
+            value=scores.table,
+            datatype=["str", "markdown", "str", "str", "str", "number", "number", "number"],
+            interactive=False,
+            elem_id="scores",
+        )
+        chart = score_chart(scores.table)
+        if chart is not None:
+            gr.Plot(value=chart, label="Eval results (model-index; bars: 95% bootstrap intervals)", elem_id="scores-chart")
+        gr.Markdown(links_markdown(config, scores), elem_id="links")
+
+
+def _compare(bank: ModelBank, columns: list[str]):
+    """The compare handler: per column in turn, stream the answer, then its timing and choice probabilities."""
+
+    def compare(prompt_text, choices_text, gold_text, new_tokens, temp, with_base):
+        options = _checked_choices(bank, prompt_text, choices_text)
+        prompt_used, truncated = bank.prepare_prompt(prompt_text)
+        notes = [truncated] if truncated else []
+        if truncated:
+            gr.Warning(truncated)
+        if options and (gold_text or "").strip() and gold_text.strip() not in options:
+            notes.append(f"The gold answer {gold_text.strip()!r} is not one of the choices.")
+        active = [role for role in columns if role != "base" or with_base]
+        texts = {role: "" if bank.available(role) else (bank.problems.get(role) or bank.problems.get("base", "")) for role in columns}
+        stats_md = dict.fromkeys(columns, "")
+        probs: dict[str, pd.DataFrame | None] = dict.fromkeys(columns)
+
+        def frame():
+            values = [texts[r] for r in columns] + [stats_md[r] for r in columns] + [probs[r] for r in columns]
+            return [*values, "\n\n".join(notes)]
+
+        yield frame()
+        for role in (r for r in active if bank.available(r)):
+            stats = GenerationStats()
+            prompt_ids, _ = bank.encode_prompt(prompt_used, role)
+            for text in bank.stream(role, prompt_ids, int(new_tokens), float(temp), stats):
+                texts[role] = text
+                yield frame()
+            stats_md[role] = stats.summary()
+            if options:
+                probs[role] = probability_frame(options, bank.choice_probabilities(role, prompt_used, options), gold_text)
+            yield frame()
+
+    return compare
+
+
+def _checked_choices(bank: ModelBank, prompt_text: str | None, choices_text: str | None) -> list[str]:
+    """The answer choices of a compare request; an empty prompt, no base model or a single choice is one error."""
+    if not (prompt_text or "").strip():
+        raise gr.Error("The prompt is empty: type a prompt or pick an example.")
+    if not bank.ready:
+        raise gr.Error(bank.problems.get("base", "The base model is not loaded."))
+    options = parse_choices(choices_text)
+    if len(options) == 1:
+        raise gr.Error("Give at least two answer choices (one per line), or none.")
+    return options
+
+
+def _wire(controls: _Controls, outputs: _OutputColumns, bank: ModelBank, compare: Any) -> None:
+    """Connect the buttons: compare (also Enter in the prompt), stop, clear, and the base-model checkbox."""
+    # The button and Enter in the prompt run the same generation; only the button is a public API.
+    compare_wiring = {
+        "fn": on_gpu(compare),
+        "inputs": [controls.prompt, controls.choices, controls.gold, controls.max_new_tokens, controls.temperature, controls.include_base],
+        "outputs": [*outputs.all, controls.notice],
+        "concurrency_limit": 1,
+        "concurrency_id": "model",
+    }
+    compare_event = controls.compare.click(**compare_wiring, api_name="compare")
+    submit_event = controls.prompt.submit(**compare_wiring, api_visibility="private")
+    controls.stop.click(bank.stop, cancels=[compare_event, submit_event], queue=False, api_name="stop")
+    n = len(outputs.answers)
+
+    def clear():
+        return ["", "", "", *[""] * n, *[""] * n, *[None] * n, ""]
+
+    controls.clear.click(
+        clear,
+        outputs=[controls.prompt, controls.choices, controls.gold, *outputs.all, controls.notice],
+        queue=False,
+        api_visibility="private",
+    )
+    controls.include_base.change(
+        lambda show: gr.Column(visible=bool(show)),
+        inputs=controls.include_base,
+        outputs=outputs.blocks["base"],
+        queue=False,
+        api_visibility="private",
+    )
 
 
 def _example_label(example: Mapping[str, Any]) -> str:

@@ -51,9 +51,7 @@ class PromptFormatter:
         if not self.chat:
             return answer
         head = self.prompt_text(prompt)
-        full = self.tokenizer.apply_chat_template(
-            self._messages(prompt) + [{"role": "assistant", "content": answer}], tokenize=False
-        )
+        full = self.tokenizer.apply_chat_template(self._messages(prompt) + [{"role": "assistant", "content": answer}], tokenize=False)
         if not full.startswith(head):
             # Templates that rewrite earlier turns (rare) cannot be split into prompt + answer.
             raise FormatError("the base model's chat template does not render the prompt as a prefix; pass --no-use-chat-template")
@@ -115,13 +113,30 @@ def score_choices(
     # The shared scorer packs a prompt's choices under a custom 4D mask, which the flash/flex kernels do not take.
     if method == "separate" or _attention_implementation(model) not in ("sdpa", "eager"):
         pairs = {(i, j): (p, a) for i, row in enumerate(encoded) for j, (p, a) in enumerate(row)}
-        for (i, j), value in _score_separate(model, pad_id, pairs, batch_size=batch_size, progress=progress).items():
-            out[i][j] = value
-        return out
+        scored = _score_separate(model, pad_id, pairs, batch_size=batch_size, progress=progress)
+    else:
+        common, shared, leftover = _plan_shared(encoded)
+        prompts_per_pass = max(1, batch_size // max((len(s[2]) for s in shared), default=1))
+        scored = _score_shared(model, pad_id, common, shared, batch_size=prompts_per_pass, progress=progress)
+        if leftover:
+            scored.update(_score_separate(model, pad_id, leftover, batch_size=batch_size, progress=False))
+    for (i, j), value in scored.items():
+        out[i][j] = value
+    return out
 
-    # A row is scored from one prompt when every choice's prompt tokens are the same; a choice
-    # whose prompt tokens differ (a formatter that tokenises across the boundary) goes the separate way.
-    shared: list[tuple[int, list[int], list[int], list[list[int]]]] = []  # (row, prompt, choice indices, answers)
+
+SharedRow = tuple[int, list[int], list[int], list[list[int]]]  # (row, prompt ids, choice indices, answer ids per choice)
+
+
+def _plan_shared(
+    encoded: list[list[tuple[list[int], list[int]]]],
+) -> tuple[list[int], list[SharedRow], dict[tuple[int, int], tuple[list[int], list[int]]]]:
+    """Which choices the shared scorer takes, the prefix common to all their prompts, and the leftover pairs.
+
+    A row is scored from one prompt when every choice's prompt tokens are the same; a choice whose
+    prompt tokens differ (a formatter that tokenises across the boundary) goes the separate way.
+    """
+    shared: list[SharedRow] = []
     leftover: dict[tuple[int, int], tuple[list[int], list[int]]] = {}
     for i, row in enumerate(encoded):
         prompt = row[0][0]
@@ -140,13 +155,7 @@ def score_choices(
         for i, prompt, same, answers in [s for s in shared if len(s[1]) < 2]:
             leftover.update({(i, j): (prompt, a) for j, a in zip(same, answers)})
         shared = [s for s in shared if len(s[1]) >= 2]
-    prompts_per_pass = max(1, batch_size // max((len(s[2]) for s in shared), default=1))
-    for (i, j), value in _score_shared(model, pad_id, common, shared, batch_size=prompts_per_pass, progress=progress).items():
-        out[i][j] = value
-    if leftover:
-        for (i, j), value in _score_separate(model, pad_id, leftover, batch_size=batch_size, progress=False).items():
-            out[i][j] = value
-    return out
+    return common, shared, leftover
 
 
 def _score_separate(
@@ -212,23 +221,18 @@ def _cache_of(output: Any) -> Any:
 
 
 def _score_shared(
-    model: Any,
-    pad_id: int,
-    common: list[int],
-    rows: list[tuple[int, list[int], list[int], list[list[int]]]],
-    *,
-    batch_size: int,
-    progress: bool,
+    model: Any, pad_id: int, common: list[int], rows: list[SharedRow], *, batch_size: int, progress: bool
 ) -> dict[tuple[int, int], float]:
     """Score every choice of each prompt from the prompt's KV cache.
 
     The ``common`` prefix (every prompt's first tokens: the chat template's system turn) runs once;
     then per batch of prompts (sorted by length) two forward passes:
     1. the rest of each prompt except its last token, right-padded, appended to a copy of the
-       common prefix's cache;
+       common prefix's cache (:func:`_run_prompt_rests`);
     2. per prompt one packed sequence, [last prompt token] + choice 1 + choice 2 + ..., with a 4D
        mask under which each choice's tokens see the prompt and their own earlier tokens only,
-       and position ids that restart after the prompt for every choice. Its logits score the choices.
+       and position ids that restart after the prompt for every choice (:func:`_pack_choices`,
+       :func:`_packed_mask`). Its logits score the choices.
     Padding holes are masked out and position ids count real tokens only, so every choice sees
     exactly the sequence the separate scorer runs.
     """
@@ -238,83 +242,122 @@ def _score_shared(
     from tqdm.auto import tqdm
 
     device = next(model.parameters()).device
-    cache_kwarg = _cache_kwarg(model)
-    # sdpa takes a boolean mask (True: attend); eager adds the mask to the attention scores.
-    additive = _attention_implementation(model) == "eager"
-    n_common = len(common)
     order = sorted(range(len(rows)), key=lambda r: len(rows[r][1]))
     scores: dict[tuple[int, int], float] = {}
     with torch.inference_mode():
         common_cache = None
-        if n_common:
+        if common:
             common_cache = _cache_of(model(input_ids=torch.tensor([common], device=device), use_cache=True, logits_to_keep=1))
         for start in tqdm(range(0, len(order), batch_size), desc="Scoring choices", disable=not progress, unit="batch"):
             batch = [rows[r] for r in order[start : start + batch_size]]
-            size = len(batch)
             cache = None
             if common_cache is not None:
                 cache = copy.deepcopy(common_cache)
-                cache.batch_select_indices(torch.zeros(size, dtype=torch.long, device=device))
-            # Pass 1: the rest of each prompt, without its last token.
-            rests = [prompt[n_common:-1] for _, prompt, _, _ in batch]
-            width = max(len(r) for r in rests)
-            rest_mask = torch.zeros((size, width), dtype=torch.long)
-            if width:
-                rest_ids = torch.full((size, width), pad_id, dtype=torch.long)
-                for b, rest in enumerate(rests):
-                    rest_ids[b, : len(rest)] = torch.tensor(rest, dtype=torch.long)
-                    rest_mask[b, : len(rest)] = 1
-                out = model(
-                    input_ids=rest_ids.to(device),
-                    attention_mask=torch.cat([torch.ones((size, n_common), dtype=torch.long), rest_mask], 1).to(device),
-                    position_ids=(n_common + torch.arange(width)).unsqueeze(0).expand(size, -1).to(device),
-                    use_cache=True,
-                    logits_to_keep=1,
-                    **{cache_kwarg: cache},
-                )
-                cache = _cache_of(out)
-            # Pass 2: [last prompt token] + all choices of a prompt in one packed sequence.
-            seqs = [[prompt[-1]] + [t for answer in answers for t in answer] for _, prompt, _, answers in batch]
-            packed = max(len(seq) for seq in seqs)
-            ids = torch.full((size, packed), pad_id, dtype=torch.long)
-            block = torch.full((size, packed), -1, dtype=torch.long)  # 0: last prompt token, k: choice k, -1: padding
-            positions = torch.zeros((size, packed), dtype=torch.long)
-            source = torch.zeros((size, packed), dtype=torch.long)  # which position's logits predict this token
-            for b, (_, prompt, _, answers) in enumerate(batch):
-                ids[b, : len(seqs[b])] = torch.tensor(seqs[b], dtype=torch.long)
-                block[b, 0], positions[b, 0] = 0, len(prompt) - 1
-                at = 1
-                for k, answer in enumerate(answers, start=1):
-                    n = len(answer)
-                    block[b, at : at + n] = k
-                    positions[b, at : at + n] = len(prompt) + torch.arange(n)
-                    source[b, at : at + n] = torch.arange(at - 1, at + n - 1)
-                    source[b, at] = 0  # a choice's first token is predicted by the last prompt token
-                    at += n
-            col = torch.arange(packed)
-            sees = (col.view(1, 1, -1) <= col.view(1, -1, 1)) & (
-                (block.unsqueeze(2) == block.unsqueeze(1)) | (col == 0).view(1, 1, -1)
-            )  # (batch, query, key) among the packed tokens
-            prefix = torch.cat([torch.ones((size, n_common), dtype=torch.bool), rest_mask.bool()], 1)
-            allowed = torch.cat([prefix.unsqueeze(1).expand(-1, packed, -1), sees], 2).unsqueeze(1)
-            if additive:
-                dtype = next(model.parameters()).dtype
-                mask = torch.zeros(allowed.shape, dtype=dtype).masked_fill(~allowed, torch.finfo(dtype).min)
-            else:
-                mask = allowed
-            logits = model(
-                input_ids=ids.to(device),
-                attention_mask=mask.to(device),
-                position_ids=positions.to(device),
-                use_cache=True,
-                **{cache_kwarg: cache},
-            ).logits.float()
-            logprobs = torch.log_softmax(logits, dim=-1)
-            rows_idx = torch.arange(size).unsqueeze(1).expand(-1, packed)
-            token_lp = logprobs[rows_idx.to(device), source.to(device), ids.to(device)].cpu()
-            for b, (i, _, same, answers) in enumerate(batch):
-                for k, j in enumerate(same, start=1):
-                    scores[(i, j)] = float(token_lp[b][block[b] == k].sum())
+                cache.batch_select_indices(torch.zeros(len(batch), dtype=torch.long, device=device))
+            cache, rest_mask = _run_prompt_rests(model, pad_id, len(common), batch, cache)
+            scores.update(_score_packed(model, pad_id, len(common), batch, cache, rest_mask))
+    return scores
+
+
+def _run_prompt_rests(model: Any, pad_id: int, n_common: int, batch: list[SharedRow], cache: Any) -> tuple[Any, Any]:
+    """Pass 1: each prompt after the common prefix, without its last token, into the cache.
+
+    Returns the cache and the mask of the real (not padding) tokens this pass added.
+    """
+    import torch
+
+    size = len(batch)
+    rests = [prompt[n_common:-1] for _, prompt, _, _ in batch]
+    width = max(len(r) for r in rests)
+    rest_mask = torch.zeros((size, width), dtype=torch.long)
+    if not width:
+        return cache, rest_mask
+    rest_ids = torch.full((size, width), pad_id, dtype=torch.long)
+    for b, rest in enumerate(rests):
+        rest_ids[b, : len(rest)] = torch.tensor(rest, dtype=torch.long)
+        rest_mask[b, : len(rest)] = 1
+    device = next(model.parameters()).device
+    out = model(
+        input_ids=rest_ids.to(device),
+        attention_mask=torch.cat([torch.ones((size, n_common), dtype=torch.long), rest_mask], 1).to(device),
+        position_ids=(n_common + torch.arange(width)).unsqueeze(0).expand(size, -1).to(device),
+        use_cache=True,
+        logits_to_keep=1,
+        **{_cache_kwarg(model): cache},
+    )
+    return _cache_of(out), rest_mask
+
+
+def _pack_choices(pad_id: int, batch: list[SharedRow]) -> tuple[Any, Any, Any, Any]:
+    """Pass 2's input: per prompt, [last prompt token] + all its choices in one sequence.
+
+    Returns ``ids``, ``block`` (0: the last prompt token, k: choice k, -1: padding), ``positions``
+    (restarting after the prompt for every choice) and ``source`` (which position's logits predict
+    each token).
+    """
+    import torch
+
+    seqs = [[prompt[-1]] + [t for answer in answers for t in answer] for _, prompt, _, answers in batch]
+    size, packed = len(batch), max(len(seq) for seq in seqs)
+    ids = torch.full((size, packed), pad_id, dtype=torch.long)
+    block = torch.full((size, packed), -1, dtype=torch.long)
+    positions = torch.zeros((size, packed), dtype=torch.long)
+    source = torch.zeros((size, packed), dtype=torch.long)
+    for b, (_, prompt, _, answers) in enumerate(batch):
+        ids[b, : len(seqs[b])] = torch.tensor(seqs[b], dtype=torch.long)
+        block[b, 0], positions[b, 0] = 0, len(prompt) - 1
+        at = 1
+        for k, answer in enumerate(answers, start=1):
+            n = len(answer)
+            block[b, at : at + n] = k
+            positions[b, at : at + n] = len(prompt) + torch.arange(n)
+            source[b, at : at + n] = torch.arange(at - 1, at + n - 1)
+            source[b, at] = 0  # a choice's first token is predicted by the last prompt token
+            at += n
+    return ids, block, positions, source
+
+
+def _packed_mask(model: Any, block: Any, n_common: int, rest_mask: Any) -> Any:
+    """The 4D mask of pass 2: the cached prompt, plus earlier tokens of the same choice (and the last prompt token)."""
+    import torch
+
+    size, packed = block.shape
+    col = torch.arange(packed)
+    sees = (col.view(1, 1, -1) <= col.view(1, -1, 1)) & (
+        (block.unsqueeze(2) == block.unsqueeze(1)) | (col == 0).view(1, 1, -1)
+    )  # (batch, query, key) among the packed tokens
+    prefix = torch.cat([torch.ones((size, n_common), dtype=torch.bool), rest_mask.bool()], 1)
+    allowed = torch.cat([prefix.unsqueeze(1).expand(-1, packed, -1), sees], 2).unsqueeze(1)
+    if _attention_implementation(model) != "eager":
+        return allowed  # sdpa takes a boolean mask (True: attend)
+    # eager adds the mask to the attention scores.
+    dtype = next(model.parameters()).dtype
+    return torch.zeros(allowed.shape, dtype=dtype).masked_fill(~allowed, torch.finfo(dtype).min)
+
+
+def _score_packed(
+    model: Any, pad_id: int, n_common: int, batch: list[SharedRow], cache: Any, rest_mask: Any
+) -> dict[tuple[int, int], float]:
+    """Pass 2: the summed log-probability of every choice of the batch's prompts."""
+    import torch
+
+    device = next(model.parameters()).device
+    ids, block, positions, source = _pack_choices(pad_id, batch)
+    size, packed = ids.shape
+    logits = model(
+        input_ids=ids.to(device),
+        attention_mask=_packed_mask(model, block, n_common, rest_mask).to(device),
+        position_ids=positions.to(device),
+        use_cache=True,
+        **{_cache_kwarg(model): cache},
+    ).logits.float()
+    logprobs = torch.log_softmax(logits, dim=-1)
+    rows_idx = torch.arange(size).unsqueeze(1).expand(-1, packed)
+    token_lp = logprobs[rows_idx.to(device), source.to(device), ids.to(device)].cpu()
+    scores = {}
+    for b, (i, _, same, _answers) in enumerate(batch):
+        for k, j in enumerate(same, start=1):
+            scores[(i, j)] = float(token_lp[b][block[b] == k].sum())
     return scores
 
 

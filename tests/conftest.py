@@ -81,9 +81,13 @@ def hub_root(session_dir: Path) -> Path:
     return session_dir / "hub"
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="session")
 def hub(hub_root: Path):
-    """The embedded Hub, started once per test session; yields its endpoint URL."""
+    """The embedded Hub, started once per test session on first use; yields its endpoint URL.
+
+    Opt-in: a module that talks to it says ``pytestmark = pytest.mark.usefixtures("hub")`` (fixtures that
+    push, like the tiny model's, depend on it), so selection or config tests start no server.
+    """
     from ltd_hub.hub_server.serve import serve_hub
 
     with serve_hub(hub_root, port=HUB_PORT, tokens=HUB_TOKENS) as endpoint:
@@ -117,6 +121,14 @@ def artifacts_dir() -> Path:
     """Where tests leave files worth looking at (screenshots, rendered cards)."""
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
+
+
+def pytest_sessionstart(session):
+    # CI (.ci/run sets the variable) must fail, not skip, when the real data is missing beside the clone.
+    if os.environ.get("LTD_HUB_REQUIRE_SHARED_DATA") == "1" and not LTD_NLI.is_dir():
+        pytest.exit(
+            f"the shared data is missing at {LTD_NLI} (LTD_HUB_REQUIRE_SHARED_DATA=1): put ../shared beside the clone", returncode=1
+        )
 
 
 def pytest_collection_modifyitems(config, items):

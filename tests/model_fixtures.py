@@ -29,7 +29,7 @@ def tiny_model_id(seeded_hub: str, tmp_path_factory: pytest.TempPathFactory) -> 
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    from ltd_hub import hub
+    from ltd_hub.hub import gateway as hub
 
     tokenizer = AutoTokenizer.from_pretrained(BASE_MODEL_ID)
     config = LlamaConfig(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import subprocess
@@ -14,7 +15,11 @@ from conftest import ENDPOINT, REPO_ROOT, TEST_TOKEN, TEST_USER
 from helpers import POOL_FILE, RTE_FILE, one_error_line, read_lines, train_tiny_adapter, write_lines
 
 from ltd_hub.adapters import render_model_card
-from ltd_hub.cli import main
+from ltd_hub.cli.main import main
+from ltd_hub.evaluation.results import EvalResult
+
+# These tests talk to the session's embedded Hub (HF_ENDPOINT points at it).
+pytestmark = pytest.mark.usefixtures("hub")
 
 BASE_MODEL_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 
@@ -37,10 +42,10 @@ SUMMARY = {
     "hyperparameters": {"learning_rate": 0.0002, "lora_r": 8},
     "training": {"steps": 315, "train_loss": 0.41, "seconds": 600.0, "train_tokens": 1, "tokens_per_second": 500.0, "peak_memory_mb": 1.0, "device": "cpu", "world_size": 1, "bf16": True},
 }  # fmt: skip
-RESULT = {
+RESULT = EvalResult.from_dict({
     "name": "rte", "dataset_type": "super_glue/rte", "n_examples": 277, "n_templates": 1, "accuracy_mean": 0.5523,
     "accuracy_median": 0.5523, "ci_low": 0.49, "ci_high": 0.61, "exact_match": None, "templates": {},
-}  # fmt: skip
+})  # fmt: skip
 
 
 # --------------------------------------------------------------------------- the card
@@ -57,7 +62,12 @@ def test_model_card_fields_and_model_index(artifacts_dir):
     assert data.pipeline_tag == "text-generation" and data.license == "apache-2.0"
     assert {"ltd-hub", "lora", "base_model:adapter:org/base", "ltd-strategy:kcenter", "ltd-ratio:0.005"} <= set(data.tags)
     (result,) = data.eval_results
-    assert (result.dataset_type, result.dataset_name, result.metric_type, result.metric_value) == ("super_glue/rte", "rte", "accuracy", 0.5523)
+    assert (result.dataset_type, result.dataset_name, result.metric_type, result.metric_value) == (
+        "super_glue/rte",
+        "rte",
+        "accuracy",
+        0.5523,
+    )
     assert "0.5% of 503576 rows" in text and "| rte | 277 | 1 | 0.5523 |" in text
     assert 'AutoPeftModelForCausalLM.from_pretrained("me/smollm2-coreset")' in text
     assert 'ltd_hub.load_adapter("me/smollm2-coreset")' in text and "arXiv:2305.09246" in text
@@ -82,7 +92,7 @@ def test_foreign_model_index_entries_survive_a_re_render():
         {"task": {"type": "text-generation"}, "dataset": {"type": "mmlu", "name": "MMLU"}, "metrics": [{"type": "accuracy", "value": 0.3}]}
     )
     edited = "---\n" + yaml.safe_dump(meta) + "---" + body
-    newer = dict(RESULT, accuracy_mean=0.6)
+    newer = dataclasses.replace(RESULT, accuracy_mean=0.6)
     text = render_model_card(SUMMARY, repo_id="me/a", eval_results=[newer], existing_card=edited)
     from huggingface_hub import ModelCard
 
@@ -134,7 +144,12 @@ def test_push_adapter_refuses_what_is_not_a_pushable_adapter(tmp_path, tiny_adap
     repo = f"{TEST_USER}/never-pushed-{case.replace('_', '-')}"
     assert main(["push-adapter", str(folder), "--repo-id", repo]) == 2
     line = one_error_line(capsys.readouterr().err)
-    assert {"not_a_folder": "not found", "no_adapter_config": "not a PEFT adapter", "no_weights": "no adapter weights", "local_base": "local base model"}[case] in line
+    assert {
+        "not_a_folder": "not found",
+        "no_adapter_config": "not a PEFT adapter",
+        "no_weights": "no adapter weights",
+        "local_base": "local base model",
+    }[case] in line
     assert not HfApi().repo_exists(repo)
 
 
@@ -146,7 +161,7 @@ def test_end_to_end_subset_train_push_evaluate_and_load_in_a_fresh_process(seede
     import pandas as pd
     from huggingface_hub import HfApi, ModelCard
 
-    from ltd_hub import hub
+    from ltd_hub.hub import gateway as hub
 
     rows = [json.loads(line) for line in read_lines(POOL_FILE, stop=64)]
     buffer = io.BytesIO()

@@ -20,7 +20,10 @@ import pytest
 from conftest import LTD_NLI, OTHER_TOKEN, OTHER_USER, READ_TOKEN, TEST_USER
 from helpers import POOL_FILE, RTE_FILE, faults, write_lines  # noqa: F401  (faults: a fixture)
 
-from ltd_hub.cli import main
+from ltd_hub.cli.main import main
+
+# These tests talk to the session's embedded Hub (HF_ENDPOINT points at it).
+pytestmark = pytest.mark.usefixtures("hub")
 
 
 @dataclass(frozen=True)
@@ -57,7 +60,11 @@ CASES = [
     C("subset-bad-filter", PS + " --filter nocolumn --repo-id {new_dataset}", "COLUMN=VALUE"),
     C("subset-output-dir-without-dry-run", PS + " --repo-id {new_dataset} --output-dir {out}", "--dry-run"),
     C("subset-repo-is-a-model", PS + " --repo-id {model_repo}", "choose another --repo-id"),
-    C("subset-revision-missing", "push-subset {dataset_repo} --revision no-such-branch --encoder lexical --dry-run --output-dir {out}", "--revision"),
+    C(
+        "subset-revision-missing",
+        "push-subset {dataset_repo} --revision no-such-branch --encoder lexical --dry-run --output-dir {out}",
+        "--revision",
+    ),
     C("subset-private-source-of-other", "push-subset {other_private} --encoder lexical --dry-run --output-dir {out}", "check the"),
     C("subset-disk-full", PS + " --dry-run --output-dir {out}", "no space left", setup="disk-full"),
     C("subset-same-source-twice", PS.replace("{pool}", "{pool} {pool}") + " --dry-run --output-dir {out}", "given twice in SOURCE"),
@@ -106,7 +113,7 @@ CASES = [
 
 
 def test_the_table_covers_every_command_with_at_least_30_cases():
-    from ltd_hub.cli import build_parser
+    from ltd_hub.cli.main import build_parser
 
     commands = {case.argv[0] for case in CASES}
     assert len(CASES) >= 30 and len({case.id for case in CASES}) == len(CASES)
@@ -142,7 +149,7 @@ def ctx(tiny_model_id: str, tmp_path_factory: pytest.TempPathFactory) -> dict[st
     """Repos and files the bad inputs point at (all made before any case runs)."""
     from huggingface_hub import HfApi
 
-    from ltd_hub import hub
+    from ltd_hub.hub import gateway as hub
 
     if not LTD_NLI.is_dir():
         pytest.skip("shared data not found")
@@ -298,7 +305,7 @@ def test_interrupted_base_model_download_resumes(ctx, faults, monkeypatch, capsy
 
     _fast_library_sleep(monkeypatch)
     repo_id = f"{TEST_USER}/bi-resume-{uuid.uuid4().hex[:6]}"
-    from ltd_hub import hub
+    from ltd_hub.hub import gateway as hub
 
     base = Path(HfApi().snapshot_download(ctx["tiny"]))
     hub.push_files(repo_id, {p.name: p for p in base.iterdir() if p.is_file()}, repo_type="model", commit_message="copy")

@@ -8,9 +8,12 @@ import json
 from pathlib import Path
 
 import pytest
-
 from conftest import LTD_NLI, TEST_USER
-from ltd_hub.cli import build_parser, main
+
+from ltd_hub.cli.main import build_parser, main
+
+# These tests talk to the session's embedded Hub (HF_ENDPOINT points at it).
+pytestmark = pytest.mark.usefixtures("hub")
 
 
 def _cli(capsys, *argv) -> tuple[int, str, str]:
@@ -56,9 +59,7 @@ def test_underscore_flags_parse_like_dashed_ones():
 def test_a_mistyped_flag_gets_a_suggestion_and_the_command_help(capsys):
     code, out, err = _cli(capsys, "rebuild-subset", "local/x", "--formt", "json")
     assert code == 2 and out == ""
-    assert err.strip() == (
-        "error: unrecognized arguments: --formt (did you mean --format?) json; see `ltd-hub rebuild-subset --help`"
-    )
+    assert err.strip() == ("error: unrecognized arguments: --formt (did you mean --format?) json; see `ltd-hub rebuild-subset --help`")
 
 
 def test_format_json_errors_are_json_too(capsys, tmp_path):
@@ -108,9 +109,7 @@ def test_an_unreachable_hub_is_not_a_missing_repo(capsys, tmp_path, monkeypatch)
         dead = f"http://127.0.0.1:{sock.getsockname()[1]}"
     monkeypatch.setattr(constants, "ENDPOINT", dead)
     monkeypatch.setenv("LTD_HUB_MAX_RETRIES", "0")
-    code, _, err = _cli(
-        capsys, "train", "--dataset", f"{TEST_USER}/no-such-data", "--base-model", "x/y", "--output-dir", tmp_path / "out"
-    )
+    code, _, err = _cli(capsys, "train", "--dataset", f"{TEST_USER}/no-such-data", "--base-model", "x/y", "--output-dir", tmp_path / "out")
     assert code == 2 and "cannot reach the Hub" in err and "not found" not in err
 
 
@@ -131,10 +130,29 @@ def test_the_readme_install_says_how_to_get_a_cpu_torch():
 def test_an_evaluate_push_that_changed_nothing_says_unchanged():
     from types import SimpleNamespace
 
-    from ltd_hub.evaluation import EvalReport
+    from ltd_hub.evaluation.evaluator import EvalReport
 
     def report(created: bool) -> dict:
         push = SimpleNamespace(url="u", commit_url=None, revision="r", created_commit=created)
         return EvalReport("m", "b", "a", None, [], 0.5, 1.0, push=push).to_dict()["push"]
 
     assert report(False)["unchanged"] is True and report(True)["unchanged"] is False
+
+
+def test_library_errors_name_parameters_and_the_cli_shows_flags(monkeypatch, capsys):
+    """A library error reads `ratio` to a library caller; the CLI's error edge writes it as `--ratio`."""
+    from ltd_hub.cli.commands import demo
+    from ltd_hub.errors import UsageError, flag
+
+    exc = UsageError(f"{{max_tokens}} must be at least 8, got {4} ({{not_a_param}})", params="max_tokens")
+    assert str(exc) == "max_tokens must be at least 8, got 4 ({not_a_param})"
+    assert exc.render(flag) == "--max-tokens must be at least 8, got 4 ({not_a_param})"
+    both = UsageError("pass {public} or another {repo_id}", params={"public": "private=False", "repo_id": "repo_id"})
+    assert str(both) == "pass private=False or another repo_id" and both.render(flag) == "pass --public or another --repo-id"
+
+    def refuse(args):
+        raise UsageError("{hub_root} is a file; pass a folder", params="hub_root")
+
+    monkeypatch.setattr(demo, "_validate", refuse)
+    assert main(["demo", "--space", "x/y"]) == 2
+    assert capsys.readouterr().err.strip() == "error: --hub-root is a file; pass a folder"

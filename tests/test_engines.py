@@ -12,17 +12,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from helpers import one_error_line
-from ltd_hub.cli import main
-from ltd_hub.errors import UsageError
-from ltd_hub.scale import bounded
-from ltd_hub.scale.bounded import RANDOM_RULES, VECTOR_RULES, DISTANCE_RULES, fit_selector, group_vectors_chunked
-from ltd_hub.selection import SELECTORS, get_selector
-from ltd_hub.selection.groups import Groups, group_vectors
-from ltd_hub.subset import rebuild_subset, select_subset
-
 from test_grouped_selection import write_pool
+
+from ltd_hub.cli.main import main
+from ltd_hub.errors import UsageError
+from ltd_hub.selection import SELECTORS, get_selector
+from ltd_hub.selection.engines import bounded
+from ltd_hub.selection.engines.bounded import DISTANCE_RULES, RANDOM_RULES, VECTOR_RULES, fit_selector, group_vectors_chunked
+from ltd_hub.selection.groups import Groups, group_vectors
+from ltd_hub.selection.subset import select_subset
+
+# These tests talk to the session's embedded Hub (HF_ENDPOINT points at it).
+pytestmark = pytest.mark.usefixtures("hub")
 
 
 def _vectors(n: int = 1500, d: int = 12, seed: int = 1) -> np.ndarray:
@@ -104,7 +106,7 @@ def test_chunked_group_vectors_match_the_one_shot_product(monkeypatch):
 
 
 def test_encode_cached_can_return_the_cache_file_memory_mapped(tmp_path):
-    from ltd_hub.encoders import encode_cached, get_encoder
+    from ltd_hub.selection.encoders import encode_cached, get_encoder
 
     texts = [f"the {w} and the {v}" for w in "cat dog bird fish cow".split() for v in "sun moon star".split()] * 5
     first, _ = encode_cached(get_encoder("lexical"), texts, {"source": "t"}, progress=False, mmap=True)
@@ -119,9 +121,9 @@ def test_select_subset_with_a_covering_sample_gives_todays_ids_and_records_it(po
     today = select_subset(pool, **kw)
     covering = select_subset(pool, kmeans_sample=10_000, **kw)
     assert covering.manifest.row_indices == today.manifest.row_indices
-    assert "kmeans_sample" not in today.manifest.selection and "engine" not in today.manifest.selection
-    assert covering.manifest.selection["kmeans_sample"] == 10_000
-    assert covering.manifest.selection["kmeans_sample_rows"] == covering.stats["n_filtered_rows"]
+    assert "kmeans_sample" not in today.manifest.to_dict()["selection"] and "engine" not in today.manifest.to_dict()["selection"]
+    assert covering.manifest.selection.kmeans_sample == 10_000
+    assert covering.manifest.selection.kmeans_sample_rows == covering.stats.n_filtered_rows
 
 
 def test_a_sampled_selection_is_recorded_and_rebuilt_identically(pool, tmp_path, capsys):
@@ -204,11 +206,11 @@ def test_push_subset_on_ray_gives_the_local_engines_ids_in_one_commit(local_ray,
     code, out, err = cli(capsys, "push-subset", pool, "--repo-id", repo_id, "--engine", "ray", "--no-cache", "--format", "json", *opts)
     assert code == 0, err
     assert len(history(repo_id, "dataset")) == 2  # the repo's creation and the one subset commit
-    from ltd_hub.subset import load_manifest
+    from ltd_hub.selection.subset import load_manifest
 
     pushed = load_manifest(repo_id)
     assert pushed.row_indices == [r["row"] for r in _manifest(tmp_path / "local")["selected"]]
-    assert pushed.selection["engine"] == "ray" and pushed.selection["kmeans_sample"] == 6
+    assert pushed.selection.engine == "ray" and pushed.selection.kmeans_sample == 6
     code, out, err = cli(capsys, "rebuild-subset", repo_id, "--engine", "ray")
     assert code == 0 and out.startswith("identical"), out + err
 
@@ -220,13 +222,13 @@ def test_ray_matches_local_over_examples_with_strata(local_ray, pool, strategy):
         local = select_subset(pool, kmeans_sample=sample, **kw)
         on_ray = select_subset(pool, engine="ray", kmeans_sample=sample, **kw)
         assert on_ray.manifest.row_indices == local.manifest.row_indices, (strategy, sample)
-        assert on_ray.manifest.selection["stratify_by"] == local.manifest.selection["stratify_by"] != []
+        assert on_ray.manifest.selection.stratify_by == local.manifest.selection.stratify_by != []
 
 
 def test_ray_encoding_equals_local_and_reuses_finished_shards(local_ray, monkeypatch):
-    import ltd_hub.encoders as encoders
+    import ltd_hub.selection.encoders as encoders
     from ltd_hub.paths import cache_dir
-    from ltd_hub.scale.ray_engine import encode_cached_ray
+    from ltd_hub.selection.engines.ray_engine import encode_cached_ray
 
     monkeypatch.setattr(encoders, "_CHUNK_ROWS", 50)  # several shards from a few hundred texts
     words = "cat dog bird fish cow sheep goat lion bear wolf".split()
@@ -251,7 +253,7 @@ def test_ray_encoding_equals_local_and_reuses_finished_shards(local_ray, monkeyp
 
 
 def test_the_hashing_encoder_is_fitted_on_nothing_and_chunk_independent():
-    from ltd_hub.encoders import get_encoder
+    from ltd_hub.selection.encoders import get_encoder
 
     words = "cat dog bird fish cow sheep goat lion bear wolf".split()
     texts = [f"the {a} chases the {b}" for a in words for b in words]
@@ -270,7 +272,7 @@ def test_release_drops_a_memory_mapped_file_from_resident_memory(tmp_path):
         pytest.skip("needs Linux's /proc/self/status (RssFile)")
 
     def rss_file_kb() -> int:
-        line = next(l for l in status.read_text().splitlines() if l.startswith("RssFile:"))
+        line = next(x for x in status.read_text().splitlines() if x.startswith("RssFile:"))
         return int(line.split()[1])
 
     np.save(tmp_path / "x.npy", np.ones((16384, 1024), dtype=np.float32))  # 64 MiB
@@ -285,7 +287,7 @@ def test_release_drops_a_memory_mapped_file_from_resident_memory(tmp_path):
 def test_word_counts_chunk_by_chunk_match_the_whole_texts():
     import datasets
 
-    from ltd_hub.sources import build_texts
+    from ltd_hub.data.sources import build_texts
 
     ds = datasets.Dataset.from_dict({"inputs": [f"{'w ' * i}end" for i in range(11)], "more": ["a b"] * 11})
     whole = [len(t.split()) for t in build_texts(ds, ["inputs", "more"])]
@@ -295,8 +297,8 @@ def test_word_counts_chunk_by_chunk_match_the_whole_texts():
 def test_lazy_texts_are_build_texts_read_a_chunk_at_a_time():
     import datasets
 
-    from ltd_hub.encoders import texts_digest
-    from ltd_hub.sources import build_texts
+    from ltd_hub.data.sources import build_texts
+    from ltd_hub.selection.encoders import texts_digest
 
     ds = datasets.Dataset.from_dict({"inputs": [f"row {i}" for i in range(10)], "targets": ["yes", "no"] * 5}).select([9, 1, 4, 5, 6, 0])
     want = build_texts(ds, ["inputs", "targets"])

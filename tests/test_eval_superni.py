@@ -7,11 +7,14 @@ import json
 from pathlib import Path
 
 import pytest
-
 from conftest import LTD_NLI
 from helpers import train_tiny_adapter
-from ltd_hub.cli import main
-from ltd_hub.evaluation import load_eval_sets
+
+from ltd_hub.cli.main import main
+from ltd_hub.data.eval_sets import load_eval_sets
+
+# These tests talk to the session's embedded Hub (HF_ENDPOINT points at it).
+pytestmark = pytest.mark.usefixtures("hub")
 
 ANLI_R1 = LTD_NLI / "superni_format" / "eval" / "task1385_anli_r1_entailment.json"  # ~600 KB
 
@@ -61,7 +64,9 @@ def test_a_template_without_answer_choices_is_skipped_with_one_line(tmp_path, ca
     (eval_set,) = load_eval_sets([str(path)], log=lines.append)
     assert [r["template"] for r in eval_set.rows] == ["gpt3"] * 4
     assert eval_set.skipped_templates == ["similarity score"]
-    assert lines == ["eval data mixed.jsonl: skipping template 'similarity score', which has no answer_choices (not a classification template)"]
+    assert lines == [
+        "eval data mixed.jsonl: skipping template 'similarity score', which has no answer_choices (not a classification template)"
+    ]
     # Only such templates: nothing left to score is still an error.
     path.write_text("".join(json.dumps(r) + "\n" for r in rows[4:]), encoding="utf-8")
     with pytest.raises(Exception, match="no answer_choices in any row"):
@@ -70,7 +75,7 @@ def test_a_template_without_answer_choices_is_skipped_with_one_line(tmp_path, ca
 
 def test_space_examples_are_the_rows_evaluate_scores(ltd_nli):
     """One reader: the Space bundles exactly the prompts and choices `evaluate` scores."""
-    from ltd_hub.space_publish import read_examples
+    from ltd_hub.spaces.publish import read_examples
 
     examples = read_examples(str(ANLI_R1))
     (eval_set,) = load_eval_sets([str(ANLI_R1)])

@@ -11,9 +11,13 @@ import yaml
 from conftest import LTD_NLI, TEST_USER
 from helpers import one_error_line, train_tiny_adapter
 
-from ltd_hub.cli import main
-from ltd_hub.evaluation import bootstrap_interval, load_eval_sets, score_choices
-from ltd_hub.training import PromptFormatter
+from ltd_hub.cli.main import main
+from ltd_hub.data.eval_sets import load_eval_sets
+from ltd_hub.evaluation.evaluator import bootstrap_interval, score_choices
+from ltd_hub.modeling import PromptFormatter
+
+# These tests talk to the session's embedded Hub (HF_ENDPOINT points at it).
+pytestmark = pytest.mark.usefixtures("hub")
 
 RTE = LTD_NLI / "eval" / "rte.jsonl.gz"
 ANLI_R1 = LTD_NLI / "eval" / "anli_r1.jsonl.gz"
@@ -63,16 +67,21 @@ def test_eval_sets_are_named_by_file_and_subsampled_per_template(ltd_nli):
         ([{"inputs": "x", "targets": "Yes", "answer_choices": ["Yes", " "]}], "holds an empty answer"),
         ([{"inputs": "x", "targets": "Yes", "answer_choices": ["Yes", None]}], "holds an empty answer"),
         # A null prompt must not be scored as the text "None".
-        ([{"inputs": "a", "targets": "Yes", "answer_choices": ["Yes", "No"]}, {"inputs": None, "targets": "Yes", "answer_choices": ["Yes", "No"]}],
-         "row 1: inputs is empty or null"),
+        (
+            [
+                {"inputs": "a", "targets": "Yes", "answer_choices": ["Yes", "No"]},
+                {"inputs": None, "targets": "Yes", "answer_choices": ["Yes", "No"]},
+            ],
+            "row 1: inputs is empty or null",
+        ),
         ([{"inputs": None, "targets": "None", "answer_choices": ["None", "No"]}], "row 0: inputs is empty or null"),
         ([{"inputs": "x", "targets": None, "answer_choices": ["None", "No"]}], "targets is null"),
     ],
 )
 def test_bad_eval_data_is_one_line_and_loads_no_model(tmp_path, capsys, monkeypatch, tiny_adapter_dir, rows, needle):
-    from ltd_hub import training
+    from ltd_hub import modeling
 
-    monkeypatch.setattr(training, "load_base_model", lambda *a, **k: pytest.fail("must not load the model"))
+    monkeypatch.setattr(modeling, "load_base_model", lambda *a, **k: pytest.fail("must not load the model"))
     path = tmp_path / "eval.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     assert main(["evaluate", "--adapter", str(tiny_adapter_dir), "--eval-data", str(path)]) == 2
@@ -106,8 +115,41 @@ def test_bootstrap_interval_brackets_the_mean_and_narrows_with_data():
     assert bootstrap_interval([[1, 1, 1]], seed=0) == (1.0, 1.0)
 
 
+RECORDED = {
+    "name": "rte", "dataset_type": "super_glue/rte", "dataset_revision": "a" * 40, "source": "rte.jsonl.gz", "n_examples": 12,
+    "n_templates": 2, "accuracy_mean": 0.5, "accuracy_median": 0.5, "ci_low": 0.25, "ci_high": 0.75, "exact_match": 0.25,
+    "templates": {"t1": {"n": 6, "accuracy": 0.5, "exact_match": 0.5}, "t2": {"n": 6, "accuracy": 0.5, "exact_match": 0.0}},
+    "label_set": ["no", "yes"], "skipped_templates": ["t3"], "settings": {"templates": 2, "seed": 0}, "adapter_revision": None,
+    "adapter_sha256": "b" * 64, "split": "validation",
+}  # fmt: skip
+
+
+def test_an_eval_result_writes_back_the_json_it_was_read_from():
+    from ltd_hub.evaluation.results import EvalResult
+
+    result = EvalResult.from_dict(RECORDED)
+    assert json.dumps(result.to_dict()) == json.dumps(RECORDED)  # same keys, same order: eval_results.json does not churn
+    assert result.templates["t2"].exact_match == 0.0 and result.extra == {"split": "validation"}
+    measured = {k: v for k, v in RECORDED.items() if k not in ("settings", "adapter_revision", "adapter_sha256", "split")}
+    assert json.dumps(EvalResult.from_dict(measured).to_dict()) == json.dumps(measured)
+
+
+def test_one_table_renders_every_results_table():
+    from ltd_hub.evaluation.results import EvalReport, EvalResult, results_table
+
+    with_em = EvalResult.from_dict(RECORDED)
+    without = EvalResult.from_dict({**RECORDED, "name": "anli", "exact_match": None, "templates": {}})
+    table = results_table([with_em, without]).splitlines()
+    assert table[0] == "| Eval set | Examples | Templates | Accuracy (mean) | Median | 95% CI | Exact match |"
+    assert table[2] == "| rte | 12 | 2 | 0.5000 | 0.5000 | 0.2500 – 0.7500 | 0.2500 |"
+    assert table[3] == "| anli | 12 | 2 | 0.5000 | 0.5000 | 0.2500 – 0.7500 | |"  # no exact match: an empty cell
+    assert "Exact match" not in results_table([with_em], exact_match=False)
+    report = EvalReport("m", "b", "a", None, [with_em, without], 0.5, 1.0).to_markdown(per_template=True)
+    assert report.startswith("\n".join(table)) and "| rte | t2 | 6 | 0.5000 |" in report
+
+
 def test_metric_modules_load_by_path_offline(monkeypatch):
-    from ltd_hub.evaluation import _load_metric
+    from ltd_hub.evaluation.evaluator import _load_metric
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     assert _load_metric("accuracy").compute(predictions=[0, 1, 1, 2], references=[0, 1, 0, 2]) == {"accuracy": 0.75}
@@ -156,7 +198,10 @@ def test_shared_prefix_scores_equal_separate_scores(tiny_model_id, ltd_nli, chat
     the packed choices' mask as an additive one."""
     model, tokenizer = _fp32_model(tiny_model_id, attn)
     formatter = PromptFormatter(tokenizer, use_chat_template=chat)
-    rows = load_eval_sets([str(RTE)], templates=3, max_examples=3)[0].rows + load_eval_sets([str(ANLI_R1)], templates=2, max_examples=3)[0].rows
+    rows = (
+        load_eval_sets([str(RTE)], templates=3, max_examples=3)[0].rows
+        + load_eval_sets([str(ANLI_R1)], templates=2, max_examples=3)[0].rows
+    )
     rows.append({"inputs": "\n", "choices": ["no", "maybe so", "yes"], "gold": 2, "template": "t"})  # "\n\n": one token
     separate = score_choices(model, formatter, rows, batch_size=4, progress=False, method="separate")
     for batch_size in (1, 4, 64):
@@ -203,7 +248,10 @@ def test_shared_prefix_scores_equal_separate_scores_on_smollm2(seeded_hub, ltd_n
 
     model, tokenizer = _fp32_model(BASE_MODEL_ID)
     formatter = PromptFormatter(tokenizer)
-    rows = load_eval_sets([str(RTE)], templates=1, max_examples=6)[0].rows + load_eval_sets([str(ANLI_R1)], templates=1, max_examples=4)[0].rows
+    rows = (
+        load_eval_sets([str(RTE)], templates=1, max_examples=6)[0].rows
+        + load_eval_sets([str(ANLI_R1)], templates=1, max_examples=4)[0].rows
+    )
     separate = score_choices(model, formatter, rows, batch_size=8, progress=False, method="separate")
     shared = score_choices(model, formatter, rows, batch_size=8, progress=False, method="shared")
     assert _max_abs_diff(shared, separate) < 1e-4
@@ -255,8 +303,8 @@ def test_base_only_evaluates_the_base_model_and_refuses_push(tiny_adapter_dir, s
 def test_evaluate_push_adds_results_to_the_card_in_a_new_commit(tiny_adapter_dir, small_eval, tmp_path, capsys):
     from huggingface_hub import HfApi, ModelCard
 
-    from ltd_hub import hub
-    from ltd_hub.cards import BLOCK_END
+    from ltd_hub.hub import gateway as hub
+    from ltd_hub.hub.cards import BLOCK_END
 
     repo = f"{TEST_USER}/tiny-adapter-eval"
     assert main(["push-adapter", str(tiny_adapter_dir), "--repo-id", repo]) == 0

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ltd_hub.cards import BLOCK_END, BLOCK_START, merge_card, split_card
-from ltd_hub.cli import main
+from ltd_hub.cli.main import main
+from ltd_hub.hub.cards import BLOCK_END, BLOCK_START, merge_card, split_card
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -19,7 +19,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 def test_help_lists_commands_and_imports_nothing_heavy():
     code = (
         "import sys, contextlib, io\n"
-        "from ltd_hub.cli import main\n"
+        "from ltd_hub.cli.main import main\n"
         "buf = io.StringIO()\n"
         "with contextlib.redirect_stdout(buf):\n"
         "    try:\n"
@@ -32,7 +32,21 @@ def test_help_lists_commands_and_imports_nothing_heavy():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.splitlines()[0] == "[]", out
-    assert "hub" in out
+    # Every command is listed (a command module that fails to register must fail here, not vanish).
+    listed = {line.split()[0] for line in out.splitlines() if line.startswith("    ") and not line.startswith("     ")}
+    expected = {
+        "hub",
+        "quickstart",
+        "push-subset",
+        "rebuild-subset",
+        "train",
+        "push-adapter",
+        "evaluate",
+        "push-space",
+        "demo",
+        "reproduce",
+    }
+    assert listed == expected, out
 
 
 def test_no_command_prints_help_and_exits_2(capsys):
@@ -57,12 +71,16 @@ def test_wheel_ships_cards_and_space_and_renders_from_install(tmp_path):
     assert "ltd_hub/card_templates/dataset_card.md.j2" in names
     assert "ltd_hub/card_templates/model_card.md.j2" in names
     assert "ltd_hub/space/app.py" in names
+    # Every module of the source tree ships (a package missing from pyproject's list installs without it).
+    repo = Path(__file__).resolve().parents[1]
+    modules = {p.relative_to(repo).as_posix() for p in (repo / "ltd_hub").rglob("*.py") if p.resolve().is_relative_to(repo / "ltd_hub")}
+    assert modules - set(names) == set()
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)], check=True)
     code = (
-        "import ltd_hub.cards as c, importlib.resources as r\n"
-        "assert str(r.files('ltd_hub.card_templates')).startswith(%r), r.files('ltd_hub.card_templates')\n"
-        "print(c.load_template('dataset_card.md.j2')[:3])\n" % str(target)
+        "import ltd_hub.hub.cards as c, importlib.resources as r\n"
+        f"assert str(r.files('ltd_hub.card_templates')).startswith({str(target)!r}), r.files('ltd_hub.card_templates')\n"
+        "print(c.load_template('dataset_card.md.j2')[:3])\n"
     )
     out = subprocess.run(
         [sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {str(target)!r}); {code}"],
@@ -98,3 +116,26 @@ def test_merge_card_into_nothing_is_the_new_card():
 def test_split_card_rejects_non_mapping_front_matter():
     with pytest.raises(ValueError):
         split_card("---\n- a\n- b\n---\nbody")
+
+
+def test_a_missing_extra_is_one_line_naming_it(monkeypatch):
+    from ltd_hub import extras
+    from ltd_hub.errors import UsageError
+
+    monkeypatch.setitem(extras.EXTRAS, "server", ("starlette", "no_such_module_ltd"))
+    with pytest.raises(UsageError, match=r"needs the server extra \(no_such_module_ltd not installed\): pip install 'ltd-hub\[server\]'"):
+        extras.require("server", "the embedded Hub")
+    monkeypatch.setitem(extras.EXTRAS, "server", ("starlette",))
+    extras.require("server", "the embedded Hub")  # installed: no error
+
+
+def test_every_extra_that_code_checks_is_declared_in_pyproject():
+    import tomllib
+
+    from ltd_hub.extras import EXTRAS
+
+    declared = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    for extra, modules in EXTRAS.items():
+        names = " ".join(declared[extra]).lower().replace("-", "_")
+        for module in modules:
+            assert module.lower() in names, f"extra {extra!r} does not install {module}"

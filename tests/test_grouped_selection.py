@@ -10,11 +10,14 @@ import numpy as np
 import pytest
 from helpers import one_error_line
 
-from ltd_hub.cli import main
+from ltd_hub.cli.main import main
 from ltd_hub.errors import UsageError
 from ltd_hub.selection import allocate_cells, allocate_weighted, distance_quantiles, get_selector
 from ltd_hub.selection.groups import Groups, choose_rows, group_strata, group_vectors, suggest_group_column
 from ltd_hub.selection.quality import PoolFacts, farthest_decile, figures, nearest_distances, tv_distance
+
+# These tests talk to the session's embedded Hub (HF_ENDPOINT points at it).
+pytestmark = pytest.mark.usefixtures("hub")
 
 TEMPLATES = {
     "snli": ["gpt3", "does_this_imply", "must_be_true", "can_we_infer"],
@@ -64,7 +67,7 @@ def cli(capsys, *argv) -> tuple[int, str, str]:
 
 
 def _select(pool: Path, **kwargs):
-    from ltd_hub.subset import select_subset
+    from ltd_hub.selection.subset import select_subset
 
     return select_subset(str(pool), encoder="lexical", progress=False, **kwargs)
 
@@ -185,7 +188,7 @@ def test_grouped_selection_never_repeats_an_example_and_keeps_the_template_mix(p
     # come from the dataset strata by largest remainder); a random draw of 30 is ~0.15 off.
     assert tv <= 2 / 30 + 1e-9
     sel = result.manifest.selection
-    assert sel["group_by"] == "source" and sel["n_groups"] == 120 and sel["template_column"] == "template_name"
+    assert sel.group_by == "source" and sel.n_groups == 120 and sel.template_column == "template_name"
     q = result.quality
     assert q.subset.distinct_examples == 30 and q.subset.max_rows_per_example == 1
     assert q.examples_by == "source"
@@ -194,28 +197,28 @@ def test_grouped_selection_never_repeats_an_example_and_keeps_the_template_mix(p
 def test_default_strata_keep_the_label_and_source_mix_exactly(pool):
     result = _select(pool, size=40, group_by="source")
     sel = result.manifest.selection
-    assert sel["strategy"] == "centroid" and sel["stratify_by"] == ["label", "dataset"]  # the defaults over examples
-    assert _select(pool, size=40).manifest.selection["strategy"] == "random-in-cluster"  # ...and over rows
+    assert sel.strategy == "centroid" and sel.stratify_by == ["label", "dataset"]  # the defaults over examples
+    assert _select(pool, size=40).manifest.selection.strategy == "random-in-cluster"  # ...and over rows
     pool_rows = [json.loads(line) for line in pool.read_text().splitlines()]
     # Row-weighted: the subset follows the pool's rows, not its examples (snli has 4 templates, mnli 2).
     for column in ("targets", "dataset"):
         pool_mix = Counter(r[column] for r in pool_rows)
         sub_mix = Counter(result.dataset[column])
         for value, n in pool_mix.items():
-            assert abs(sub_mix[value] - 40 * n / len(pool_rows)) <= len(sel["strata"]), (column, value)
+            assert abs(sub_mix[value] - 40 * n / len(pool_rows)) <= len(sel.strata), (column, value)
     assert result.quality.subset.tv_labels <= 0.05
 
 
 def test_explicit_strata_and_no_strata(pool):
     by_label = _select(pool, size=24, stratify_by=["targets"], strategy="median")
-    assert by_label.manifest.selection["stratify_by"] == ["targets"]
+    assert by_label.manifest.selection.stratify_by == ["targets"]
     n = Counter(r["targets"] for r in map(json.loads, pool.read_text().splitlines()))
     total = sum(n.values())
     got = Counter(by_label.dataset["targets"])
     assert all(abs(got[k] - 24 * v / total) < 1 for k, v in n.items())
     plain = _select(pool, size=24, stratify_by=[])
-    assert plain.manifest.selection["stratify_by"] == [] and plain.manifest.selection["stratum_budget"] is None
-    assert _select(pool, size=24, strategy="random").manifest.selection["stratify_by"] == []  # baselines stay uniform
+    assert plain.manifest.selection.stratify_by == [] and plain.manifest.selection.stratum_budget is None
+    assert _select(pool, size=24, strategy="random").manifest.selection.stratify_by == []  # baselines stay uniform
 
 
 def test_quality_report_is_in_the_manifest_card_and_json(pool, tmp_path, capsys):

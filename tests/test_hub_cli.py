@@ -13,7 +13,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ltd_hub.cli import main
+from ltd_hub.cli.main import main
+
+# These tests talk to the session's embedded Hub (HF_ENDPOINT points at it).
+pytestmark = pytest.mark.usefixtures("hub")
 
 
 def _serve(root: Path, *args: str, env: dict | None = None) -> tuple[subprocess.Popen, str, list[str]]:

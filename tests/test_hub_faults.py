@@ -11,10 +11,14 @@ import httpx
 import pytest
 from conftest import ENDPOINT, HUB_TOKENS, TEST_TOKEN, TEST_USER
 from huggingface_hub import HfApi, hf_hub_download
+from huggingface_hub.errors import HfHubHTTPError
 
 from ltd_hub.hub_server.app import Limits
 from ltd_hub.hub_server.faults import ENDPOINTS, KINDS, Fault
 from ltd_hub.hub_server.serve import running_hub, start_hub
+
+# These tests talk to the session's embedded Hub (HF_ENDPOINT points at it).
+pytestmark = pytest.mark.usefixtures("hub")
 
 KiB = 1024
 
@@ -59,7 +63,7 @@ def test_session_hub_handle_changes_faults_at_run_time(tmp_path: Path):
     api.create_repo(repo_id)
     handle.set_faults(["commit:503:times=1"])
     try:
-        with pytest.raises(Exception):
+        with pytest.raises(HfHubHTTPError):
             api.upload_file(path_or_fileobj=b"x", path_in_repo="x.txt", repo_id=repo_id)
     finally:
         handle.set_faults([])
@@ -162,7 +166,10 @@ def test_size_limits(side_hub, side_api: HfApi):
     big_json = httpx.post(f"{side_hub.endpoint}/api/validate-yaml", json={"content": "x" * 70 * KiB})
     assert big_json.status_code == 413 and big_json.headers["X-Error-Code"] == "PayloadTooLarge"
     auth = {"Authorization": f"Bearer {TEST_TOKEN}", "Content-Type": "application/x-ndjson"}
-    lines = [{"key": "header", "value": {"summary": "too big"}}, {"key": "file", "value": {"path": "t.txt", "content": "QUFB" * 70 * KiB, "encoding": "base64"}}]
+    lines = [
+        {"key": "header", "value": {"summary": "too big"}},
+        {"key": "file", "value": {"path": "t.txt", "content": "QUFB" * 70 * KiB, "encoding": "base64"}},
+    ]
     too_big = httpx.post(f"{side_hub.endpoint}/api/models/{repo_id}/commit/main", headers=auth, content="\n".join(map(json.dumps, lines)))
     assert too_big.status_code == 413
     lines[1]["value"]["content"] = "QUFB" * 45 * KiB  # 135 KiB decoded: over the regular-file limit

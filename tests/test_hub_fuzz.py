@@ -28,7 +28,11 @@ NASTY = [
     "%ff%fe", "\u00e9t\u00e9", "\U0001f600", "x" * 300, "ltd-tester", "fuzz-target", "a.lock", ".git", "HEAD", "-", "",
     "%252e%252e", "....//", "%5c..%5c", "secret.txt", "data", "data%2Ffile.txt", "data/file.txt", "v1", "0123456",
 ]  # fmt: skip
-segment = st.one_of(st.sampled_from(NASTY), st.text(min_size=0, max_size=20).map(lambda s: quote(s, safe="")), st.text(st.characters(codec="ascii"), max_size=12))
+segment = st.one_of(
+    st.sampled_from(NASTY),
+    st.text(min_size=0, max_size=20).map(lambda s: quote(s, safe="")),
+    st.text(st.characters(codec="ascii"), max_size=12),
+)
 
 
 def mostly(valid, weight: int = 3):
@@ -55,8 +59,29 @@ def _bodies(paths):
     line = st.fixed_dictionaries({"key": st.sampled_from(["header", "file", "lfsFile", "deletedFile", "deletedFolder", "x"]),
                                   "value": st.fixed_dictionaries({"path": paths, "content": st.sampled_from(["aGk=", "!!", ""]),
                                                                   "oid": st.sampled_from(["0" * 64, "../" * 20, "zz"]), "summary": st.text(max_size=5)})})  # fmt: skip
-    json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=8) | paths, lambda kids: st.lists(kids, max_size=3) | st.dictionaries(st.text(max_size=5), kids, max_size=3), max_leaves=6)
-    keys = ["name", "organization", "type", "private", "visibility", "sdk", "files", "objects", "operation", "tag", "startingPoint", "content", "paths", "expand", "key", "value"]
+    json_values = st.recursive(
+        st.none() | st.booleans() | st.integers() | st.text(max_size=8) | paths,
+        lambda kids: st.lists(kids, max_size=3) | st.dictionaries(st.text(max_size=5), kids, max_size=3),
+        max_leaves=6,
+    )
+    keys = [
+        "name",
+        "organization",
+        "type",
+        "private",
+        "visibility",
+        "sdk",
+        "files",
+        "objects",
+        "operation",
+        "tag",
+        "startingPoint",
+        "content",
+        "paths",
+        "expand",
+        "key",
+        "value",
+    ]
     return st.one_of(
         st.just(b""),
         st.dictionaries(st.sampled_from(keys), json_values, max_size=5).map(lambda d: json.dumps(d).encode()),
@@ -103,7 +128,9 @@ def _snapshot_outside(base: Path) -> dict[str, bytes]:
     body=_bodies(st.one_of(segment, st.sampled_from(["data/file.txt", "new/ok.txt", "../escape.txt", "/abs.txt", "a\x00b"]))),
     authed=st.booleans(),
     json_type=st.booleans(),
-    query=st.sampled_from(["", "?recursive=true&expand=true", "?cursor=-1&limit=0", "?create_pr=1", "?size=5&expires=99999999999&signature=00"]),
+    query=st.sampled_from(
+        ["", "?recursive=true&expand=true", "?cursor=-1&limit=0", "?create_pr=1", "?size=5&expires=99999999999&signature=00"]
+    ),
 )
 def test_no_route_crashes_or_escapes_root(fuzz_hub, route, t, prefix, ns, name, rev, path, body, authed, json_type, query):
     server, base = fuzz_hub
@@ -138,11 +165,22 @@ json_value = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(
                           lambda kids: st.lists(kids, max_size=3) | st.dictionaries(st.text(max_size=6), kids, max_size=3), max_leaves=8)  # fmt: skip
 FIELDS = ["name", "organization", "type", "private", "visibility", "sdk", "files", "objects", "operation", "tag",
           "startingPoint", "content", "paths", "expand", "path", "sample", "size", "oid", "summary"]  # fmt: skip
-json_object = st.dictionaries(st.sampled_from(FIELDS), json_value | st.lists(st.dictionaries(st.sampled_from(FIELDS), json_value, max_size=4), max_size=2), max_size=5)
+json_object = st.dictionaries(
+    st.sampled_from(FIELDS), json_value | st.lists(st.dictionaries(st.sampled_from(FIELDS), json_value, max_size=4), max_size=2), max_size=5
+)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(route=st.sampled_from(JSON_ROUTES), body=st.one_of(json_object, json_value), ndjson=st.lists(st.fixed_dictionaries({"key": st.sampled_from(["header", "file", "lfsFile", "deletedFile", "deletedFolder"]), "value": json_object | json_value}), max_size=3))
+@given(
+    route=st.sampled_from(JSON_ROUTES),
+    body=st.one_of(json_object, json_value),
+    ndjson=st.lists(
+        st.fixed_dictionaries(
+            {"key": st.sampled_from(["header", "file", "lfsFile", "deletedFile", "deletedFolder"]), "value": json_object | json_value}
+        ),
+        max_size=3,
+    ),
+)
 def test_json_routes_answer_hostile_bodies_with_4xx(fuzz_hub, route, body, ndjson):
     server, _ = fuzz_hub
     method, path = route
@@ -153,7 +191,9 @@ def test_json_routes_answer_hostile_bodies_with_4xx(fuzz_hub, route, body, ndjso
     response = conn.getresponse()
     response.read()
     conn.close()
-    assert response.status < 300 or (400 <= response.status < 500 and response.getheader("X-Error-Code")), f"{method} {path} {content[:300]} -> {response.status}"
+    assert response.status < 300 or (400 <= response.status < 500 and response.getheader("X-Error-Code")), (
+        f"{method} {path} {content[:300]} -> {response.status}"
+    )
 
 
 def test_hostile_lfs_oid_never_reaches_the_filesystem(fuzz_hub):

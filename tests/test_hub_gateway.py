@@ -1,14 +1,17 @@
-"""ltd_hub.hub, the gateway, against the embedded Hub through the real client."""
+"""ltd_hub.hub.gateway, the gateway, against the embedded Hub through the real client."""
 
 from __future__ import annotations
 
 import pytest
+from conftest import OTHER_TOKEN, READ_TOKEN, TEST_USER
 from huggingface_hub import HfApi
 
-from conftest import OTHER_TOKEN, READ_TOKEN, TEST_USER
-from ltd_hub import hub
-from ltd_hub.cards import BLOCK_END, BLOCK_START
 from ltd_hub.errors import HubError, UsageError
+from ltd_hub.hub import gateway as hub
+from ltd_hub.hub.cards import BLOCK_END, BLOCK_START
+
+# These tests talk to the session's embedded Hub (HF_ENDPOINT points at it).
+pytestmark = pytest.mark.usefixtures("hub")
 
 
 def _card(text: str) -> str:
@@ -17,15 +20,11 @@ def _card(text: str) -> str:
 
 def test_push_files_is_one_commit_and_idempotent():
     repo_id = f"{TEST_USER}/gateway-idempotent"
-    first = hub.push_files(
-        repo_id, {"README.md": _card("v1"), "data.bin": b"\x00" * 2048}, repo_type="dataset", commit_message="first"
-    )
+    first = hub.push_files(repo_id, {"README.md": _card("v1"), "data.bin": b"\x00" * 2048}, repo_type="dataset", commit_message="first")
     assert first.created_commit and len(first.revision) == 40
     api = HfApi()
     commits = api.list_repo_commits(repo_id, repo_type="dataset")
-    again = hub.push_files(
-        repo_id, {"README.md": _card("v1"), "data.bin": b"\x00" * 2048}, repo_type="dataset", commit_message="again"
-    )
+    again = hub.push_files(repo_id, {"README.md": _card("v1"), "data.bin": b"\x00" * 2048}, repo_type="dataset", commit_message="again")
     assert not again.created_commit and again.revision == first.revision
     assert len(api.list_repo_commits(repo_id, repo_type="dataset")) == len(commits)
     assert sorted(api.list_repo_files(repo_id, repo_type="dataset")) == [".gitattributes", "README.md", "data.bin"]
@@ -105,3 +104,40 @@ def test_push_lands_on_top_of_a_concurrent_commit(monkeypatch):
     files = api.list_repo_files(repo_id, repo_type="dataset")
     assert "theirs.txt" in files
     assert "v2" in hub.read_card_text(repo_id, "dataset")
+
+
+def test_loaders_say_not_found_by_type_and_pass_other_errors_through():
+    """from_pretrained / load_dataset go through the gateway: the Hub's "not found" is a typed error."""
+    from transformers import AutoConfig
+
+    from ltd_hub.errors import MissingRepoError, MissingRevisionError
+
+    with pytest.raises(MissingRepoError, match="no-such-model"):
+        hub.load_pretrained(AutoConfig, f"{TEST_USER}/no-such-model")
+    repo_id = f"{TEST_USER}/gateway-config-only"
+    hub.push_files(repo_id, {"config.json": '{"model_type": "gpt2"}'}, repo_type="model", commit_message="config")
+    assert hub.load_pretrained(AutoConfig, repo_id).model_type == "gpt2"
+    with pytest.raises(MissingRevisionError):
+        hub.load_pretrained(AutoConfig, repo_id, revision="no-such-branch")
+    with pytest.raises(MissingRepoError, match="no-such-dataset"):
+        hub.load_dataset(f"{TEST_USER}/no-such-dataset", split="train")
+    data_id = f"{TEST_USER}/gateway-rows"
+    hub.push_files(data_id, {"rows.jsonl": '{"a": 1}\n{"a": 2}\n'}, repo_type="dataset", commit_message="rows")
+    assert hub.load_dataset(data_id, split="train")["a"] == [1, 2]
+    with pytest.raises(MissingRevisionError, match="no-such-branch"):
+        hub.load_dataset(data_id, split="train", revision="no-such-branch")
+    with pytest.raises(TypeError):  # the loader's own errors are not the gateway's to reword
+        hub.load_pretrained(lambda repo, **kwargs: (_ for _ in ()).throw(TypeError("bad argument")), repo_id)
+
+
+def test_pointed_at_switches_the_clients_for_the_block_and_puts_them_back(monkeypatch):
+    import os
+
+    from huggingface_hub import constants, hf_api
+
+    before = (os.environ.get("HF_ENDPOINT"), os.environ.get("HF_TOKEN"), constants.ENDPOINT, hf_api.api.endpoint)
+    with hub.pointed_at("http://127.0.0.1:9", "hf_block_token") as endpoint:
+        assert endpoint == "http://127.0.0.1:9"
+        assert os.environ["HF_ENDPOINT"] == constants.ENDPOINT == hf_api.api.endpoint == endpoint
+        assert os.environ["HF_TOKEN"] == "hf_block_token" and constants.HF_HUB_DISABLE_XET
+    assert (os.environ.get("HF_ENDPOINT"), os.environ.get("HF_TOKEN"), constants.ENDPOINT, hf_api.api.endpoint) == before

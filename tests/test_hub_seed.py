@@ -8,10 +8,10 @@ import pytest
 from conftest import ENDPOINT
 from huggingface_hub import HfApi
 
-from ltd_hub.cli import main
+from ltd_hub.cli.main import main
 from ltd_hub.hub_server.seed import BASE_MODEL_ID, ENCODER_ID, seed_hub
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("hub")]
 
 
 def test_seed_is_idempotent(seeded_hub: str, hub_root: Path, capsys):
@@ -36,7 +36,9 @@ def test_base_model_loads_from_the_hub_with_its_chat_template(seeded_hub: str):
     tokenizer = AutoTokenizer.from_pretrained(BASE_MODEL_ID)
     model = AutoModelForCausalLM.from_pretrained(BASE_MODEL_ID)
     assert 134e6 < model.num_parameters() < 136e6 and model.dtype == torch.bfloat16
-    prompt = tokenizer.apply_chat_template([{"role": "user", "content": "What is 2+2?"}], add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    prompt = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "What is 2+2?"}], add_generation_prompt=True, return_tensors="pt", return_dict=True
+    )
     assert "<|im_start|>assistant" in tokenizer.decode(prompt["input_ids"][0])
     with torch.no_grad():
         out = model.generate(**prompt, max_new_tokens=4, do_sample=False)

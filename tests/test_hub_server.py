@@ -13,6 +13,9 @@ from conftest import ENDPOINT, OTHER_TOKEN, READ_TOKEN, TEST_TOKEN, TEST_USER
 from huggingface_hub import HfApi, hf_hub_download, snapshot_download
 from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
 
+# These tests talk to the session's embedded Hub (HF_ENDPOINT points at it).
+pytestmark = pytest.mark.usefixtures("hub")
+
 
 def unique(stem: str) -> str:
     return f"{TEST_USER}/{stem}-{uuid.uuid4().hex[:8]}"
@@ -96,7 +99,9 @@ def test_branches_tags_and_pr_refs_with_encoded_revisions(api: HfApi, tmp_path: 
     from huggingface_hub import CommitOperationAdd
 
     head = api.repo_info(repo_id).sha
-    pr = api.create_commit(repo_id, [CommitOperationAdd("pr.txt", b"proposal")], commit_message="proposal", create_pr=True, parent_commit=head)
+    pr = api.create_commit(
+        repo_id, [CommitOperationAdd("pr.txt", b"proposal")], commit_message="proposal", create_pr=True, parent_commit=head
+    )
     assert pr.pr_num == 1 and api.repo_info(repo_id).sha == head
     assert "pr.txt" in api.list_repo_files(repo_id, revision="refs/pr/1")
     refs = api.list_repo_refs(repo_id, include_pull_requests=True)
@@ -138,7 +143,9 @@ def test_peft_lora_push_to_hub_then_from_pretrained():
     from peft import LoraConfig, PeftModel, get_peft_model
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    config = LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4, num_key_value_heads=2)
+    config = LlamaConfig(
+        vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4, num_key_value_heads=2
+    )
     torch.manual_seed(0)
     base = LlamaForCausalLM(config)
     model = get_peft_model(base, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
@@ -250,10 +257,17 @@ def test_corrupted_lfs_upload_and_unuploaded_lfs_file_are_refused(api: HfApi):
         {"key": "header", "value": {"summary": "add lfs"}},
         {"key": "lfsFile", "value": {"path": "big.bin", "algo": "sha256", "oid": oid, "size": len(data)}},
     ])  # fmt: skip
-    refused = httpx.post(f"{ENDPOINT}/api/models/{repo_id}/commit/main", headers={**auth, "Content-Type": "application/x-ndjson"}, content=commit)
+    refused = httpx.post(
+        f"{ENDPOINT}/api/models/{repo_id}/commit/main", headers={**auth, "Content-Type": "application/x-ndjson"}, content=commit
+    )
     assert refused.status_code == 400 and "never uploaded" in refused.headers["X-Error-Message"]
     assert httpx.put(href, content=data).status_code == 200
-    assert httpx.post(f"{ENDPOINT}/api/models/{repo_id}/commit/main", headers={**auth, "Content-Type": "application/x-ndjson"}, content=commit).status_code == 200
+    assert (
+        httpx.post(
+            f"{ENDPOINT}/api/models/{repo_id}/commit/main", headers={**auth, "Content-Type": "application/x-ndjson"}, content=commit
+        ).status_code
+        == 200
+    )
     assert api.hf_hub_download(repo_id, "big.bin") and Path(api.hf_hub_download(repo_id, "big.bin")).read_bytes() == data
 
 
@@ -291,10 +305,17 @@ def test_storage_is_a_valid_git_repository(api: HfApi, hub_root: Path):
     head = api.upload_file(path_or_fileobj=b"text\n", path_in_repo="a/b/c.txt", repo_id=repo_id).oid
     git_dir = hub_root / "repos" / "model" / repo_id
     subprocess.run(["git", f"--git-dir={git_dir}", "fsck", "--strict", "--no-dangling"], check=True, capture_output=True)
-    assert subprocess.run(["git", f"--git-dir={git_dir}", "rev-parse", "HEAD"], check=True, capture_output=True, text=True).stdout.strip() == head
-    listing = subprocess.run(["git", f"--git-dir={git_dir}", "ls-tree", "-r", "--name-only", "HEAD"], check=True, capture_output=True, text=True).stdout.split()
+    assert (
+        subprocess.run(["git", f"--git-dir={git_dir}", "rev-parse", "HEAD"], check=True, capture_output=True, text=True).stdout.strip()
+        == head
+    )
+    listing = subprocess.run(
+        ["git", f"--git-dir={git_dir}", "ls-tree", "-r", "--name-only", "HEAD"], check=True, capture_output=True, text=True
+    ).stdout.split()
     assert listing == [".gitattributes", "a/b/c.txt", "weights/w.bin"]
-    pointer = subprocess.run(["git", f"--git-dir={git_dir}", "show", "HEAD:weights/w.bin"], check=True, capture_output=True, text=True).stdout
+    pointer = subprocess.run(
+        ["git", f"--git-dir={git_dir}", "show", "HEAD:weights/w.bin"], check=True, capture_output=True, text=True
+    ).stdout
     assert pointer.startswith("version https://git-lfs.github.com/spec/v1\noid sha256:")
 
 

@@ -3,7 +3,6 @@ disk, case-insensitive repo ids, anonymous creates, and expanded tree pages on a
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import time
@@ -20,6 +19,9 @@ from huggingface_hub.errors import HfHubHTTPError
 
 from ltd_hub.hub_server import storage as storage_module
 from ltd_hub.hub_server.storage import AddFile, HubStorage
+
+# These tests talk to the session's embedded Hub (HF_ENDPOINT points at it).
+pytestmark = pytest.mark.usefixtures("hub")
 
 AUTH = {"Authorization": f"Bearer {TEST_TOKEN}"}
 
@@ -110,7 +112,12 @@ def test_json_nested_a_thousand_levels_deep_is_400_on_every_route(api: HfApi, hu
         ("POST", f"/api/models/{repo_id}/paths-info/main", {**AUTH, "Content-Type": "application/json"}, '{"paths": ' + deep + "}"),
         ("POST", f"/api/models/{repo_id}/preupload/main", AUTH, '{"files": ' + deep + "}"),
         ("POST", f"/api/models/{repo_id}/branch/b1", AUTH, deep),
-        ("POST", f"/api/models/{repo_id}/commit/main", {**AUTH, "Content-Type": "application/x-ndjson"}, '{"key": "header", "value": ' + deep + "}"),
+        (
+            "POST",
+            f"/api/models/{repo_id}/commit/main",
+            {**AUTH, "Content-Type": "application/x-ndjson"},
+            '{"key": "header", "value": ' + deep + "}",
+        ),
     ]
     for method, path, headers, body in cases:
         answer = httpx.request(method, f"{ENDPOINT}{path}", headers=headers, content=body)
@@ -130,7 +137,9 @@ def test_ref_names_over_255_bytes_are_400_and_leave_no_temp_file(api: HfApi, hub
     tag = httpx.post(f"{ENDPOINT}/api/models/{repo_id}/tag/main", headers=AUTH, json={"tag": name})
     for answer in (branch, tag):
         assert answer.status_code == 400 and answer.headers["X-Error-Code"] == "BadRequest", answer.text[:200]
-    surrogate = httpx.post(f"{ENDPOINT}/api/models/{repo_id}/tag/main", headers={**AUTH, "Content-Type": "application/json"}, content='{"tag": "v\\ud800"}')
+    surrogate = httpx.post(
+        f"{ENDPOINT}/api/models/{repo_id}/tag/main", headers={**AUTH, "Content-Type": "application/json"}, content='{"tag": "v\\ud800"}'
+    )
     assert surrogate.status_code == 400
     assert leftovers(hub_root, repo_id) == []
     longest = "é" * 127 + "/" + "é" * 127  # parts of 254 bytes: still a valid name
@@ -170,7 +179,7 @@ def test_disk_full_fault_answers_507_once_and_leaves_nothing(faults, api: HfApi,
 
 def test_a_push_to_a_full_hub_is_not_retried_and_says_so_in_one_line(faults, hub_root: Path, monkeypatch):  # noqa: F811
     from ltd_hub.errors import HubError
-    from ltd_hub.hub import push_files
+    from ltd_hub.hub.gateway import push_files
 
     monkeypatch.setenv("LTD_HUB_RETRY_BASE", "2")  # were it retried, five retries would take a minute
     repo_id = unique("full-push")
@@ -272,7 +281,9 @@ def test_expanded_tree_page_walks_a_long_history_once(api: HfApi, hub_root: Path
     with monkeypatch.context() as patch, repo.write_lock():
         patch.setattr(os, "fsync", lambda fd: None)  # 300 commits: durability is not under test here
         files = {f"f{i:02d}.txt": b"0" for i in range(60)}
-        changed_by.update(dict.fromkeys(files, repo.commit("refs/heads/main", [AddFile(p, c) for p, c in files.items()], message="all", author=TEST_USER)))
+        changed_by.update(
+            dict.fromkeys(files, repo.commit("refs/heads/main", [AddFile(p, c) for p, c in files.items()], message="all", author=TEST_USER))
+        )
         for n in range(1, 301):
             path = f"f{n % 60:02d}.txt" if n % 7 else "d/deep/file.txt"
             changed_by[path] = repo.commit("refs/heads/main", [AddFile(path, str(n).encode())], message=f"c{n}", author=TEST_USER)

@@ -22,7 +22,10 @@ import pytest
 from conftest import TEST_USER
 from helpers import POOL_FILE, faults, history, repo_files, write_lines  # noqa: F401  (faults: a fixture)
 
-from ltd_hub.cli import main
+from ltd_hub.cli.main import main
+
+# These tests talk to the session's embedded Hub (HF_ENDPOINT points at it).
+pytestmark = pytest.mark.usefixtures("hub")
 
 SUBSET = ["--encoder", "lexical", "--size", "12"]
 RNG = random.Random(7)

@@ -18,7 +18,10 @@ from conftest import TEST_USER
 from helpers import POOL_FILE, history, one_error_line, write_lines
 from huggingface_hub import HfApi
 
-from ltd_hub.cli import main
+from ltd_hub.cli.main import main
+
+# These tests talk to the session's embedded Hub (HF_ENDPOINT points at it).
+pytestmark = pytest.mark.usefixtures("hub")
 
 SUBSET = ["--encoder", "lexical", "--size", "12"]
 
@@ -127,8 +130,8 @@ def test_a_repo_left_empty_by_an_interrupted_push_is_filled_like_a_new_one(priva
 
 def test_push_files_refuses_a_public_repo_with_content_when_private_is_required():
     """The gateway checks again at commit time: a public repo created after the pre-flight is not written."""
-    from ltd_hub import hub
     from ltd_hub.errors import HubError
+    from ltd_hub.hub import gateway as hub
 
     repo_id = _name("raced")
     hub.push_files(repo_id, {"a.txt": "public"}, repo_type="dataset", commit_message="public", private=False)
@@ -256,7 +259,7 @@ def test_public_on_an_existing_private_repo_keeps_it_private_without_claiming_ot
 
 
 def _reproduce_config(pool: str, tmp_path: Path, **push):
-    from ltd_hub.reproduce import PushSpec, ReproduceConfig
+    from ltd_hub.pipelines.reproduce import PushSpec, ReproduceConfig
 
     prefix = f"repro-{uuid.uuid4().hex[:8]}"
     return ReproduceConfig(
@@ -271,7 +274,7 @@ def test_reproduce_push_from_a_private_pool_pushes_private_repos(private_pool, t
     from types import SimpleNamespace
 
     from ltd_hub import TrainConfig, train
-    from ltd_hub.reproduce import Run, Runner, push_results, write_summary
+    from ltd_hub.pipelines.reproduce import Run, Runner, push_results, write_summary
 
     folder = tmp_path / "subset"
     assert main(["push-subset", private_pool, "--dry-run", "--output-dir", str(folder), *SUBSET]) == 0
@@ -286,7 +289,11 @@ def test_reproduce_push_from_a_private_pool_pushes_private_repos(private_pool, t
         return {"subset": f"{ns}-kcenter", "adapter": f"{ns}-kcenter-sel0-train0-lora", "results": f"{ns}-results"}
 
     inherited = push(_reproduce_config(private_pool, tmp_path))
-    assert (_private(inherited["subset"], "dataset"), _private(inherited["adapter"], "model"), _private(inherited["results"], "dataset")) == (True, True, True)
+    assert (
+        _private(inherited["subset"], "dataset"),
+        _private(inherited["adapter"], "model"),
+        _private(inherited["results"], "dataset"),
+    ) == (True, True, True)
     assert not _anonymous_sees(inherited["results"], "dataset")
     capsys.readouterr()
     public = push(_reproduce_config(private_pool, tmp_path, private=False))
@@ -297,7 +304,7 @@ def test_reproduce_push_from_a_private_pool_pushes_private_repos(private_pool, t
 
 def test_reproduce_refuses_a_public_results_repo_for_a_private_pool_before_running(private_pool, tmp_path):
     from ltd_hub.errors import UsageError
-    from ltd_hub.reproduce import reproduce
+    from ltd_hub.pipelines.reproduce import reproduce
 
     config = _reproduce_config(private_pool, tmp_path)
     results_repo = f"{TEST_USER}/{config.push.prefix}-results"

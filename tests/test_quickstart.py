@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import TEST_USER
-from ltd_hub import hub
-from ltd_hub.cards import split_card
-from ltd_hub.cli import main
-from ltd_hub.quickstart import REPO_PREFIX, REPOS, slice_pool
+
+from ltd_hub.cli.main import main
+from ltd_hub.hub import gateway as hub
+from ltd_hub.hub.cards import split_card
+from ltd_hub.pipelines.quickstart import REPO_PREFIX, REPOS, slice_pool
 from ltd_hub.selection import DEFAULT_STRATEGY
 
 REPO_TYPES = {f"{TEST_USER}/{REPO_PREFIX}-{suffix}": repo_type for suffix, repo_type in REPOS.values()}

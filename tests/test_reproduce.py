@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import TEST_USER
 from helpers import one_error_line
-from ltd_hub.cli import main
+
+from ltd_hub.cli.main import main
 from ltd_hub.errors import UsageError
-from ltd_hub.reproduce import (
+from ltd_hub.pipelines.reproduce import (
     ReproduceConfig,
     check_no_eval_rows,
     mean_sd,
@@ -28,6 +28,9 @@ from ltd_hub.reproduce import (
     steps_for,
     train_settings,
 )
+
+# These tests talk to the session's embedded Hub (HF_ENDPOINT points at it).
+pytestmark = pytest.mark.usefixtures("hub")
 
 POOL_ROWS = 300
 EVAL_ROWS = 40
@@ -114,7 +117,7 @@ def test_cpu_config_is_issue_12_item_5():
 
 
 def test_bare_hub_id_is_a_sentence_transformers_encoder():
-    from ltd_hub.encoders import SentenceTransformerEncoder, get_encoder
+    from ltd_hub.selection.encoders import SentenceTransformerEncoder, get_encoder
 
     enc = get_encoder("sentence-transformers/all-MiniLM-L6-v2")
     assert isinstance(enc, SentenceTransformerEncoder) and enc.model_id == "sentence-transformers/all-MiniLM-L6-v2"
@@ -143,7 +146,9 @@ def test_runs_differ_only_in_data_seed_or_schedule(tmp_path, tiny_config):
     moved = ReproduceConfig.from_yaml(_write(tmp_path, {**tiny_config, "output_dir": str(tmp_path / "elsewhere")}, "b.yaml"))
     assert [run_hash(moved, r) for r in plan_runs(moved)] == [run_hash(config, r) for r in runs]
     # ...but the training recipe is in it.
-    changed = ReproduceConfig.from_yaml(_write(tmp_path, {**tiny_config, "train": {**tiny_config["train"], "learning_rate": 5e-4}}, "c.yaml"))
+    changed = ReproduceConfig.from_yaml(
+        _write(tmp_path, {**tiny_config, "train": {**tiny_config["train"], "learning_rate": 5e-4}}, "c.yaml")
+    )
     assert run_hash(changed, plan_runs(changed)[1]) != run_hash(config, runs[1])
     assert run_hash(changed, plan_runs(changed)[0]) == run_hash(config, runs[0])  # the base model does not train
     steps_run = runs[5]
@@ -163,7 +168,7 @@ def test_selection_options_pass_through_to_select_subset(tmp_path, tiny_config):
 def test_eval_rows_never_reach_training(ltd_nli):
     import datasets
 
-    from ltd_hub.evaluation import load_eval_sets
+    from ltd_hub.evaluation.evaluator import load_eval_sets
 
     sets = load_eval_sets([str(ltd_nli / "eval" / "rte.jsonl.gz")], templates=1, max_examples=5)
     prompts = {row["inputs"] for s in sets for row in s.rows}
@@ -193,7 +198,10 @@ def test_eval_rows_never_reach_training(ltd_nli):
         ({"output_dir": ["a", "b"]}, "output_dir in exp.yaml must be a string (a folder), got ['a', 'b']"),
         ({"train_seeds": "0,1"}, "train_seeds in exp.yaml must be a list of integers"),
         ({"eval": {"data": "x.jsonl"}}, "data in exp.yaml:eval must be a list of strings"),
-        ({"arms": [{"name": "a", "selection": {"strategy": "random", "ratio": "1%"}}]}, "selection.ratio must be a number in (0, 1), got '1%'"),
+        (
+            {"arms": [{"name": "a", "selection": {"strategy": "random", "ratio": "1%"}}]},
+            "selection.ratio must be a number in (0, 1), got '1%'",
+        ),
         # wrong values accepted before
         ({"train": {"num_train_epochs": float("inf")}}, "num_train_epochs in train: must be a finite number"),
         ({"train": {"max_steps": float("inf")}}, "max_steps in train: must be a whole number"),
@@ -242,7 +250,17 @@ def test_dataset_split_of_a_folder_must_exist(tmp_path, ltd_nli, capsys):
     folder = tmp_path / "subset" / "data"
     folder.mkdir(parents=True)
     _head_jsonl(ltd_nli / "pool" / "p3_nli_pool.jsonl.gz", folder / "train-00000.jsonl", 20)
-    args = ["train", "--dataset", str(tmp_path / "subset"), "--base-model", "x/y", "--output-dir", str(tmp_path / "o"), "--dataset-split", "test"]
+    args = [
+        "train",
+        "--dataset",
+        str(tmp_path / "subset"),
+        "--base-model",
+        "x/y",
+        "--output-dir",
+        str(tmp_path / "o"),
+        "--dataset-split",
+        "test",
+    ]
     assert main(args) == 2
     assert "no test-* files" in one_error_line(capsys.readouterr().err)
 
@@ -282,7 +300,7 @@ def test_mean_sd_hand_computed():
 
 def test_summary_from_result_files(tmp_path, tiny_config):
     """The summary is built from result files alone (as committed by other sessions): mean ± sd and paired intervals."""
-    from ltd_hub.reproduce import PlannedRun, results_table, run_states, summarize
+    from ltd_hub.pipelines.reproduce import PlannedRun, results_table, run_states, summarize
 
     config = ReproduceConfig.from_yaml(_write(tmp_path, tiny_config))
     gold = "0120120120"
@@ -298,7 +316,9 @@ def test_summary_from_result_files(tmp_path, tiny_config):
                   "training": {"steps": 2}, "average": acc,
                   "eval": [{"name": "snli", "n_examples": 10, "accuracy_mean": acc, "examples_sha": "s", "gold": gold, "predictions": preds[p.run.run_id]}]}  # fmt: skip
         (arms / f"{p.run.run_id}.json").write_text(json.dumps(record))
-    (arms / "kcenter-2--sel0-train1.json").write_text((arms / "kcenter-2--sel0-train1.json").read_text().replace(run_hash(config, plan_runs(config)[4]), "stale"))
+    (arms / "kcenter-2--sel0-train1.json").write_text(
+        (arms / "kcenter-2--sel0-train1.json").read_text().replace(run_hash(config, plan_runs(config)[4]), "stale")
+    )
     planned = run_states(config)
     states = {p.run.run_id: p.state for p in planned}
     assert states["random-2--sel0-train0"] == "done" and states["kcenter-2--sel0-train1"] == "stale" and states["base-model"] == "todo"
@@ -370,14 +390,19 @@ def test_every_arm_end_to_end_accumulates_and_pushes(tmp_path, tiny_config, tiny
     assert "| random 2% | 2 of 2 |" in table and "±" in table and "Paired difference against **random 2%**" in table
     assert (results_dir / "accuracy_vs_fraction.png").read_bytes()[:4] == b"\x89PNG"
     summary = json.loads((results_dir / "results.json").read_text())
-    assert summary["runs_done"] == 7 and {e["arm"] for e in summary["paired"]} == {"kcenter 2%", "random 4%, equal steps", "full task data", "base model"}
+    assert summary["runs_done"] == 7 and {e["arm"] for e in summary["paired"]} == {
+        "kcenter 2%",
+        "random 4%, equal steps",
+        "full task data",
+        "base model",
+    }
     for entry in summary["paired"]:  # every arm pairs with the reference on the same examples
         assert entry["average"] is not None and entry["average"]["low"] <= entry["average"]["diff"] <= entry["average"]["high"]
 
     # Pushed: subset + adapter of each run trained in this call, and the results dataset with every result file.
     from huggingface_hub import HfApi
 
-    from ltd_hub.hub import read_card_text
+    from ltd_hub.hub.gateway import read_card_text
 
     api = HfApi()
     assert api.repo_exists(f"{TEST_USER}/tiny-repro-kcenter-2", repo_type="dataset")
@@ -405,7 +430,10 @@ def test_gpu_script_runs_a_tiny_config(tmp_path, tiny_config, tiny_model_id, hub
 
     base = snapshot_download(tiny_model_id)  # the device has no Hub: the script takes a local base model folder
     tiny_config.update(base_model=base, encoder="sentence-transformers/all-MiniLM-L6-v2", train_seeds=[0], compare_to=None)
-    tiny_config["arms"] = [{"name": "base model", "kind": "base"}, {"name": "kcenter 2%", "selection": {"strategy": "kcenter", "ratio": 0.02}}]
+    tiny_config["arms"] = [
+        {"name": "base model", "kind": "base"},
+        {"name": "kcenter 2%", "selection": {"strategy": "kcenter", "ratio": 0.02}},
+    ]
     config = _write(tmp_path, tiny_config)
     out = tmp_path / "out"
     env = {**os.environ, "OUT": str(out), "LTD_GPU_WORK": str(tmp_path / "work"), "OMP_NUM_THREADS": "1", "PYTHON": sys.executable}

@@ -26,8 +26,11 @@ import pytest
 from conftest import TEST_USER
 from helpers import one_error_line
 
-from ltd_hub.cli import main
+from ltd_hub.cli.main import main
 from ltd_hub.errors import UsageError
+
+# These tests talk to the session's embedded Hub (HF_ENDPOINT points at it).
+pytestmark = pytest.mark.usefixtures("hub")
 
 _WORDS = "cat dog bird fish tree rock river cloud stone field lamp door".split()
 
@@ -103,19 +106,21 @@ def test_full_disk_under_the_cache_is_one_line_naming_it_and_leaves_no_partial_f
 
 
 def _fail_writes(monkeypatch: pytest.MonkeyPatch, prefix: str) -> None:
-    """ENOSPC for every write to a file whose name starts with ``prefix`` (whichever way it is written)."""
+    """ENOSPC for every write to a file whose name starts with ``prefix`` (whichever way it is written),
+    or to the temporary file an atomic write stages it in (``.<prefix>.*.tmp``, see ltd_hub.files)."""
     real_open, real_write_text = builtins.open, Path.write_text
+    names = (prefix, f".{prefix}.")
 
     def full(path) -> OSError:
         return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
 
     def fake_open(file, mode="r", *args, **kwargs):
-        if any(c in mode for c in "wax+") and Path(os.fspath(file)).name.startswith(prefix):
+        if any(c in mode for c in "wax+") and Path(os.fspath(file)).name.startswith(names):
             raise full(file)
         return real_open(file, mode, *args, **kwargs)
 
     def fake_write_text(self, *args, **kwargs):
-        if self.name.startswith(prefix):
+        if self.name.startswith(names):
             raise full(self)
         return real_write_text(self, *args, **kwargs)
 
@@ -125,7 +130,7 @@ def _fail_writes(monkeypatch: pytest.MonkeyPatch, prefix: str) -> None:
 
 @pytest.mark.parametrize("prefix", ["meta.json", "partial.json"])
 def test_full_disk_on_a_cache_json_names_the_cache_and_the_next_run_succeeds(prefix, cache_root, monkeypatch):
-    from ltd_hub.encoders import encode_cached, get_encoder
+    from ltd_hub.selection.encoders import encode_cached, get_encoder
 
     texts = [r["inputs"] for r in _rows(80)]
     with monkeypatch.context() as patch:
@@ -144,7 +149,7 @@ def test_full_disk_on_a_cache_json_names_the_cache_and_the_next_run_succeeds(pre
 
 def test_full_disk_when_reserving_the_embeddings_file_is_one_line(cache_root, monkeypatch):
     """Where no tmpfs can be mounted: the allocation of partial.npy fails as a full disk does."""
-    from ltd_hub import encoders
+    from ltd_hub.selection import encoders
 
     def no_room(fd, offset, length):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
@@ -179,13 +184,13 @@ def _damage(folder: Path, how: str) -> None:
     "how", ["meta-empty", "meta-truncated", "meta-not-an-object", "embeddings-truncated", "embeddings-empty", "embeddings-missing"]
 )
 def test_a_damaged_cache_entry_is_discarded_with_one_line_and_rebuilt(how, cache_root, caplog):
-    from ltd_hub.encoders import encode_cached, get_encoder
+    from ltd_hub.selection.encoders import encode_cached, get_encoder
 
     texts = [r["inputs"] for r in _rows(60)]
     first, stats = encode_cached(get_encoder("lexical"), texts, {"test": how}, progress=False)
     folder = cache_root / "embeddings" / stats.cache_key
     _damage(folder, how)
-    with caplog.at_level(logging.WARNING, logger="ltd_hub.encoders"):
+    with caplog.at_level(logging.WARNING, logger="ltd_hub.selection.encoders"):
         X, stats = encode_cached(get_encoder("lexical"), texts, {"test": how}, progress=False)
     assert not stats.cache_hit and np.allclose(X, first, atol=1e-6)
     warnings = [r.getMessage() for r in caplog.records if "discarded" in r.getMessage()]
@@ -196,7 +201,7 @@ def test_a_damaged_cache_entry_is_discarded_with_one_line_and_rebuilt(how, cache
 
 def _interrupted_entry(cache_root: Path, monkeypatch, texts: list[str], tag: str) -> Path:
     """Encode in chunks of 20 rows and stop with Ctrl-C in the second chunk; returns the entry folder."""
-    from ltd_hub import encoders
+    from ltd_hub.selection import encoders
 
     monkeypatch.setattr(encoders, "_CHUNK_ROWS", 20)
     original = encoders.LexicalEncoder.encode_batch
@@ -219,7 +224,7 @@ def _interrupted_entry(cache_root: Path, monkeypatch, texts: list[str], tag: str
 
 @pytest.mark.parametrize("how", ["state-empty", "state-garbage", "state-missing", "partial-npy-empty"])
 def test_a_damaged_partial_entry_restarts_the_encoding(how, cache_root, monkeypatch, caplog):
-    from ltd_hub.encoders import encode_cached, get_encoder
+    from ltd_hub.selection.encoders import encode_cached, get_encoder
 
     texts = [r["inputs"] for r in _rows(60, seed=3)]
     folder = _interrupted_entry(cache_root, monkeypatch, texts, how)
@@ -231,7 +236,7 @@ def test_a_damaged_partial_entry_restarts_the_encoding(how, cache_root, monkeypa
         (folder / "partial.json").unlink()
     elif how == "partial-npy-empty":
         (folder / "partial.npy").write_bytes(b"")
-    with caplog.at_level(logging.WARNING, logger="ltd_hub.encoders"):
+    with caplog.at_level(logging.WARNING, logger="ltd_hub.selection.encoders"):
         X, stats = encode_cached(get_encoder("lexical"), texts, {"test": how}, progress=False)
     fresh, _ = encode_cached(get_encoder("lexical"), texts, {"test": how + "-fresh"}, progress=False)
     assert not stats.cache_hit and np.allclose(X, fresh, atol=1e-6)
@@ -247,7 +252,7 @@ def test_a_damaged_cache_entry_does_not_block_push_subset(cache_root, tmp_path, 
     assert code == 0, err
     (entry,) = (cache_root / "embeddings").iterdir()
     (entry / "meta.json").write_text("")  # what a full disk while writing it used to leave
-    with caplog.at_level(logging.WARNING, logger="ltd_hub.encoders"):
+    with caplog.at_level(logging.WARNING, logger="ltd_hub.selection.encoders"):
         code, _, err = _cli(capsys, *args)
     assert code == 0, err
     assert f"discarded a damaged embedding cache entry in {entry}" in caplog.text
@@ -257,16 +262,16 @@ def test_a_damaged_cache_entry_does_not_block_push_subset(cache_root, tmp_path, 
 
 
 def test_rows_with_null_or_empty_targets_are_dropped_with_a_count(tmp_path, caplog):
-    from ltd_hub.subset import select_subset
+    from ltd_hub.selection.subset import select_subset
 
     rows = _rows(40)
     for i, bad in zip((3, 7, 11, 19), (None, "", "   ", None)):
         rows[i]["targets"] = bad
     pool = _jsonl(tmp_path / "pool.jsonl", rows)
-    with caplog.at_level(logging.WARNING, logger="ltd_hub.sources"):
+    with caplog.at_level(logging.WARNING, logger="ltd_hub.data.sources"):
         result = select_subset(pool, encoder="lexical", size=36, progress=False)
     assert "dropped 4 of 40 rows whose target column 'targets' is null or empty" in caplog.text
-    assert result.stats["n_filtered_rows"] == 36
+    assert result.stats.n_filtered_rows == 36
     assert all(isinstance(t, str) and t.strip() for t in result.dataset["targets"])
     assert not {3, 7, 11, 19} & set(result.manifest.row_indices), "row ids must stay source positions"
 
@@ -311,7 +316,7 @@ def test_reading_a_dataset_repo_an_interrupted_push_left_empty_says_how_to_clean
     repo_id = f"{TEST_USER}/robust-empty-{uuid.uuid4().hex[:8]}"
     HfApi().create_repo(repo_id, repo_type="dataset")
     fix = f"hf repos delete {repo_id} --repo-type dataset"
-    from ltd_hub.sources import load_instruction_data
+    from ltd_hub.data.sources import load_instruction_data
 
     with pytest.raises(UsageError, match="no data files") as no_data:
         load_instruction_data(repo_id)
@@ -333,7 +338,7 @@ def _superni(path: Path, definition, instances) -> Path:
 
 
 def test_superni_nulls_never_become_the_text_none(tmp_path, caplog):
-    from ltd_hub.sources import apply_filters, build_texts, load_source
+    from ltd_hub.data.sources import apply_filters, build_texts, load_source
 
     instances = [
         {"id": "a", "input": None, "output": ["yes"]},
@@ -342,7 +347,7 @@ def test_superni_nulls_never_become_the_text_none(tmp_path, caplog):
         {"id": "d", "input": "Last one.", "output": "maybe"},
     ]
     src = load_source(_superni(tmp_path / "task001_x.json", ["Say yes", "or no."], instances))
-    with caplog.at_level(logging.WARNING, logger="ltd_hub.sources"):
+    with caplog.at_level(logging.WARNING, logger="ltd_hub.data.sources"):
         filtered, rows = apply_filters(src)
     texts = build_texts(filtered, ["instruction", "input", "output", "all_outputs"])
     assert not any("None" in t for t in texts), texts
@@ -352,7 +357,7 @@ def test_superni_nulls_never_become_the_text_none(tmp_path, caplog):
 
 @pytest.mark.parametrize("definition", [None, "", [], 5])
 def test_superni_without_a_definition_is_one_line(definition, tmp_path):
-    from ltd_hub.sources import load_source
+    from ltd_hub.data.sources import load_source
 
     path = _superni(tmp_path / "task002_y.json", definition, [{"input": "x", "output": ["y"]}])
     with pytest.raises(UsageError, match=r"task002_y\.json: 'Definition' is"):
@@ -362,7 +367,7 @@ def test_superni_without_a_definition_is_one_line(definition, tmp_path):
 def test_build_texts_leaves_nulls_out_of_lists():
     import datasets
 
-    from ltd_hub.sources import build_texts
+    from ltd_hub.data.sources import build_texts
 
     ds = datasets.Dataset.from_dict({"a": ["x", None], "b": [["p", None, "q"], None]})
     assert build_texts(ds, ["a", "b"]) == ["x\np, q", ""]
@@ -389,7 +394,7 @@ Text the user wrote.
 def test_an_indented_dash_line_does_not_end_the_front_matter():
     from huggingface_hub import DatasetCard
 
-    from ltd_hub.cards import merge_card, split_card
+    from ltd_hub.hub.cards import merge_card, split_card
 
     meta, body = split_card(VALID_README)
     assert meta == DatasetCard(VALID_README).data.to_dict()
@@ -403,8 +408,8 @@ def test_an_indented_dash_line_does_not_end_the_front_matter():
 def test_a_pretty_name_with_a_dash_line_reads_back(tmp_path):
     from huggingface_hub import DatasetCard
 
-    from ltd_hub.cards import merge_card
-    from ltd_hub.subset import render_dataset_card, select_subset
+    from ltd_hub.hub.cards import merge_card
+    from ltd_hub.selection.subset import render_dataset_card, select_subset
 
     result = select_subset(_jsonl(tmp_path / "pool.jsonl", _rows(40)), encoder="lexical", size=3, progress=False)
     pretty = "Part one\n---\nPart two"
@@ -544,7 +549,7 @@ def test_the_same_source_twice_is_refused(tmp_path, capsys):
 
 
 def _push_config(config) -> str:
-    from ltd_hub import hub
+    from ltd_hub.hub import gateway as hub
 
     repo_id = f"{TEST_USER}/robust-{config.model_type}-{uuid.uuid4().hex[:8]}"
     hub.push_files(repo_id, {"config.json": config.to_json_string()}, repo_type="model", commit_message="config only")
@@ -554,7 +559,7 @@ def _push_config(config) -> str:
 def test_an_encoder_only_model_is_refused_as_a_causal_lm_encoder(tmp_path, capsys):
     from transformers import BertConfig, LlamaConfig, T5Config
 
-    from ltd_hub.encoders import get_encoder
+    from ltd_hub.selection.encoders import get_encoder
 
     bert = _push_config(BertConfig(vocab_size=64, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32))
     pool = _jsonl(tmp_path / "pool.jsonl", _rows(20))

@@ -21,7 +21,10 @@ from conftest import LTD_NLI, OTHER_TOKEN, TEST_TOKEN, TEST_USER
 from helpers import POOL_FILE, RTE_FILE, one_error_line, write_lines
 from huggingface_hub import HfApi
 
-from ltd_hub.cli import main
+from ltd_hub.cli.main import main
+
+# These tests talk to the session's embedded Hub (HF_ENDPOINT points at it).
+pytestmark = pytest.mark.usefixtures("hub")
 
 TOKEN_BYTES = TEST_TOKEN.encode()
 
@@ -211,7 +214,7 @@ def test_every_commands_token_of_any_shape_is_redacted(argv, tmp_path, capfd):
 
 
 def test_redact_masks_tokens_in_use_and_url_credentials():
-    from ltd_hub import hub
+    from ltd_hub.hub import gateway as hub
     from ltd_hub.redact import redact
 
     hub.resolve_token("api-token-of-odd-shape")  # an explicit token through the Python API
@@ -237,13 +240,17 @@ def test_a_token_given_as_repo_id_is_refused(repo_id, tmp_path, capfd):
 
 
 @pytest.mark.parametrize(
-    "repo_id", [f"{TEST_USER}/{TEST_TOKEN}", TEST_TOKEN, f"{TEST_USER}/hf_{'C3d4' * 9}"], ids=["namespaced-token", "bare-token", "token-shaped"]
+    "repo_id",
+    [f"{TEST_USER}/{TEST_TOKEN}", TEST_TOKEN, f"{TEST_USER}/hf_{'C3d4' * 9}"],
+    ids=["namespaced-token", "bare-token", "token-shaped"],
 )
 def test_a_token_given_as_repo_id_is_refused_by_a_dry_run(repo_id, tmp_path, capfd):
     """--dry-run writes the repo id into the card and prints it: refused before any work, nothing written."""
     pool = write_lines(POOL_FILE, tmp_path / "pool.jsonl", stop=40)
     out_dir = tmp_path / "out"
-    code = main(["push-subset", str(pool), "--encoder", "lexical", "--size", "4", "--dry-run", "--output-dir", str(out_dir), "--repo-id", repo_id])
+    code = main(
+        ["push-subset", str(pool), "--encoder", "lexical", "--size", "4", "--dry-run", "--output-dir", str(out_dir), "--repo-id", repo_id]
+    )
     out, err = capfd.readouterr()
     assert code == 2 and "looks like a Hub token" in one_error_line(err), err
     assert not out_dir.exists()
@@ -265,7 +272,7 @@ def test_endpoint_credentials_are_not_echoed(monkeypatch, capfd):
     assert code == 2 and "error:" in err and f"127.0.0.1:{closed}" in err, err
     assert "pa55w0rd" not in out + err and "carol" not in out + err
 
-    from ltd_hub import hub
+    from ltd_hub.hub import gateway as hub
 
     assert "pa55w0rd" not in hub._commit_url(f"{TEST_USER}/x", "dataset", "0" * 40)
 
@@ -274,9 +281,9 @@ def test_endpoint_credentials_stay_out_of_api_messages(monkeypatch):
     """Library errors that name the Hub (an unknown encoder, the quick start's base model) show its host only."""
     from huggingface_hub import constants
 
-    from ltd_hub import quickstart
-    from ltd_hub.encoders import get_encoder
     from ltd_hub.errors import UsageError
+    from ltd_hub.hub import gateway as hub
+    from ltd_hub.selection.encoders import get_encoder
 
     monkeypatch.setenv("HF_ENDPOINT", f"http://erin:hunter22@{constants.ENDPOINT.split('://', 1)[1]}")
     with pytest.raises(UsageError, match="not found on the Hub") as missing:
@@ -284,4 +291,4 @@ def test_endpoint_credentials_stay_out_of_api_messages(monkeypatch):
     assert "hunter22" not in str(missing.value) and "erin" not in str(missing.value)
     assert constants.ENDPOINT.split("://", 1)[1] in str(missing.value)
     monkeypatch.setattr(constants, "ENDPOINT", "http://erin:hunter22@hub.example")
-    assert quickstart._endpoint() == "http://***@hub.example"
+    assert hub.display_endpoint() == "http://***@hub.example"

@@ -135,10 +135,7 @@ def test_every_strategy_selects_distinct_rows_deterministically(name):
         assert (a.cluster_ids_ == a.clustering_.labels[a.indices_]).all()
         expected = np.linalg.norm(X[a.indices_] - a.clustering_.centers[a.cluster_ids_], axis=1)
         np.testing.assert_allclose(a.distances_, expected, rtol=1e-4, atol=1e-5)
-        assert (
-            a.cluster_budget_.sum() == 30
-            and np.bincount(a.cluster_ids_, minlength=a.n_clusters_).tolist() == a.cluster_budget_.tolist()
-        )
+        assert a.cluster_budget_.sum() == 30 and np.bincount(a.cluster_ids_, minlength=a.n_clusters_).tolist() == a.cluster_budget_.tolist()
     else:
         assert (a.cluster_ids_ == 0).all() and a.inertia_ is None
 
@@ -147,8 +144,7 @@ def test_every_strategy_selects_distinct_rows_deterministically(name):
 def test_random_strategies_depend_on_the_seed(name):
     X, _ = _blobs()
     assert (
-        get_selector(name, n_select=30, seed=0).fit(X).indices_.tolist()
-        != get_selector(name, n_select=30, seed=1).fit(X).indices_.tolist()
+        get_selector(name, n_select=30, seed=0).fit(X).indices_.tolist() != get_selector(name, n_select=30, seed=1).fit(X).indices_.tolist()
     )
 
 
@@ -206,16 +202,14 @@ def test_large_inputs_use_minibatch_kmeans():
     small = fit_kmeans(X, 6, seed=0, minibatch_threshold=10_000)
     large = fit_kmeans(X, 6, seed=0, minibatch_threshold=100)
     assert small.algorithm == "kmeans" and large.algorithm == "minibatch-kmeans"
-    assert (
-        large.sizes.sum() == len(X) and fit_kmeans(X, 6, seed=0, minibatch_threshold=100).labels.tolist() == large.labels.tolist()
-    )
+    assert large.sizes.sum() == len(X) and fit_kmeans(X, 6, seed=0, minibatch_threshold=100).labels.tolist() == large.labels.tolist()
 
 
 # --------------------------------------------------------------------------- lexical encoder
 
 
 def test_lexical_encoder_is_normalised_and_deterministic():
-    from ltd_hub.encoders import get_encoder
+    from ltd_hub.selection.encoders import get_encoder
 
     texts = [f"the cat sat on mat number {i}" if i % 2 else f"a dog ran in park {i}" for i in range(50)]
     enc = get_encoder("lexical")
@@ -242,7 +236,7 @@ def test_lexical_encoder_is_normalised_and_deterministic():
     ],
 )
 def test_unknown_encoders_list_the_valid_names(spec, message):
-    from ltd_hub.encoders import get_encoder
+    from ltd_hub.selection.encoders import get_encoder
 
     with pytest.raises(UsageError, match=message):
         get_encoder(spec)

@@ -1,4 +1,4 @@
-"""ltd_hub.sources: loading local files, SuperNI tasks and Hub datasets; column mapping; filters."""
+"""ltd_hub.data.sources: loading local files, SuperNI tasks and Hub datasets; column mapping; filters."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import json
 from pathlib import Path
 
 import pytest
-
 from conftest import TEST_USER
-from ltd_hub.errors import UsageError
-from ltd_hub.sources import apply_filters, build_texts, column_values, load_source, parse_filters, read_task_names
+
+from ltd_hub.data.sources import apply_filters, build_texts, column_values, load_source, parse_filters, read_task_names
+from ltd_hub.errors import UsageError, flag
 
 N_ROWS = 400
 
@@ -90,6 +90,25 @@ def test_other_file_types_give_the_same_rows(fmt: str, tmp_path: Path):
     assert src.columns.target == "targets"
 
 
+def test_pool_head_is_the_first_rows_of_any_format_and_rewritten_only_on_change(tmp_path: Path):
+    import pandas as pd
+
+    from ltd_hub.data.sources import write_pool_head
+
+    rows = _mixed_rows()
+    pd.DataFrame([{k: v for k, v in r.items() if k != "answer_choices"} for r in rows]).to_parquet(tmp_path / "pool.parquet")
+    target = tmp_path / "head.jsonl"
+    assert write_pool_head(tmp_path / "pool.parquet", 12, target) == 12
+    assert [json.loads(line)["id"] for line in target.read_text().splitlines()] == [r["id"] for r in rows[:12]]
+    mtime = target.stat().st_mtime_ns
+    assert write_pool_head(tmp_path / "pool.parquet", 12, target) == 12 and target.stat().st_mtime_ns == mtime
+    (tmp_path / "pool.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    assert write_pool_head(tmp_path / "pool.jsonl", 12, target, keep_existing=True) == 12
+    assert target.stat().st_mtime_ns == mtime  # kept as it is, though the bytes would differ
+    assert write_pool_head(tmp_path / "pool.jsonl", 50, target) == 30  # a short pool gives all its rows
+    assert target.read_text().splitlines() == [json.dumps(r) for r in rows]
+
+
 def test_glob_and_folder_load_every_file(tmp_path: Path):
     rows = _mixed_rows()
     for part in range(3):
@@ -163,8 +182,12 @@ def test_custom_columns_by_flag_and_missing_ones(tmp_path: Path):
         load_source(path)
     src = load_source(path, input_columns=["q"], target_column="a", task_column="topic")
     assert src.columns.inputs == ("q",) and src.columns.target == "a" and src.columns.task == "topic"
-    with pytest.raises(UsageError, match=r"column 'nope' \(--target-column\) not in the data; available columns: q, a, topic"):
+    with pytest.raises(UsageError, match=r"column 'nope' \(target_column\) not in the data; available columns: q, a, topic") as info:
         load_source(path, input_columns=["q"], target_column="nope")
+    assert info.value.render(flag) == "column 'nope' (--target-column) not in the data; available columns: q, a, topic"  # the CLI's line
+    with pytest.raises(UsageError, match=r"column 'nope' \(input_columns\)") as info:
+        load_source(path, input_columns=["nope"])
+    assert "(--input-column)" in info.value.render(flag)
 
 
 def test_build_texts_joins_fields_and_lists(tmp_path: Path):
@@ -202,7 +225,7 @@ def test_bad_files_fail_with_one_line(tmp_path: Path, name, content, message):
 def test_hub_dataset_source_pins_the_commit_and_reads_the_license():
     import datasets
 
-    from ltd_hub import hub
+    from ltd_hub.hub import gateway as hub
 
     repo_id = f"{TEST_USER}/sources-hub-pool"
     rows = _mixed_rows()
@@ -222,9 +245,7 @@ def test_hub_dataset_source_pins_the_commit_and_reads_the_license():
     # A later commit moves main; the old revision still loads the old rows.
     buffer = io.BytesIO()
     datasets.Dataset.from_list(rows[:10]).to_parquet(buffer)
-    hub.push_files(
-        repo_id, {"data/train-00000-of-00001.parquet": buffer.getvalue()}, repo_type="dataset", commit_message="shrink"
-    )
+    hub.push_files(repo_id, {"data/train-00000-of-00001.parquet": buffer.getvalue()}, repo_type="dataset", commit_message="shrink")
     assert len(load_source(repo_id).dataset) == 10
     assert len(load_source(repo_id, revision=first.revision).dataset) == 30
 
@@ -240,7 +261,7 @@ def test_hub_dataset_source_pins_the_commit_and_reads_the_license():
 def test_bad_hub_sources(source, kwargs, message):
     import datasets
 
-    from ltd_hub import hub
+    from ltd_hub.hub import gateway as hub
 
     buffer = io.BytesIO()
     datasets.Dataset.from_list(_mixed_rows()).to_parquet(buffer)

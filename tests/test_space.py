@@ -13,9 +13,12 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import READ_TOKEN, TEST_TOKEN, TEST_USER
-from ltd_hub.cli import main
+
+from ltd_hub.cli.main import main
+
+# These tests talk to the session's embedded Hub (HF_ENDPOINT points at it).
+pytestmark = pytest.mark.usefixtures("hub")
 
 # Small eval-like rows so that the adapters' training data and the examples never need the
 # shared data (the tests that use the real eval files ask for the `ltd_nli` fixture).
@@ -81,7 +84,7 @@ def make_adapter(base_id: str, folder: Path, seed: int) -> Path:
 
 
 def push_adapter(repo_id: str, folder: Path, card: str) -> None:
-    from ltd_hub import hub
+    from ltd_hub.hub import gateway as hub
 
     files = {p.name: p for p in folder.iterdir() if p.is_file() and p.name != "README.md"}
     files["README.md"] = card
@@ -94,15 +97,13 @@ def push_training_rows(repo_id: str, prompts: list[str]) -> None:
 
     import pandas as pd
 
-    from ltd_hub import hub
+    from ltd_hub.hub import gateway as hub
 
     frame = pd.DataFrame({"inputs": prompts, "targets": ["yes"] * len(prompts)})
     buffer = io.BytesIO()
     frame.to_parquet(buffer, index=False)
     card = "---\nlicense: apache-2.0\ntags:\n- ltd-hub\n---\nTraining rows for the Space tests.\n"
-    hub.push_files(
-        repo_id, {"data/train-00000.parquet": buffer.getvalue(), "README.md": card}, repo_type="dataset", commit_message="rows"
-    )
+    hub.push_files(repo_id, {"data/train-00000.parquet": buffer.getvalue(), "README.md": card}, repo_type="dataset", commit_message="rows")
 
 
 def write_eval_file(path: Path, rows: list[dict]) -> Path:
@@ -192,9 +193,7 @@ def running_app(space_repos: dict):
     bank = app.ModelBank(config)
     demo = app.build_demo(config, bank)
     port = _free_port()
-    demo.queue(default_concurrency_limit=1).launch(
-        server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True
-    )
+    demo.queue(default_concurrency_limit=1).launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     try:
         yield f"http://127.0.0.1:{port}/", bank, config
     finally:
@@ -254,8 +253,8 @@ def test_choice_probabilities_sum_to_one_and_match_each_adapter(client, running_
     from peft import AutoPeftModelForCausalLM
     from transformers import AutoTokenizer
 
-    from ltd_hub.evaluation import score_choices
-    from ltd_hub.training import PromptFormatter
+    from ltd_hub.evaluation.evaluator import score_choices
+    from ltd_hub.modeling import PromptFormatter
 
     row = space_repos["rows"][-1]
     out = _columns(_compare(client, row["inputs"], row["answer_choices"], row["targets"], include_base=True, tokens=2))
@@ -277,8 +276,8 @@ def test_choice_probabilities_sum_to_one_and_match_each_adapter(client, running_
 
 def test_space_formats_like_training(running_app):
     """The module shipped into the Space tokenises a prompt and an answer exactly as training does."""
+    from ltd_hub.modeling import PromptFormatter
     from ltd_hub.space import ltd_scoring
-    from ltd_hub.training import PromptFormatter
 
     tokenizer = running_app[1].tokenizer
     prompts, answers = ["Is the sky blue? yes or no", "Premise: a.\nHypothesis: b."], ["yes", "maybe so"]
@@ -373,9 +372,7 @@ def test_config_file_and_environment_overrides(tmp_path):
     app = _space_app()
     path = tmp_path / "space_config.json"
     path.write_text(
-        json.dumps(
-            {"base_model": "a/base", "adapters": {"full": "a/full", "subset": "a/sub", "random": "a/rnd"}, "unknown_key": 1}
-        )
+        json.dumps({"base_model": "a/base", "adapters": {"full": "a/full", "subset": "a/sub", "random": "a/rnd"}, "unknown_key": 1})
     )
     config = app.load_config(path, environ={})
     assert config.base_model == "a/base" and config.roles == ["full", "subset", "random"]
@@ -563,7 +560,7 @@ def test_push_space_bad_input_pushes_nothing(case, space_repos, tmp_path, capsys
 
 
 def test_examples_from_the_real_eval_data(ltd_nli):
-    from ltd_hub.space_publish import pick_examples, read_examples
+    from ltd_hub.spaces.publish import pick_examples, read_examples
 
     sources = {name: read_examples(str(ltd_nli / "eval" / f"{name}.jsonl.gz")) for name in ("rte", "anli_r1")}
     assert len(sources["rte"]) == 2770
@@ -575,11 +572,9 @@ def test_examples_from_the_real_eval_data(ltd_nli):
 
 
 def test_pick_examples_spreads_templates_and_skips_training_rows():
-    from ltd_hub.space_publish import pick_examples
+    from ltd_hub.spaces.publish import pick_examples
 
-    rows = [
-        {"prompt": f"p{i}", "gold": "yes", "choices": ["yes", "no"], "dataset": "d", "template": f"t{i % 4}"} for i in range(40)
-    ]
+    rows = [{"prompt": f"p{i}", "gold": "yes", "choices": ["yes", "no"], "dataset": "d", "template": f"t{i % 4}"} for i in range(40)]
     picked, dropped = pick_examples({"a": rows}, 4, seed=3, exclude_prompts={f"p{i}" for i in range(0, 40, 2)})
     assert dropped == 20 and len(picked) == 4
     assert all(int(row["prompt"][1:]) % 2 == 1 for row in picked)
@@ -637,9 +632,7 @@ def test_pushed_space_starts_from_its_own_repo(pushed_space, tmp_path):
     port = _free_port()
     log = tmp_path / "app.log"
     with open(log, "w") as sink:
-        process = subprocess.Popen(
-            [sys.executable, "app.py"], cwd=folder, env=_app_env(port), stdout=sink, stderr=subprocess.STDOUT
-        )
+        process = subprocess.Popen([sys.executable, "app.py"], cwd=folder, env=_app_env(port), stdout=sink, stderr=subprocess.STDOUT)
     try:
         _wait_for_app(f"http://127.0.0.1:{port}/", process, log)
         _query_pushed_space(f"http://127.0.0.1:{port}/", json.loads((folder / "space_config.json").read_text()))
@@ -696,15 +689,13 @@ def test_space_compares_adapters_of_smollm2(seeded_hub, ltd_nli, tmp_path):
     """SmolLM2-135M-Instruct with two adapters, one RTE prompt: both columns answer, probabilities sum to 1."""
     from gradio_client import Client
 
-    from ltd_hub.space_publish import read_examples
+    from ltd_hub.spaces.publish import read_examples
 
     base = "HuggingFaceTB/SmolLM2-135M-Instruct"
     ids = {}
     for role, seed in (("full", 11), ("subset", 12)):
         ids[role] = f"{TEST_USER}/smollm2-{role}-lora"
-        push_adapter(
-            ids[role], make_adapter(base, tmp_path / role, seed), adapter_card(ids[role], base, f"{TEST_USER}/x", {"RTE": 0.5})
-        )
+        push_adapter(ids[role], make_adapter(base, tmp_path / role, seed), adapter_card(ids[role], base, f"{TEST_USER}/x", {"RTE": 0.5}))
     example = read_examples(str(ltd_nli / "eval" / "rte.jsonl.gz"))[0]
     app = _space_app()
     config = app.SpaceConfig(base_model=base, adapters=ids, max_new_tokens=8)
@@ -713,9 +704,7 @@ def test_space_compares_adapters_of_smollm2(seeded_hub, ltd_nli, tmp_path):
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     try:
         client = Client(f"http://127.0.0.1:{port}/", analytics_enabled=False, verbose=False)
-        result = client.predict(
-            example["prompt"], "\n".join(example["choices"]), example["gold"], 8, 0.0, True, api_name="/compare"
-        )
+        result = client.predict(example["prompt"], "\n".join(example["choices"]), example["gold"], 8, 0.0, True, api_name="/compare")
         out = _columns(result, roles=("full", "subset", "base"))
         assert all(out["answers"][r] for r in ("full", "subset", "base"))
         for role in ("full", "subset", "base"):

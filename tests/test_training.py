@@ -12,8 +12,12 @@ import yaml
 from conftest import LTD_NLI, OTHER_USER, TEST_USER
 from helpers import one_error_line
 
-from ltd_hub.cli import main
-from ltd_hub.training import PromptFormatter, TrainConfig
+from ltd_hub.cli.main import main
+from ltd_hub.modeling import PromptFormatter
+from ltd_hub.training import TrainConfig, TrainingSummary
+
+# These tests talk to the session's embedded Hub (HF_ENDPOINT points at it).
+pytestmark = pytest.mark.usefixtures("hub")
 
 
 def _pool_rows(n: int) -> list[dict]:
@@ -73,7 +77,8 @@ def test_padding_free_batches_give_the_same_loss_as_padded_ones(tiny_model_id, t
     """The flattened batch with restarting position ids must be attention-isolated per row."""
     import torch
 
-    from ltd_hub.training import build_collator, load_base_model
+    from ltd_hub.modeling import load_base_model
+    from ltd_hub.training import build_collator
 
     fmt = PromptFormatter(tiny_tokenizer)
     rows = [("short?", "Yes"), ("a much longer prompt " * 6, "No"), ("medium prompt here", "Maybe"), ("x", "True")]
@@ -99,7 +104,16 @@ def test_padding_free_batches_give_the_same_loss_as_padded_ones(tiny_model_id, t
 def test_yaml_config_is_overridden_by_flags(tmp_path):
     config_file = tmp_path / "train.yaml"
     config_file.write_text(
-        yaml.safe_dump({"dataset": "a.jsonl", "base_model": "m/x", "output_dir": "out", "learning_rate": 1e-3, "lora_r": 4, "lora_target_modules": ["q_proj"]})
+        yaml.safe_dump(
+            {
+                "dataset": "a.jsonl",
+                "base_model": "m/x",
+                "output_dir": "out",
+                "learning_rate": 1e-3,
+                "lora_r": 4,
+                "lora_target_modules": ["q_proj"],
+            }
+        )
     )
     config = TrainConfig.from_yaml(config_file, {"lora_r": 16})
     assert config.learning_rate == 1e-3 and config.lora_r == 16 and config.lora_target_modules == ["q_proj"]
@@ -119,7 +133,20 @@ def test_cli_flags_only_override_what_was_given(tmp_path, monkeypatch):
     config_file = tmp_path / "train.yaml"
     config_file.write_text("dataset: a.jsonl\nbase_model: m/x\noutput_dir: out\nlearning_rate: 0.001\nbf16: false\n")
     with pytest.raises(SystemExit):
-        main(["train", "--config", str(config_file), "--lora-r", "4", "--per_device_train_batch_size", "2", "--lora-target-modules", "q_proj", "v_proj"])
+        main(
+            [
+                "train",
+                "--config",
+                str(config_file),
+                "--lora-r",
+                "4",
+                "--per_device_train_batch_size",
+                "2",
+                "--lora-target-modules",
+                "q_proj",
+                "v_proj",
+            ]
+        )
     config = seen["config"]
     assert config.learning_rate == 0.001 and config.bf16 is False
     assert config.lora_r == 4 and config.per_device_train_batch_size == 2 and config.lora_target_modules == ["q_proj", "v_proj"]
@@ -161,6 +188,10 @@ def test_train_local_file_writes_adapter_card_and_summary(tmp_path, pool_file, t
     assert summary["training"]["steps"] == 2 and summary["training"]["train_tokens"] > 0
     # Resolved, not "auto": on CPU with SDPA attention, length-grouped padding is the faster choice.
     assert summary["hyperparameters"]["padding_free"] is False and summary["hyperparameters"]["group_by_length"] is True
+    assert list(summary) == ["ltd_hub_version", "base_model", "base_model_path", "license", "dataset", "formatting",
+                             "hyperparameters", "training", "versions"]  # fmt: skip
+    assert list(summary["dataset"])[-3:] == ["selection", "private_sources", "dropped_rows"]
+    assert TrainingSummary.from_dict(summary).to_dict() == summary  # the typed summary reads back what it wrote
     adapter_config = json.loads((out / "adapter_config.json").read_text())
     assert adapter_config["base_model_name_or_path"] == tiny_model_id
     assert adapter_config["peft_type"] == "LORA" and adapter_config["r"] == 8
@@ -195,8 +226,8 @@ def test_train_from_a_hub_subset_and_push_in_one_commit(tmp_path, tiny_model_id,
     import pandas as pd
     from huggingface_hub import HfApi
 
-    from ltd_hub import hub
-    from ltd_hub.manifest import SelectedRow, SelectionManifest
+    from ltd_hub.hub import gateway as hub
+    from ltd_hub.selection.manifest import SelectedRow, SelectionManifest
 
     rows = _pool_rows(64)
     buffer = io.BytesIO()
@@ -244,12 +275,15 @@ def test_a_local_subset_folder_with_superni_columns_uses_the_manifest_mapping(tm
     import pandas as pd
 
     from ltd_hub import train
-    from ltd_hub.sources import load_instruction_data
+    from ltd_hub.data.sources import load_instruction_data
     from ltd_hub.training import resolve_columns
 
     folder = tmp_path / "subset"
     (folder / "data").mkdir(parents=True)
-    rows = [{"task_name": "task190", "instruction": "Decide entailment.", "input": f"Premise {i}. Hypothesis {i}.", "output": "yes"} for i in range(12)]
+    rows = [
+        {"task_name": "task190", "instruction": "Decide entailment.", "input": f"Premise {i}. Hypothesis {i}.", "output": "yes"}
+        for i in range(12)
+    ]
     pd.DataFrame(rows).to_parquet(folder / "data" / "train-00000-of-00001.parquet")
     (folder / "selection_manifest.json").write_text(json.dumps({"columns": {"inputs": ["instruction", "input"], "target": "output"},
                                                                 "selection": {"strategy": "random", "ratio": 0.01}, "filter": {"n_rows": 1200}}))  # fmt: skip
@@ -268,7 +302,7 @@ def test_a_local_subset_folder_with_superni_columns_uses_the_manifest_mapping(tm
 def test_trains_on_what_push_subset_writes_and_cards_its_selection(tmp_path, tiny_model_id, ltd_nli):
     """Integration with selection: a real coreset (lexical encoder) written as a push would commit it."""
     from ltd_hub import train
-    from ltd_hub.subset import select_subset, write_subset_files
+    from ltd_hub.selection.subset import select_subset, write_subset_files
 
     pool = _write_jsonl(tmp_path / "pool.jsonl", _pool_rows(200))
     result = select_subset(str(pool), ratio=0.1, encoder="lexical", seed=0)
@@ -287,8 +321,8 @@ def test_trains_on_what_push_subset_writes_and_cards_its_selection(tmp_path, tin
 def test_failed_push_keeps_the_adapter_and_push_adapter_retries(tmp_path, pool_file, tiny_model_id, monkeypatch, capsys):
     from huggingface_hub import HfApi
 
-    from ltd_hub import hub
     from ltd_hub.errors import HubError
+    from ltd_hub.hub import gateway as hub
 
     real_push = hub.push_files
 
@@ -316,7 +350,9 @@ def test_the_same_command_runs_distributed_on_two_processes(tmp_path, pool_file,
     out = tmp_path / "adapter"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "ltd_hub.cli",
            *_train_args(pool_file, tiny_model_id, out, "--no-bf16")]  # fmt: skip
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH")])))
+    env = dict(
+        os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH")]))
+    )
     result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.count("adapter saved to") == 1  # only the main rank reports

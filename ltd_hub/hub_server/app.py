@@ -24,9 +24,22 @@ from starlette.routing import Route
 from ltd_hub.hub_server import errors, lfs, names
 from ltd_hub.hub_server.auth import INVALID_CREDENTIALS, Auth, User, can_read, require_write
 from ltd_hub.hub_server.cardmeta import CardMetadataError, card_metadata, front_matter, parse_metadata
-from ltd_hub.hub_server.context import HubContext, Limits, caller, endpoint_of, field, hub_context, load_repo, loads_json, read_body, read_json, repo_url
+from ltd_hub.hub_server.context import (
+    HubContext,
+    Limits,
+    caller,
+    endpoint_of,
+    field,
+    hub_context,
+    load_repo,
+    loads_json,
+    read_body,
+    read_json,
+    repo_url,
+)
 from ltd_hub.hub_server.errors import HubHTTPError, bad_request
 from ltd_hub.hub_server.storage import AddFile, AddLfs, Delete, HubStorage, Repo, Snapshot
+
 
 def _iso(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z")
@@ -93,7 +106,15 @@ async def whoami(request: Request) -> Response:
     user = caller(request)
     if user is None:
         raise HubHTTPError(401, "Unauthorized", INVALID_CREDENTIALS)
-    return JSONResponse({"type": "user", "name": user.name, "fullname": user.name, "orgs": [], "auth": {"type": "access_token", "accessToken": {"displayName": "ltd-hub", "role": user.role}}})
+    return JSONResponse(
+        {
+            "type": "user",
+            "name": user.name,
+            "fullname": user.name,
+            "orgs": [],
+            "auth": {"type": "access_token", "accessToken": {"displayName": "ltd-hub", "role": user.role}},
+        }
+    )
 
 
 async def validate_yaml(request: Request) -> Response:
@@ -137,7 +158,9 @@ async def create_repo(request: Request) -> Response:
         raise bad_request("A Space needs sdk: gradio, docker, static or streamlit")
     storage = hub_context(request).storage
     try:
-        repo = await run_in_threadpool(storage.create, repo_type, repo_id, author=user.name, private=_is_private(body), sdk=sdk if repo_type == "space" else None)
+        repo = await run_in_threadpool(
+            storage.create, repo_type, repo_id, author=user.name, private=_is_private(body), sdk=sdk if repo_type == "space" else None
+        )
     except FileExistsError as exc:  # also when only the case differs: the Hub's ids are case-insensitive
         message = f"You already created this {repo_type} repo"
         url = f"{endpoint_of(request)}/{names.URL_PREFIX[repo_type]}{exc.args[0] if exc.args else repo_id}"
@@ -199,7 +222,13 @@ def repo_info(request: Request) -> Response:
     if repo.repo_type == "model":
         info.update(modelId=repo.repo_id, library_name=(data or {}).get("library_name"), pipeline_tag=(data or {}).get("pipeline_tag"))
     if repo.repo_type == "space":
-        info.update(sdk=meta.get("sdk"), runtime={"stage": "NO_APP_FILE" if "app.py" not in repo.snapshot(commit).files else "BUILDING", "hardware": {"current": None, "requested": None}})
+        info.update(
+            sdk=meta.get("sdk"),
+            runtime={
+                "stage": "NO_APP_FILE" if "app.py" not in repo.snapshot(commit).files else "BUILDING",
+                "hardware": {"current": None, "requested": None},
+            },
+        )
     return JSONResponse(info)
 
 
@@ -211,10 +240,25 @@ def list_repos(request: Request) -> Response:
     items = []
     for repo in hub_context(request).storage.list(repo_type):
         meta = repo.meta
-        if not can_read(user, repo.repo_id, meta["private"]) or (author and repo.repo_id.split("/")[0] != author) or search not in repo.repo_id.lower():
+        if (
+            not can_read(user, repo.repo_id, meta["private"])
+            or (author and repo.repo_id.split("/")[0] != author)
+            or search not in repo.repo_id.lower()
+        ):
             continue
         head = repo.read_ref("refs/heads/main")
-        items.append({"id": repo.repo_id, "author": repo.repo_id.split("/")[0], "private": meta["private"], "sha": head, "lastModified": _iso(repo.read_commit(head).timestamp) if head else None, "tags": [], "downloads": 0, "likes": 0})
+        items.append(
+            {
+                "id": repo.repo_id,
+                "author": repo.repo_id.split("/")[0],
+                "private": meta["private"],
+                "sha": head,
+                "lastModified": _iso(repo.read_commit(head).timestamp) if head else None,
+                "tags": [],
+                "downloads": 0,
+                "likes": 0,
+            }
+        )
     return _paginate(request, items, 1000)
 
 
@@ -259,8 +303,10 @@ async def paths_info(request: Request) -> Response:
 
 def refs(request: Request) -> Response:
     repo, _ = load_repo(request)
+
     def listing(kind: str, prefix: str) -> list[dict]:
         return [{"name": n, "ref": f"{prefix}{n}", "targetCommit": c} for n, c in repo.list_refs(kind).items()]
+
     result = {"branches": listing("heads", "refs/heads/"), "tags": listing("tags", "refs/tags/"), "converts": []}
     if _truthy(request.query_params.get("include_prs")):
         result["pullRequests"] = listing("pr", "refs/pr/")
@@ -354,7 +400,9 @@ async def preupload(request: Request) -> Response:
             sample = base64.b64decode(field(item, "sample", str, ""), validate=True)
         except ValueError:
             raise bad_request(f"Invalid base64 sample for {path}") from None
-        lfs_mode = size >= hub_context(request).limits.max_regular_file_bytes or b"\x00" in sample or any(_matches(p, path) for p in patterns)
+        lfs_mode = (
+            size >= hub_context(request).limits.max_regular_file_bytes or b"\x00" in sample or any(_matches(p, path) for p in patterns)
+        )
         entry = {"path": path, "uploadMode": "lfs" if lfs_mode else "regular", "shouldIgnore": False}
         if path in snap.files:
             info = repo.blob_info(snap.files[path])
@@ -375,13 +423,19 @@ def _parse_commit(raw: bytes, limits: Limits) -> tuple[str, str | None, list]:
             if key == "header":
                 header = value
             elif key == "file":
-                content = base64.b64decode(value["content"], validate=True) if value.get("encoding", "base64") == "base64" else str(value["content"]).encode()
+                content = (
+                    base64.b64decode(value["content"], validate=True)
+                    if value.get("encoding", "base64") == "base64"
+                    else str(value["content"]).encode()
+                )
                 if len(content) > limits.max_regular_file_bytes:
                     raise bad_request(f"{value['path']} is larger than {limits.max_regular_file_bytes} bytes: upload it with LFS")
                 operations.append(AddFile(names.file_path(value["path"]), content))
             elif key == "lfsFile":
                 size = value.get("size")
-                operations.append(AddLfs(names.file_path(value["path"]), names.lfs_oid(value["oid"]), int(size) if size is not None else None))
+                operations.append(
+                    AddLfs(names.file_path(value["path"]), names.lfs_oid(value["oid"]), int(size) if size is not None else None)
+                )
             elif key in ("deletedFile", "deletedFolder"):
                 operations.append(Delete(names.file_path(str(value["path"]).rstrip("/")), folder=key == "deletedFolder"))
             else:

@@ -70,7 +70,9 @@ def parse_metadata(yaml_text: str):
         raise CardMetadataError(f"metadata nests deeper than {MAX_DEPTH} levels") from None
     budget = 2 * len(yaml_text) + EXPANSION_SLACK
     if _expanded_size(data, budget) > budget:
-        raise CardMetadataError("metadata aliases expand far beyond the card's size (a YAML alias bomb); write the values out instead of using anchors")
+        raise CardMetadataError(
+            "metadata aliases expand far beyond the card's size (a YAML alias bomb); write the values out instead of using anchors"
+        )
     return _jsonable(data)
 
 

@@ -37,7 +37,12 @@ ENDPOINTS = {
 }
 KINDS = ("500", "503", "429", "drop", "lost")  # what a client should recover from
 FINAL_KINDS = ("enospc",)  # what it should report at once, not retry
-_OPTIONS = {"times": (int, "a whole number >= 0"), "p": (float, "a number from 0 to 1"), "seed": (int, "a whole number"), "retry_after": (int, "whole seconds >= 0")}
+_OPTIONS = {
+    "times": (int, "a whole number >= 0"),
+    "p": (float, "a number from 0 to 1"),
+    "seed": (int, "a whole number"),
+    "retry_after": (int, "whole seconds >= 0"),
+}
 
 
 @dataclass
@@ -65,7 +70,7 @@ class Fault:
         self._rng = random.Random(self.seed)
 
     @classmethod
-    def parse(cls, spec: str) -> "Fault":
+    def parse(cls, spec: str) -> Fault:
         """Parse ``ENDPOINT:KIND[:key=value...]``.
 
         Example:

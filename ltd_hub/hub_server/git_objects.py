@@ -47,9 +47,7 @@ def _sort_key(entry: TreeEntry) -> bytes:
 
 
 def encode_tree(entries: list[TreeEntry]) -> bytes:
-    return b"".join(
-        e.mode + b" " + e.name.encode() + b"\x00" + bytes.fromhex(e.oid) for e in sorted(entries, key=_sort_key)
-    )
+    return b"".join(e.mode + b" " + e.name.encode() + b"\x00" + bytes.fromhex(e.oid) for e in sorted(entries, key=_sort_key))
 
 
 def decode_tree(body: bytes) -> list[TreeEntry]:
@@ -81,7 +79,7 @@ class Commit:
         return ("\n".join(lines) + "\n\n" + self.message.rstrip("\n") + "\n").encode()
 
     @classmethod
-    def decode(cls, body: bytes) -> "Commit":
+    def decode(cls, body: bytes) -> Commit:
         head, _, message = body.decode().partition("\n\n")
         tree, parents, author, timestamp = "", [], "", 0
         for line in head.split("\n"):

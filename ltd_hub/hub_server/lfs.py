@@ -14,8 +14,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from ltd_hub.hub_server import errors, names
-from ltd_hub.hub_server.context import endpoint_of, hub_context, load_repo, read_json
 from ltd_hub.hub_server.auth import require_write
+from ltd_hub.hub_server.context import endpoint_of, hub_context, load_repo, read_json
 from ltd_hub.hub_server.errors import HubHTTPError
 
 UPLOAD_URL_TTL_S = 3600

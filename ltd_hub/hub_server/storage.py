@@ -34,7 +34,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ltd_hub.hub_server import errors, names
-from ltd_hub.hub_server.git_objects import FILE_MODE, TREE_MODE, Commit, TreeEntry, decode_tree, encode_tree, lfs_pointer, object_id, parse_lfs_pointer
+from ltd_hub.hub_server.git_objects import (
+    FILE_MODE,
+    TREE_MODE,
+    Commit,
+    TreeEntry,
+    decode_tree,
+    encode_tree,
+    lfs_pointer,
+    object_id,
+    parse_lfs_pointer,
+)
 
 DEFAULT_BRANCH = "main"
 _GITATTRIBUTES_LFS = [
@@ -265,7 +275,9 @@ class Repo:
                 handle.flush()
                 os.fsync(handle.fileno())
             if size != expected_size or digest.hexdigest() != oid:
-                raise errors.bad_request(f"LFS upload does not match its oid/size: expected {oid} ({expected_size} bytes), got {digest.hexdigest()} ({size} bytes)")
+                raise errors.bad_request(
+                    f"LFS upload does not match its oid/size: expected {oid} ({expected_size} bytes), got {digest.hexdigest()} ({size} bytes)"
+                )
             final.parent.mkdir(parents=True, exist_ok=True)
             os.replace(tmp, final)
             fsync_dir(final.parent)
@@ -325,7 +337,7 @@ class Repo:
 
     def branch_ref(self, revision: str) -> str:
         """The ref a commit to ``revision`` moves: a branch or a PR ref (404 if neither)."""
-        if revision.startswith("refs/pr/") or revision.startswith("refs/heads/"):
+        if revision.startswith(("refs/pr/", "refs/heads/")):
             ref = revision
         else:
             ref = f"refs/heads/{revision}"
@@ -422,7 +434,17 @@ class Repo:
         entries += [TreeEntry(name, TREE_MODE, self._write_tree(sub)) for name, sub in children.items()]
         return self.write_object("tree", encode_tree(entries))
 
-    def commit(self, ref: str, operations: list, *, message: str, author: str, parent: str | None = None, base: str | None = None, skip_if_unchanged: bool = False) -> str:
+    def commit(
+        self,
+        ref: str,
+        operations: list,
+        *,
+        message: str,
+        author: str,
+        parent: str | None = None,
+        base: str | None = None,
+        skip_if_unchanged: bool = False,
+    ) -> str:
         """Apply ``operations`` on top of ``ref`` (or ``base``) in one commit and move ``ref``.
 
         Raises 412 when ``parent`` is given and is not the current head (optimistic concurrency).
@@ -506,7 +528,12 @@ class HubStorage:
                 repo = Repo(staging, repo_type, repo_id)
                 repo.write_meta({"private": bool(private), "sdk": sdk, "createdAt": time.time()})
                 atomic_write(staging / "HEAD", f"ref: refs/heads/{DEFAULT_BRANCH}\n".encode(), repo.tmp)  # a bare repo for `git`
-                repo.commit(f"refs/heads/{DEFAULT_BRANCH}", [AddFile(".gitattributes", DEFAULT_GITATTRIBUTES)], message="initial commit", author=author)
+                repo.commit(
+                    f"refs/heads/{DEFAULT_BRANCH}",
+                    [AddFile(".gitattributes", DEFAULT_GITATTRIBUTES)],
+                    message="initial commit",
+                    author=author,
+                )
                 final.parent.mkdir(parents=True, exist_ok=True)
                 os.rename(staging, final)
             except BaseException:

@@ -25,6 +25,7 @@ def default_strategy(grouped: bool) -> str:
     """The default strategy: :data:`DEFAULT_GROUPED_STRATEGY` over examples, else :data:`DEFAULT_STRATEGY`."""
     return DEFAULT_GROUPED_STRATEGY if grouped else DEFAULT_STRATEGY
 
+
 _LAZY = {
     "allocate_budget": "budget",
     "allocate_cells": "budget",

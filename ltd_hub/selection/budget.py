@@ -18,10 +18,12 @@ def budget_from_ratio(n_rows: int, ratio: float) -> int:
         2518
     """
     if not 0 < ratio < 1:
-        raise UsageError(f"--ratio must be between 0 and 1 (exclusive), got {ratio}; e.g. 0.005 for 0.5%")
+        raise UsageError(f"{{ratio}} must be between 0 and 1 (exclusive), got {ratio}; e.g. 0.005 for 0.5%", params="ratio")
     size = int(np.floor(ratio * n_rows + 0.5))
     if size < 1:
-        raise UsageError(f"--ratio {ratio} selects no row of {n_rows}; use at least {1 / n_rows:.2g} or --size N")
+        raise UsageError(
+            f"{{ratio}} {ratio} selects no row of {n_rows}; use at least {1 / n_rows:.2g} or {{size}} N", params=("ratio", "size")
+        )
     return size
 
 

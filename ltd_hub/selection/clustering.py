@@ -25,6 +25,7 @@ class Clustering:
 
     @property
     def n_clusters(self) -> int:
+        """k."""
         return len(self.centers)
 
 

@@ -9,6 +9,7 @@ _BLOCK = 1 << 16
 
 
 def squared_norms(X: np.ndarray) -> np.ndarray:
+    """``|x|²`` of each row."""
     return np.einsum("ij,ij->i", X, X)
 
 

@@ -41,6 +41,7 @@ class Groups:
 
     @classmethod
     def from_codes(cls, codes: np.ndarray) -> Groups:
+        """The partition given by a group id per row (ids ``0..n_groups-1``)."""
         codes = np.asarray(codes, dtype=np.int64)
         n_groups = int(codes.max()) + 1 if codes.size else 0
         order = np.argsort(codes, kind="stable")
@@ -48,10 +49,12 @@ class Groups:
         return cls(codes=codes, n_groups=n_groups, order=order, bounds=bounds)
 
     def rows_of(self, group: int) -> np.ndarray:
+        """Row positions of ``group``, ascending."""
         return self.order[self.bounds[group] : self.bounds[group + 1]]
 
     @property
     def sizes(self) -> np.ndarray:
+        """Rows per group."""
         return np.diff(self.bounds)
 
 
@@ -81,7 +84,8 @@ def group_codes(values: Sequence[Any], column: str) -> Groups:
     n_null = sum(v is None for v in values)
     if n_null:
         raise UsageError(
-            f"group_by column {column!r} is empty in {n_null} rows; fill it (every row needs its example key) or drop --group-by"
+            f"group_by column {column!r} is empty in {n_null} rows; fill it (every row needs its example key) or drop {{group_by}}",
+            params="group_by",
         )
     return Groups.from_codes(encode_values(values)[0])
 
@@ -150,25 +154,14 @@ def choose_rows(
     Returns:
         Row positions, one per chosen group, in the order of ``chosen``.
     """
-    from ltd_hub.selection.budget import _largest_remainder
-
     rng = np.random.default_rng(seed)
     chosen = np.asarray(chosen, dtype=np.int64)
+    if templates is None:  # a uniform row of each group
+        return np.array([rows[rng.integers(len(rows))] for rows in map(groups.rows_of, chosen)], dtype=np.int64)
     picks = np.empty(len(chosen), dtype=np.int64)
-    if templates is None:
-        for i, g in enumerate(chosen):
-            rows = groups.rows_of(g)
-            picks[i] = rows[rng.integers(len(rows))]
-        return picks
     templates = np.asarray(templates, dtype=np.int64)
-    n_templates = int(templates.max()) + 1
     group_stratum = np.zeros(groups.n_groups, dtype=np.int64) if strata is None else np.asarray(strata, dtype=np.int64)
-    n_strata = int(group_stratum.max()) + 1
-    # deficit[s, t]: rows of template t still wanted among the chosen groups of stratum s.
-    pool = np.bincount(group_stratum[groups.codes] * n_templates + templates, minlength=n_strata * n_templates)
-    pool = pool.reshape(n_strata, n_templates)
-    wanted = np.bincount(group_stratum[chosen], minlength=n_strata)
-    deficit = np.stack([_largest_remainder(pool[s], int(wanted[s])) for s in range(n_strata)]).astype(np.int64)
+    deficit = _template_targets(chosen, groups, templates, group_stratum)
     offers = [templates[groups.rows_of(g)] for g in chosen]
     n_offered = np.array([len(np.unique(t)) for t in offers])
     clusters = np.zeros(len(chosen), dtype=np.int64) if clusters is None else np.asarray(clusters, dtype=np.int64)
@@ -189,6 +182,19 @@ def choose_rows(
         stratum_deficit[template] -= 1
         seen.add(template)
     return picks
+
+
+def _template_targets(chosen: np.ndarray, groups: Groups, templates: np.ndarray, group_stratum: np.ndarray) -> np.ndarray:
+    """``deficit[s, t]``: rows of template ``t`` wanted among the chosen groups of stratum ``s`` (the pool's
+    template shares of that stratum's rows, largest remainder)."""
+    from ltd_hub.selection.budget import _largest_remainder
+
+    n_templates = int(templates.max()) + 1
+    n_strata = int(group_stratum.max()) + 1
+    pool = np.bincount(group_stratum[groups.codes] * n_templates + templates, minlength=n_strata * n_templates)
+    pool = pool.reshape(n_strata, n_templates)
+    wanted = np.bincount(group_stratum[chosen], minlength=n_strata)
+    return np.stack([_largest_remainder(pool[s], int(wanted[s])) for s in range(n_strata)]).astype(np.int64)
 
 
 def suggest_group_column(columns: dict[str, Sequence[Any]], n_rows: int) -> tuple[str, float] | None:

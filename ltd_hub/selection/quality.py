@@ -105,9 +105,7 @@ class QualityReport:
                 ),
             )
         )
-        out.append(
-            (f"p90 input words (pool {self.pool_p90_input_words:.0f})", f"{s.p90_input_words:.0f}", f"{r.p90_input_words:.0f}", "")
-        )
+        out.append((f"p90 input words (pool {self.pool_p90_input_words:.0f})", f"{s.p90_input_words:.0f}", f"{r.p90_input_words:.0f}", ""))
         out.append(
             (
                 f"coverage: mean distance of {self.coverage_sample:,} pool rows to the nearest selected row",
@@ -128,11 +126,13 @@ class QualityReport:
         return out
 
     def to_markdown(self) -> str:
+        """The figures as the Markdown table of the dataset card."""
         lines = ["| figure | this subset | random, same size | closer to the pool than random? |", "|---|---|---|---|"]
         lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in self.rows()]
         return "\n".join(lines)
 
     def to_text(self) -> str:
+        """The figures as the aligned text table the CLI prints."""
         width = max(len(r[0]) for r in self.rows())
         head = f"{'quality':<{width}}  {'subset':>10}  {'random':>10}  better"
         return "\n".join([head] + [f"{a:<{width}}  {b:>10}  {c:>10}  {d}" for a, b, c, d in self.rows()])

@@ -45,14 +45,17 @@ class Selector:
 
     def __init__(self, n_select: int, *, n_clusters: int | None = None, seed: int = 0, progress: bool = False):
         if n_clusters is not None and not self.clustered:
-            raise UsageError(f"--n-clusters does not apply to strategy {self.name!r}, which does not cluster; drop it")
+            raise UsageError(
+                f"{{n_clusters}} does not apply to strategy {self.name!r}, which does not cluster; drop it", params="n_clusters"
+            )
         if n_clusters is not None and n_clusters < 1:
-            raise UsageError(f"--n-clusters must be at least 1, got {n_clusters}")
+            raise UsageError(f"{{n_clusters}} must be at least 1, got {n_clusters}", params="n_clusters")
         if n_select < 1:
             raise UsageError(f"the selection size must be at least 1, got {n_select}")
         self.n_select, self.n_clusters, self.seed, self.progress = n_select, n_clusters, seed, progress
 
     def get_params(self) -> dict[str, Any]:
+        """The constructor's parameters (scikit-learn's estimator convention)."""
         return {"n_select": self.n_select, "n_clusters": self.n_clusters, "seed": self.seed}
 
     def _pick(self, X: np.ndarray, dist: np.ndarray, budget: int, rng: np.random.Generator) -> np.ndarray:
@@ -66,7 +69,7 @@ class Selector:
             return None
         k = self.n_clusters or default_n_clusters(len(X), self.n_select)
         if k > len(X):
-            raise UsageError(f"--n-clusters {k} is more than the {len(X)} rows; lower it")
+            raise UsageError(f"{{n_clusters}} {k} is more than the {len(X)} rows; lower it", params="n_clusters")
         # scikit-learn reports no progress; a one-step bar still shows what runs and for how long.
         with tqdm(total=1, desc=f"clustering (k-means, k={k})", disable=not self.progress) as bar:
             clustering = fit_kmeans(X, k, seed=self.seed)
@@ -94,7 +97,7 @@ class Selector:
         if X.ndim != 2 or len(X) == 0:
             raise UsageError("selection needs a non-empty 2-D array of embeddings")
         if self.n_select > len(X):
-            raise UsageError(f"cannot select {self.n_select} rows from {len(X)}; lower --size or --ratio")
+            raise UsageError(f"cannot select {self.n_select} rows from {len(X)}; lower {{size}} or {{ratio}}", params=("size", "ratio"))
         if strata is not None and len(strata) != len(X):
             raise ValueError(f"strata has {len(strata)} entries for {len(X)} rows")
         clustering = self._cluster(X)
