@@ -26,7 +26,7 @@ def test_help_lists_commands_and_imports_nothing_heavy():
         "        main(['--help'])\n"
         "    except SystemExit:\n"
         "        pass\n"
-        "heavy = [m for m in ('torch', 'transformers', 'datasets', 'sklearn', 'gradio', 'huggingface_hub') if m in sys.modules]\n"
+        "heavy = [m for m in ('torch', 'transformers', 'datasets', 'sklearn', 'gradio', 'huggingface_hub', 'numpy') if m in sys.modules]\n"
         "print(heavy)\n"
         "print(buf.getvalue())\n"
     )

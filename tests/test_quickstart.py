@@ -15,6 +15,9 @@ from ltd_hub.hub.cards import split_card
 from ltd_hub.pipelines.quickstart import REPO_PREFIX, REPOS, slice_pool
 from ltd_hub.selection import DEFAULT_STRATEGY
 
+# These tests talk to the session's embedded Hub (HF_ENDPOINT points at it).
+pytestmark = pytest.mark.usefixtures("hub")
+
 REPO_TYPES = {f"{TEST_USER}/{REPO_PREFIX}-{suffix}": repo_type for suffix, repo_type in REPOS.values()}
 
 

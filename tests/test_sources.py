@@ -15,6 +15,9 @@ from conftest import TEST_USER
 from ltd_hub.data.sources import apply_filters, build_texts, column_values, load_source, parse_filters, read_task_names
 from ltd_hub.errors import UsageError, flag
 
+# These tests talk to the session's embedded Hub (HF_ENDPOINT points at it).
+pytestmark = pytest.mark.usefixtures("hub")
+
 N_ROWS = 400
 
 

@@ -25,8 +25,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from ltd_hub.constants import DATA_BUILDERS, DATA_SUFFIXES, REPO_ID_RE
 from ltd_hub.errors import HubError, InvalidRepoIdError, MissingRepoError, MissingRevisionError, NotFoundError, UsageError
 from ltd_hub.files import atomic_write, sha256_file
@@ -34,6 +32,7 @@ from ltd_hub.selection.manifest import MANIFEST_FILENAME, ColumnMap, SourceRecor
 
 if TYPE_CHECKING:
     import datasets
+    import numpy as np  # imported where used: `ltd-hub --help` reaches this module through training
 
 # Builder name of `datasets.load_dataset` for each local file type, and every data-file suffix.
 _BUILDERS = DATA_BUILDERS
@@ -767,6 +766,7 @@ def column_values(dataset: datasets.Dataset, column: str) -> list[Any]:
 
 def _column_mask(dataset: datasets.Dataset, column: str, patterns: Sequence[str]) -> np.ndarray:
     """Rows whose ``column`` (as text) matches any glob in ``patterns``."""
+    import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -800,6 +800,8 @@ def apply_filters(
     Example:
         >>> ds, rows = apply_filters(src, [("dataset", "snli")])
     """
+    import numpy as np
+
     dataset = source.dataset
     by_column: dict[str, list[str]] = {}
     for column, pattern in filters:
@@ -851,6 +853,7 @@ def has_text(dataset: datasets.Dataset, column: str) -> np.ndarray:
         >>> has_text(ds, "targets").all()
         True
     """
+    import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -870,6 +873,8 @@ def drop_rows_without_target(dataset: datasets.Dataset, column: str) -> tuple[da
     Example:
         >>> rows, n_dropped = drop_rows_without_target(rows, "targets")
     """
+    import numpy as np
+
     keep = has_text(dataset, column)
     n_dropped = int((~keep).sum())
     if n_dropped == len(dataset) and n_dropped:

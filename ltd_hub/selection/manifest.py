@@ -13,11 +13,13 @@ import platform
 from dataclasses import asdict, dataclass, field, fields
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ltd_hub.errors import UsageError
 from ltd_hub.files import atomic_write
-from ltd_hub.selection.quality import QualityReport
+
+if TYPE_CHECKING:  # quality.py computes with numpy; `ltd-hub --help` reaches this module through training
+    from ltd_hub.selection.quality import QualityReport
 
 MANIFEST_FILENAME = "selection_manifest.json"
 FORMAT_VERSION = 1
@@ -310,6 +312,8 @@ class SelectionManifest:
         if isinstance(self.columns, dict):
             self.columns = ColumnMap.from_dict(self.columns)
         if isinstance(self.quality, dict):
+            from ltd_hub.selection.quality import QualityReport
+
             self.quality = QualityReport.from_dict(self.quality) if self.quality else None
 
     @property
@@ -370,7 +374,7 @@ class SelectionManifest:
             selection=SelectionRecord.from_dict(data["selection"]),
             selected=selected,
             versions=data.get("versions", {}),
-            quality=QualityReport.from_dict(data["quality"]) if data.get("quality") else None,
+            quality=data.get("quality") or None,  # typed by __post_init__
             format_version=data.get("format_version", FORMAT_VERSION),
             tool=data.get("tool", "ltd-hub"),
         )
