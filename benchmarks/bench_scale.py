@@ -90,12 +90,22 @@ def make_pool(n_rows: int, path: Path) -> Path:
 # --------------------------------------------------------------------------- one run (child process)
 
 
+def _anon_bytes() -> int:
+    """This process's anonymous resident memory (``RssAnon``): what it holds itself, not file pages."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("RssAnon:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
 class _PeakSampler(threading.Thread):
-    """Samples the RSS summed over this process and its descendants every 0.2 s; keeps the peak."""
+    """Samples the RSS summed over this process and its descendants every 0.2 s; keeps the peak,
+    and the peak of this process's anonymous memory."""
 
     def __init__(self):
         super().__init__(daemon=True)
         self.peak = 0
+        self.peak_anon = 0
         self._halt = threading.Event()
 
     def run(self):
@@ -110,6 +120,7 @@ class _PeakSampler(threading.Thread):
                 except psutil.Error:
                     pass
             self.peak = max(self.peak, total)
+            self.peak_anon = max(self.peak_anon, _anon_bytes())
             self._halt.wait(0.2)
 
     def stop(self):
@@ -202,6 +213,7 @@ def child(args) -> None:
                 "seconds_select": s["seconds_select"],
                 "peak_rss_driver_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
                 "peak_rss_all_mb": round(sampler.peak / 2**20),
+                "peak_anon_driver_mb": round(sampler.peak_anon / 2**20),
                 "n_clusters": sel["n_clusters"],
                 "kmeans_sample_rows": sel.get("kmeans_sample_rows"),
                 "ids_head": result.manifest.row_indices[:5],
@@ -272,16 +284,16 @@ def main() -> None:
 
 def table(results: list[dict], engines: list[str]) -> str:
     lines = [
-        "| engine | rows | seconds (load / encode / select) | peak RSS driver (MB) | peak RSS all processes (MB) | k | k-means rows |",
-        "|---|---:|---|---:|---:|---:|---:|",
+        "| engine | rows | seconds (load / encode / select) | peak RSS driver (MB) | of it anonymous (MB) | peak RSS all processes (MB) | k | k-means rows |",
+        "|---|---:|---|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         if "error" in r:
-            lines.append(f"| {r['engine']} | {r['rows']:,} | failed: {r['error']} | | | | |")
+            lines.append(f"| {r['engine']} | {r['rows']:,} | failed: {r['error']} | | | | | |")
             continue
         lines.append(
             f"| {r['engine']} | {r['rows']:,} | {r['seconds']:.0f} ({r['seconds_load']:.0f} / {r['seconds_encode']:.0f} / "
-            f"{r['seconds_select']:.0f}) | {r['peak_rss_driver_mb']:,} | {r['peak_rss_all_mb']:,} | {r['n_clusters']} | "
+            f"{r['seconds_select']:.0f}) | {r['peak_rss_driver_mb']:,} | {r['peak_anon_driver_mb']:,} | {r['peak_rss_all_mb']:,} | {r['n_clusters']} | "
             f"{r['kmeans_sample_rows'] or 'all'} |"
         )
     lines.append("")
@@ -290,10 +302,11 @@ def table(results: list[dict], engines: list[str]) -> str:
         xs = [r["rows"] / 1e6 for r in ok]
         s_time = slope(xs, [r["seconds"] for r in ok])
         s_mem = slope(xs, [r["peak_rss_driver_mb"] for r in ok])
+        s_anon = slope(xs, [r["peak_anon_driver_mb"] for r in ok])
         if s_time is None:
             lines.append(f"{engine}: one size run, no slope")
         else:
-            lines.append(f"{engine}: {s_time:.0f} s and {s_mem:.0f} MB (driver peak RSS) per million rows")
+            lines.append(f"{engine}: {s_time:.0f} s, {s_mem:.0f} MB driver peak RSS and {s_anon:.0f} MB of it anonymous, per million rows")
     return "\n".join(lines)
 
 

@@ -108,6 +108,18 @@ def isolated_token(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     yield
 
 
+@pytest.fixture(scope="session")
+def local_ray():
+    """A local Ray, started once for the session: 2 CPUs, a small object store (the minimum Ray accepts)."""
+    ray = pytest.importorskip("ray", reason="Ray is not installed: pip install 'ltd-hub[ray]' (CI installs it)")
+    import ray.data
+
+    ray.init(num_cpus=2, object_store_memory=80 * 2**20, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    yield ray
+    ray.shutdown()
+
+
 @pytest.fixture
 def ltd_nli() -> Path:
     """The shared real NLI data (read-only, never copied into the repo)."""

@@ -7,6 +7,7 @@ skipped, saying so, only when Ray is not installed (``pip install 'ltd-hub[ray]'
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -71,7 +72,7 @@ def test_kmeans_sees_only_the_seeded_sample_and_every_row_is_assigned(monkeypatc
 
     seen = []
     real = clustering.fit_kmeans
-    monkeypatch.setattr(clustering, "fit_kmeans", lambda X, k, seed=0: seen.append(len(X)) or real(X, k, seed=seed))
+    monkeypatch.setattr(clustering, "fit_kmeans", lambda X, k, seed=0, **kw: seen.append(len(X)) or real(X, k, seed=seed, **kw))
     X = _vectors(3000)
     sel = fit_selector(get_selector("centroid", n_select=40, n_clusters=10, seed=0), X, kmeans_sample=20)
     assert seen == [200] and sel.kmeans_sample_rows_ == 200 and sel.kmeans_sample_ == 20
@@ -160,6 +161,71 @@ def test_bad_engine_options_are_one_error_line(pool, capsys):
     assert code == 2 and one_error_line(err) == "error: --kmeans-sample must be at least 1 row per cluster, got 0"
 
 
+def test_faiss_kmeans_is_deterministic_and_its_labels_are_the_nearest_centres():
+    pytest.importorskip("faiss", reason="faiss is not installed (pip install faiss-cpu)")
+    from ltd_hub.selection.clustering import fit_kmeans
+
+    X = _vectors(900, 8)
+    a, b = fit_kmeans(X, 12, seed=3, backend="faiss"), fit_kmeans(X, 12, seed=3, backend="faiss")
+    assert a.algorithm == "faiss-kmeans" and np.array_equal(a.labels, b.labels) and np.array_equal(a.centers, b.centers)
+    labels, d2 = bounded.assign_rows(X, a.centers)
+    assert np.array_equal(labels, a.labels) and a.sizes.sum() == 900
+    assert a.inertia == pytest.approx(float(d2.sum()), rel=1e-4)
+    assert not np.array_equal(fit_kmeans(X, 12, seed=4, backend="faiss").labels, a.labels)
+
+
+def test_a_faiss_selection_is_recorded_and_rebuilt_on_both_engines_paths(pool, tmp_path, capsys):
+    pytest.importorskip("faiss", reason="faiss is not installed (pip install faiss-cpu)")
+    code, _, err = cli(capsys, "push-subset", pool, "--dry-run", "--output-dir", tmp_path / "out", "--encoder", "lexical",
+                       "--size", "40", "--n-clusters", "8", "--kmeans-sample", "5", "--kmeans-backend", "faiss")  # fmt: skip
+    assert code == 0, err
+    sel = json.loads((tmp_path / "out" / "selection_manifest.json").read_text())["selection"]
+    assert sel["algorithm"] == "faiss-kmeans (sample)" and sel["kmeans_sample_rows"] == 40
+    code, out, err = cli(capsys, "rebuild-subset", tmp_path / "out")  # the backend comes back from the algorithm
+    assert code == 0 and out.startswith("identical"), out + err
+    whole = select_subset(pool, encoder="lexical", size=40, n_clusters=8, kmeans_backend="faiss", progress=False)
+    assert whole.manifest.selection.algorithm == "faiss-kmeans"
+    assert whole.manifest.row_indices != select_subset(pool, encoder="lexical", size=40, n_clusters=8, progress=False).manifest.row_indices
+
+
+def test_bad_kmeans_backends_are_one_error_line(pool, capsys, monkeypatch):
+    import sys
+
+    with pytest.raises(SystemExit) as exc:  # argparse's choices
+        cli(capsys, "push-subset", pool, "--dry-run", "--encoder", "lexical", "--kmeans-backend", "cuml")
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "--kmeans-backend" in one_error_line(err) and "'sklearn', 'faiss'" in err
+    with pytest.raises(UsageError, match="unknown kmeans_backend 'cuml'; valid: sklearn, faiss"):
+        select_subset(pool, encoder="lexical", kmeans_backend="cuml")
+    monkeypatch.setitem(sys.modules, "faiss", None)  # as if not installed
+    code, _, err = cli(capsys, "push-subset", pool, "--dry-run", "--encoder", "lexical", "--kmeans-backend", "faiss")
+    assert code == 2 and one_error_line(err) == (
+        "error: --kmeans-backend faiss needs faiss, which is not installed; pip install faiss-cpu (or faiss-gpu on a GPU machine)"
+    )
+
+
+def test_float16_embeddings_are_stored_recorded_and_rebuilt(pool, tmp_path, capsys):
+    from ltd_hub.paths import cache_dir
+
+    kw = {"encoder": "lexical", "size": 40, "n_clusters": 8, "kmeans_sample": 5, "progress": False}
+    wide = select_subset(pool, **kw)
+    half = select_subset(pool, embedding_dtype="float16", **kw)
+    assert "storage" not in (wide.manifest.encoder.params or {})  # float32 manifests (and cache keys) as before
+    assert half.manifest.encoder.params["storage"] == "float16"
+    files = {np.load(f, mmap_mode="r").dtype.name for f in cache_dir("embeddings").glob("*/embeddings.npy")}
+    assert {"float16", "float32"} <= files
+    code, _, err = cli(capsys, "push-subset", pool, "--dry-run", "--output-dir", tmp_path / "out", "--encoder", "lexical",
+                       "--size", "40", "--n-clusters", "8", "--kmeans-sample", "5", "--embedding-dtype", "float16")  # fmt: skip
+    assert code == 0, err
+    assert [r["row"] for r in _manifest(tmp_path / "out")["selected"]] == half.manifest.row_indices
+    code, out, err = cli(capsys, "rebuild-subset", tmp_path / "out")
+    assert code == 0 and out.startswith("identical"), out + err
+    every_row = select_subset(pool, embedding_dtype="float16", **{**kw, "kmeans_sample": None})  # one float32 copy, as before
+    assert len(every_row.manifest.row_indices) == 40
+    with pytest.raises(UsageError, match="unknown embedding_dtype 'int8'; use one of: float32, float16"):
+        select_subset(pool, encoder="lexical", embedding_dtype="int8")
+
+
 def test_engine_ray_without_ray_names_the_extra(pool, monkeypatch):
     import builtins
 
@@ -178,16 +244,7 @@ def test_engine_ray_without_ray_names_the_extra(pool, monkeypatch):
 # --------------------------------------------------------------------------- Ray engine
 
 
-@pytest.fixture(scope="session")
-def local_ray():
-    """A local Ray for the session: 2 CPUs, a small object store (the minimum Ray accepts)."""
-    ray = pytest.importorskip("ray", reason="Ray is not installed: pip install 'ltd-hub[ray]' (CI installs it)")
-    import ray.data
-
-    ray.init(num_cpus=2, object_store_memory=80 * 2**20, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    ray.data.DataContext.get_current().enable_progress_bars = False
-    yield ray
-    ray.shutdown()
+# local_ray: the session's local Ray (conftest.py).
 
 
 def _manifest(folder: Path) -> dict:
@@ -223,6 +280,17 @@ def test_ray_matches_local_over_examples_with_strata(local_ray, pool, strategy):
         on_ray = select_subset(pool, engine="ray", kmeans_sample=sample, **kw)
         assert on_ray.manifest.row_indices == local.manifest.row_indices, (strategy, sample)
         assert on_ray.manifest.selection.stratify_by == local.manifest.selection.stratify_by != []
+
+
+def test_ray_matches_local_with_float16_embeddings_and_faiss(local_ray, pool):
+    kw = {"encoder": "lexical", "size": 40, "n_clusters": 8, "strategy": "kcenter", "kmeans_sample": 5, "progress": False}
+    kw["embedding_dtype"] = "float16"
+    if importlib.util.find_spec("faiss"):
+        kw["kmeans_backend"] = "faiss"
+    local = select_subset(pool, **kw)
+    on_ray = select_subset(pool, engine="ray", use_cache=False, **kw)  # encoded on Ray, assembled as float16
+    assert on_ray.manifest.row_indices == local.manifest.row_indices
+    assert on_ray.manifest.encoder.params["storage"] == "float16"
 
 
 def test_ray_encoding_equals_local_and_reuses_finished_shards(local_ray, monkeypatch):
@@ -266,22 +334,23 @@ def test_the_hashing_encoder_is_fitted_on_nothing_and_chunk_independent():
     assert whole[texts.index("the cat chases the bird")] @ same > other @ same
 
 
-def test_release_drops_a_memory_mapped_file_from_resident_memory(tmp_path):
+def _rss_file_kb() -> int:
+    """This process's resident pages of mapped files (Linux), in KiB; skips the test elsewhere."""
     status = Path("/proc/self/status")
     if not status.is_file() or "RssFile" not in status.read_text():
         pytest.skip("needs Linux's /proc/self/status (RssFile)")
+    line = next(x for x in status.read_text().splitlines() if x.startswith("RssFile:"))
+    return int(line.split()[1])
 
-    def rss_file_kb() -> int:
-        line = next(x for x in status.read_text().splitlines() if x.startswith("RssFile:"))
-        return int(line.split()[1])
 
+def test_release_drops_a_memory_mapped_file_from_resident_memory(tmp_path):
     np.save(tmp_path / "x.npy", np.ones((16384, 1024), dtype=np.float32))  # 64 MiB
     X = np.load(tmp_path / "x.npy", mmap_mode="r")
-    before = rss_file_kb()
+    before = _rss_file_kb()
     assert float(X.sum()) == 16384 * 1024
-    touched = rss_file_kb()
+    touched = _rss_file_kb()
     bounded.release(X)
-    assert touched - before > 40_000 and rss_file_kb() - before < 10_000
+    assert touched - before > 40_000 and _rss_file_kb() - before < 10_000
 
 
 def test_word_counts_chunk_by_chunk_match_the_whole_texts():
@@ -307,3 +376,39 @@ def test_lazy_texts_are_build_texts_read_a_chunk_at_a_time():
     assert texts_digest(lazy) == texts_digest(want)
     with pytest.raises(UsageError, match="text field"):
         bounded.LazyTexts(ds, ["nope"])
+
+
+def test_take_rows_reads_scattered_rows_without_mapping_the_file(tmp_path):
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "x.npy", rng.standard_normal((65536, 256)).astype(np.float32))  # 64 MiB
+    X = np.load(tmp_path / "x.npy", mmap_mode="r")
+    rows = np.concatenate([rng.choice(len(X), 4000, replace=False), [5, 5, 6, 7, -1, 0]])  # unsorted, repeats, runs, negative
+    before = _rss_file_kb()
+    got = bounded.take_rows(X, rows)
+    grew = _rss_file_kb() - before
+    assert got.dtype == np.float32 and np.array_equal(got, np.asarray(X[rows]))
+    assert grew < 8_000  # one row in 16 gathered through the mapping would map most of the 64 MiB
+    assert np.array_equal(bounded.take_rows(np.asarray(X), rows[:10]), np.asarray(X[rows[:10]]))  # in memory: plain indexing
+    assert bounded.take_rows(X, np.array([], dtype=np.int64)).shape == (0, 256)
+    with pytest.raises(IndexError):
+        bounded.take_rows(X, np.array([len(X)]))
+
+
+def test_per_row_codes_read_in_chunks_equal_the_whole_column():
+    import datasets
+
+    from ltd_hub.selection.groups import count_distinct, encode_chunks, encode_values, group_codes, hashed_codes
+
+    values = ["b", "a", "b", None, "c", "a", "d", "b"]
+    ds = datasets.Dataset.from_dict({"v": values}).select([7, 0, 1, 2, 3, 4, 5, 6])
+    chunks = [v for (v,) in bounded.column_chunks(ds, ["v"], chunk=3)]
+    assert [len(c) for c in chunks] == [3, 3, 2] and sum(chunks, []) == ds["v"]
+    want_codes, want_distinct = encode_values(ds["v"])
+    codes, distinct = encode_chunks(chunks, len(ds))
+    assert codes.tolist() == want_codes.tolist() and distinct == want_distinct
+    assert hashed_codes(chunks, len(ds)).tolist() == want_codes.tolist()
+    assert count_distinct(chunks, len(ds)) == 5 and count_distinct([[-1, -2, -1]], 3) == 2  # Python hashes -1 and -2 alike
+    assert encode_chunks([["x", "y"], ["z"]], 3, max_distinct=2) is None
+    with pytest.raises(UsageError, match="empty in 1 rows"):
+        group_codes(iter(chunks), len(ds), "v")
+    assert group_codes([["p", "q"], ["p"]], 3, "v").codes.tolist() == [0, 1, 0]

@@ -143,9 +143,9 @@ def test_choose_rows_follows_the_template_mix():
 
 
 def test_suggest_group_column():
-    assert suggest_group_column({"source": ["a", "a", "b", "b"], "id": ["1", "2", "3", "4"]}, 4) == ("source", 2.0)
-    assert suggest_group_column({"id": ["1", "2", "3", "4"]}, 4) is None
-    assert suggest_group_column({"dataset": ["snli"] * 1000}, 1000) is None  # a category, not an example key
+    assert suggest_group_column({"source": 2, "id": 4}, 4) == ("source", 2.0)
+    assert suggest_group_column({"id": 4}, 4) is None
+    assert suggest_group_column({"dataset": 1}, 1000) is None  # a category, not an example key
 
 
 # --------------------------------------------------------------------------- quality figures, by hand

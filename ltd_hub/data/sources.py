@@ -342,15 +342,18 @@ def _load_files(paths: Sequence[Path]) -> datasets.Dataset:
         raise UsageError(f"{desc} holds no rows; give a file with rows") from None
     except Exception as exc:  # noqa: BLE001 - every loader failure becomes one line naming the file
         raise _load_error(desc, exc) from None
-    _check_utf8(ds, desc)
+    check_utf8(ds.data.table, desc)
     return ds
 
 
-def _check_utf8(ds: datasets.Dataset, desc: str) -> None:
-    """Arrow's JSON reader stores invalid UTF-8 as is; reject it now rather than at first access."""
+def check_utf8(table, desc: str) -> None:
+    """Arrow's JSON reader stores invalid UTF-8 as is; reject it now rather than at first access.
+
+    Raises:
+        UsageError: a column of the pyarrow ``table`` read from ``desc`` holds invalid UTF-8.
+    """
     import pyarrow as pa
 
-    table = ds.data.table
     for name, column in zip(table.column_names, table.columns):
         try:
             column.validate(full=True)
@@ -360,18 +363,9 @@ def _check_utf8(ds: datasets.Dataset, desc: str) -> None:
 
 
 def _load_hub(repo_id: str, *, config, split, revision, token) -> tuple[datasets.Dataset, str, str | None]:
-    from huggingface_hub import DatasetCard
-
     from ltd_hub.hub import gateway as hub
 
-    try:
-        sha = hub.repo_head(repo_id, repo_type="dataset", revision=revision, token=token)
-    except InvalidRepoIdError:
-        raise UsageError(f"{repo_id!r} is neither a local file nor a valid Hub dataset id; check SOURCE") from None
-    except MissingRevisionError:
-        raise UsageError(f"revision {revision!r} not found in dataset {repo_id}; check {{revision}}", params="revision") from None
-    except MissingRepoError:
-        raise UsageError(f"{repo_id!r} is not a local file and no Hub dataset has that id; check the path or repo id") from None
+    sha = hub_commit(repo_id, revision, token)
     try:
         ds = hub.load_dataset(repo_id, name=config, split=split, revision=sha, token=token)
     except HubError:
@@ -385,15 +379,48 @@ def _load_hub(repo_id: str, *, config, split, revision, token) -> tuple[datasets
         raise _load_error(f"dataset {repo_id}", exc) from None
     except Exception as exc:  # noqa: BLE001
         raise _load_error(f"dataset {repo_id}", exc) from None
-    license_id = None
+    return ds, sha, hub_license(repo_id, sha, token)
+
+
+def hub_commit(repo_id: str, revision: str | None, token: str | None) -> str:
+    """The commit sha ``revision`` (default the main branch) of a Hub dataset points at: what a source is pinned to.
+
+    Raises:
+        UsageError: not a valid id, no such dataset, or no such revision.
+    """
+    from ltd_hub.hub import gateway as hub
+
+    try:
+        return hub.repo_head(repo_id, repo_type="dataset", revision=revision, token=token)
+    except InvalidRepoIdError:
+        raise UsageError(f"{repo_id!r} is neither a local file nor a valid Hub dataset id; check SOURCE") from None
+    except MissingRevisionError:
+        raise UsageError(f"revision {revision!r} not found in dataset {repo_id}; check {{revision}}", params="revision") from None
+    except MissingRepoError:
+        raise UsageError(f"{repo_id!r} is not a local file and no Hub dataset has that id; check the path or repo id") from None
+
+
+def hub_source(repo_id: str, sha: str, config: str | None, split: str, license_id: str | None, dataset=None) -> LoadedSource:
+    """The :class:`LoadedSource` of a Hub dataset pinned to commit ``sha`` (its fingerprint) around ``dataset``."""
+    return LoadedSource(
+        dataset=dataset, kind="hub", id=repo_id, revision=sha, config=config, split=split, fingerprint=sha, license=license_id
+    )
+
+
+def hub_license(repo_id: str, sha: str, token: str | None) -> str | None:
+    """The license a Hub dataset's card declares at commit ``sha``; None without a card or a license."""
+    from huggingface_hub import DatasetCard
+
+    from ltd_hub.hub import gateway as hub
+
     card_text = hub.read_card_text(repo_id, "dataset", revision=sha, token=token)
-    if card_text:
-        try:
-            value = DatasetCard(card_text).data.license
-        except Exception:  # noqa: BLE001 - a malformed card only costs us the license
-            value = None
-        license_id = value[0] if isinstance(value, list) and value else value
-    return ds, sha, license_id
+    if not card_text:
+        return None
+    try:
+        value = DatasetCard(card_text).data.license
+    except Exception:  # noqa: BLE001 - a malformed card only costs us the license
+        return None
+    return value[0] if isinstance(value, list) and value else value
 
 
 # --------------------------------------------------------------------------- columns
@@ -493,9 +520,7 @@ def load_source(
     if len(specs) == 1 and is_hub_id(specs[0]):
         split = split or "train"
         ds, sha, license_id = _load_hub(specs[0], config=config, split=split, revision=revision, token=token)
-        loaded = LoadedSource(
-            dataset=ds, kind="hub", id=specs[0], revision=sha, config=config, split=split, fingerprint=sha, license=license_id
-        )
+        loaded = hub_source(specs[0], sha, config, split, license_id, ds)
     else:
         if config or revision:
             raise UsageError("{config} and {revision} apply to Hub dataset ids only, not to local files", params=("config", "revision"))
@@ -579,17 +604,32 @@ def _open_bytes(path: Path):
 
 def _load_local(specs: Sequence[str], split: str | None) -> LoadedSource:
     """Local files (or SuperNI task files) named by the SOURCE arguments, fingerprinted by their sha256."""
+    paths, superni = local_files(specs)
+    return local_source(specs, paths, superni, split, _load_superni(paths) if superni else _load_files(paths))
+
+
+def local_files(specs: Sequence[str]) -> tuple[list[Path], bool]:
+    """The files the SOURCE arguments name, checked (type, not empty, readable), and whether they are SuperNI task files.
+
+    Raises:
+        UsageError: a missing, empty, unreadable or unsupported file, a file named twice, or SuperNI
+            task files mixed with other data files.
+    """
     paths = _source_files(specs)
     for path in paths:
         _check_data_file(path)
     superni = [_is_superni_file(p) for p in paths]
     if any(superni) and not all(superni):
         raise UsageError("SOURCE mixes SuperNI task files with other data files; give one kind")
-    ds = _load_superni(paths) if all(superni) else _load_files(paths)
+    return paths, all(superni)
+
+
+def local_source(specs: Sequence[str], paths: Sequence[Path], superni: bool, split: str | None, dataset=None) -> LoadedSource:
+    """The :class:`LoadedSource` of local files: their records and fingerprint (every file hashed) around ``dataset``."""
     records = _file_records(paths)
     return LoadedSource(
-        dataset=ds,
-        kind="superni" if all(superni) else "files",
+        dataset=dataset,
+        kind="superni" if superni else "files",
         id=specs[0] if len(specs) == 1 else ",".join(specs),
         specs=list(specs),
         files=records,
@@ -764,13 +804,12 @@ def column_values(dataset: datasets.Dataset, column: str) -> list[Any]:
     return _arrow_column(dataset, column).to_pylist()
 
 
-def _column_mask(dataset: datasets.Dataset, column: str, patterns: Sequence[str]) -> np.ndarray:
-    """Rows whose ``column`` (as text) matches any glob in ``patterns``."""
+def _glob_mask(arrow, patterns: Sequence[str]) -> np.ndarray:
+    """Rows whose value in ``arrow`` (a pyarrow column, as text) matches any glob in ``patterns``."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    arrow = _arrow_column(dataset, column)
     if not (pa.types.is_string(arrow.type) or pa.types.is_large_string(arrow.type)):
         try:
             arrow = pc.cast(arrow, pa.string())
@@ -783,16 +822,90 @@ def _column_mask(dataset: datasets.Dataset, column: str, patterns: Sequence[str]
     return np.asarray(pc.fill_null(mask, False).to_numpy(zero_copy_only=False), dtype=bool)
 
 
+def filter_plan(
+    column_names: Sequence[str], columns: ColumnMap, filters: Sequence[tuple[str, str]] = (), tasks: Sequence[str] | None = None
+) -> dict[str, list[str]]:
+    """The globs each filtered column must match (``filters`` and ``tasks`` on the task column), checked.
+
+    Checked before any row is read, so a bad filter fails the same way wherever the rows are
+    filtered (here, or in Ray tasks).
+
+    Raises:
+        UsageError: a filter column not in the data, or task names without a task column.
+
+    Example:
+        >>> filter_plan(["dataset", "inputs"], ColumnMap(("inputs",), None), [("dataset", "snli*")])
+        {'dataset': ['snli*']}
+    """
+    names = list(column_names)
+    by_column: dict[str, list[str]] = {}
+    for column, pattern in filters:
+        if column not in names:
+            raise UsageError(f"filter column {column!r} not in the data; available columns: {', '.join(names)}")
+        by_column.setdefault(column, []).append(pattern)
+    if tasks:
+        if not columns.task:
+            raise UsageError(
+                f"{{tasks}} needs a task column and none was found; pass {{task_column}} (columns: {', '.join(names)})",
+                params=("tasks", "task_column"),
+            )
+        by_column.setdefault(columns.task, []).extend(tasks)
+    return by_column
+
+
+def filter_masks(table, by_column: dict[str, list[str]], target: str | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(matched, answered)`` of each row of a pyarrow Table (a whole source, or one block of it).
+
+    ``matched``: the row matches every filtered column of :func:`filter_plan`'s ``by_column``
+    (globs on one column OR, different columns AND). ``answered``: the ``target`` column holds
+    some text (:func:`has_text`); None without a target. The table needs only those columns.
+    """
+    import numpy as np
+
+    matched = np.ones(table.num_rows, dtype=bool)
+    for column, patterns in by_column.items():
+        matched &= _glob_mask(table.column(column), patterns)
+    return matched, (_has_text_arrow(table.column(target)) if target else None)
+
+
+def filter_rows(matched: np.ndarray, answered: np.ndarray | None, by_column: dict[str, list[str]], target: str | None) -> np.ndarray:
+    """The source row positions :func:`apply_filters` keeps, from the masks of :func:`filter_masks`.
+
+    Rows whose target is null, empty or blank are dropped too, with one warning that counts them.
+
+    Raises:
+        UsageError: the filter keeps no row, or no kept row has a target.
+    """
+    import numpy as np
+
+    rows = np.flatnonzero(matched).astype(np.int64)
+    if by_column and rows.size == 0:
+        described = "; ".join(f"{c} in {p}" for c, p in by_column.items())
+        raise UsageError(f"no rows left after the filter ({described}); check the column values and patterns")
+    if answered is not None:
+        # A row without an answer teaches nothing and would be pushed and trained on as is.
+        n_empty = int((matched & ~answered).sum())
+        if n_empty:
+            if n_empty == rows.size:
+                raise UsageError(f"every row's target column {target!r} is null or empty; check {{target_column}}", params="target_column")
+            logger.warning("dropped %d of %d rows whose target column %r is null or empty", n_empty, rows.size, target)
+            rows = np.flatnonzero(matched & answered).astype(np.int64)
+    return rows
+
+
 def apply_filters(
     source: LoadedSource,
     filters: Sequence[tuple[str, str]] = (),
     tasks: Sequence[str] | None = None,
+    *,
+    masks: tuple[np.ndarray, np.ndarray | None] | None = None,
 ) -> tuple[datasets.Dataset, np.ndarray]:
     """Keep the rows that match every filtered column and, if given, the task names.
 
     Globs on the same column are alternatives (OR); different columns must all match (AND).
     Task names are globs on the source's task column. Rows whose target is null, empty or blank
-    are dropped too, with one warning that counts them.
+    are dropped too, with one warning that counts them. ``masks``: :func:`filter_masks` of every
+    row, already computed where the rows were read (Ray tasks); None computes them here.
 
     Returns:
         The filtered dataset and the source row positions of its rows (int64, ascending).
@@ -803,36 +916,16 @@ def apply_filters(
     import numpy as np
 
     dataset = source.dataset
-    by_column: dict[str, list[str]] = {}
-    for column, pattern in filters:
-        if column not in dataset.column_names:
-            raise UsageError(f"filter column {column!r} not in the data; available columns: {', '.join(dataset.column_names)}")
-        by_column.setdefault(column, []).append(pattern)
-    if tasks:
-        if not source.columns.task:
-            raise UsageError(
-                f"{{tasks}} needs a task column and none was found; pass {{task_column}} (columns: {', '.join(dataset.column_names)})",
-                params=("tasks", "task_column"),
-            )
-        by_column.setdefault(source.columns.task, []).extend(tasks)
-    mask = np.ones(len(dataset), dtype=bool)
-    for column, patterns in by_column.items():
-        mask &= _column_mask(dataset, column, patterns)
-    rows = np.flatnonzero(mask).astype(np.int64)
-    if by_column and rows.size == 0:
-        described = "; ".join(f"{c} in {p}" for c, p in by_column.items())
-        raise UsageError(f"no rows left after the filter ({described}); check the column values and patterns")
+    by_column = filter_plan(dataset.column_names, source.columns, filters, tasks)
     target = source.columns.target
-    if target:
-        # A row without an answer teaches nothing and would be pushed and trained on as is.
-        answered = has_text(dataset, target)
-        n_empty = int((mask & ~answered).sum())
-        if n_empty:
-            if n_empty == rows.size:
-                raise UsageError(f"every row's target column {target!r} is null or empty; check {{target_column}}", params="target_column")
-            logger.warning("dropped %d of %d rows whose target column %r is null or empty", n_empty, rows.size, target)
-            mask &= answered
-            rows = np.flatnonzero(mask).astype(np.int64)
+    needed = list(dict.fromkeys([*by_column, *([target] if target else [])]))
+    if masks is not None:
+        matched, answered = masks
+    elif needed:
+        matched, answered = filter_masks(dataset.select_columns(needed).with_format("arrow")[:], by_column, target)
+    else:
+        matched, answered = np.ones(len(dataset), dtype=bool), None
+    rows = filter_rows(matched, answered, by_column, target)
     filtered = dataset if rows.size == len(dataset) else dataset.select(rows)
     return filtered, rows
 
@@ -853,11 +946,15 @@ def has_text(dataset: datasets.Dataset, column: str) -> np.ndarray:
         >>> has_text(ds, "targets").all()
         True
     """
+    return _has_text_arrow(_arrow_column(dataset, column))
+
+
+def _has_text_arrow(arrow) -> np.ndarray:
+    """:func:`has_text` of a pyarrow column."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    arrow = _arrow_column(dataset, column)
     if pa.types.is_string(arrow.type) or pa.types.is_large_string(arrow.type):
         filled = pc.fill_null(pc.not_equal(pc.utf8_trim_whitespace(arrow), ""), False)
         return np.asarray(filled.to_numpy(zero_copy_only=False), dtype=bool)

@@ -38,6 +38,9 @@ MINILM_ID = "sentence-transformers/all-MiniLM-L6-v2"
 DEFAULT_ENCODER = "minilm"
 ENCODER_NAMES = ("minilm", "lexical", "sentence-transformers:<hub id>", "causal-lm:<hub id>", "hashing")
 _DTYPES = ("float32", "bfloat16", "float16")
+# How the embeddings are stored in the cache: float16 halves the file (and the page cache a
+# selection reads); the values, and so the selected rows, differ from float32 in the last bits.
+STORAGE_DTYPES = ("float32", "float16")
 # Rows encoded between two cache checkpoints: small enough to lose little on an interrupt.
 _CHUNK_ROWS = 4096
 logger = logging.getLogger(__name__)
@@ -62,6 +65,9 @@ class Encoder(ABC):
     model_id: str | None = None
     revision: str | None = None
     max_tokens: int | None = None
+    # The cache file's dtype (STORAGE_DTYPES); recorded among the params only when not float32, so
+    # that the cache keys and manifests of float32 embeddings stay as they were.
+    storage: str = "float32"
     # Set by encode_cached to advance the progress bar as batches finish.
     on_batch: Any = None
 
@@ -96,7 +102,7 @@ class Encoder(ABC):
             "id": self.model_id,
             "revision": self.revision,
             "max_tokens": self.max_tokens,
-            "params": self.params(),
+            "params": {**self.params(), **({"storage": self.storage} if self.storage != "float32" else {})},
         }
 
 
@@ -432,6 +438,7 @@ def get_encoder(
     dtype: str = "float32",
     device: str | None = None,
     token: str | None = None,
+    storage: str = "float32",
 ) -> Encoder:
     """Return the encoder named by ``spec`` (no weights are loaded yet).
 
@@ -444,6 +451,8 @@ def get_encoder(
         dtype: ``float32``, ``bfloat16`` or ``float16`` weights for neural encoders.
         device: torch device (default CUDA when available).
         token: Hub token for private models.
+        storage: the embeddings' dtype in the cache: ``float32`` (default) or ``float16`` (half
+            the disk and page cache; a different, recorded selection).
 
     Returns:
         An :class:`Encoder`.
@@ -457,6 +466,14 @@ def get_encoder(
         'lexical'
     """
     _check_encoder_options(dtype, batch_size, max_tokens)
+    if storage not in STORAGE_DTYPES:
+        raise UsageError(f"unknown {{embedding_dtype}} {storage!r}; use one of: {', '.join(STORAGE_DTYPES)}", params="embedding_dtype")
+    enc = _build_encoder(spec, revision, batch_size, max_tokens, dtype, device, token)
+    enc.storage = storage
+    return enc
+
+
+def _build_encoder(spec, revision, batch_size, max_tokens, dtype, device, token) -> Encoder:
     spec, kind, model_id = _parse_spec(spec)
     if spec in ("lexical", "hashing"):
         enc = LexicalEncoder(spec) if spec == "lexical" else HashingEncoder(spec)
@@ -589,7 +606,7 @@ def _reserve(path) -> None:
         os.fsync(fh.fileno())
 
 
-def _read_entry(final, meta_path, n_rows: int) -> tuple[np.ndarray, dict[str, Any]] | None:
+def _read_entry(final, meta_path, n_rows: int, dtype: str = "float32") -> tuple[np.ndarray, dict[str, Any]] | None:
     """A finished entry's embeddings and meta; None when there is none; :class:`_DamagedEntry` when unusable.
 
     ``meta.json`` is written last, so an entry without it was never finished.
@@ -608,12 +625,12 @@ def _read_entry(final, meta_path, n_rows: int) -> tuple[np.ndarray, dict[str, An
         X = np.load(final, mmap_mode="r")
     except (OSError, ValueError, EOFError) as exc:
         raise _DamagedEntry(f"embeddings.npy is unreadable: {' '.join(str(exc).split())[:80]}") from None
-    if X.dtype != np.float32 or X.shape != (n_rows, meta["dim"]):
-        raise _DamagedEntry(f"embeddings.npy holds {X.shape} {X.dtype}, expected ({n_rows}, {meta['dim']}) float32")
+    if X.dtype != np.dtype(dtype) or X.shape != (n_rows, meta["dim"]):
+        raise _DamagedEntry(f"embeddings.npy holds {X.shape} {X.dtype}, expected ({n_rows}, {meta['dim']}) {dtype}")
     return X, meta
 
 
-def _resume_state(partial, state_path, shape: tuple[int, int]) -> tuple[Any, dict[str, int]] | None:
+def _resume_state(partial, state_path, shape: tuple[int, int], dtype: str = "float32") -> tuple[Any, dict[str, int]] | None:
     """The memmap and progress of an interrupted run; None when there is none (or nothing was done yet)."""
     if not state_path.is_file():
         return None  # interrupted before the first checkpoint: nothing to resume
@@ -631,10 +648,10 @@ def _resume_state(partial, state_path, shape: tuple[int, int]) -> tuple[Any, dic
         out = np.lib.format.open_memmap(partial, mode="r+")
     except (OSError, ValueError, EOFError) as exc:
         raise _DamagedEntry(f"partial.npy is unreadable: {' '.join(str(exc).split())[:80]}") from None
-    if out.shape != shape or out.dtype != np.float32:
+    if out.shape != shape or out.dtype != np.dtype(dtype):
         found = f"{out.shape} {out.dtype}"
         del out
-        raise _DamagedEntry(f"partial.npy holds {found}, expected {shape} float32")
+        raise _DamagedEntry(f"partial.npy holds {found}, expected {shape} {dtype}")
     return out, {"rows_done": rows_done, "n_truncated": n_truncated}
 
 
@@ -649,6 +666,7 @@ class CacheEntry:
     key: str
     identity: dict[str, Any]
     folder: Path
+    dtype: str = "float32"  # the encoder's storage
 
     @property
     def final(self) -> Path:
@@ -679,7 +697,7 @@ def cache_entry(encoder: Encoder, texts: Sequence[str], identity: dict[str, Any]
         if exc.errno not in _NO_ROOM | _NOT_WRITABLE:
             raise
         raise _cache_write_error(exc, exc.filename or "the ltd-hub cache folder") from None
-    return CacheEntry(key, identity, folder)
+    return CacheEntry(key, identity, folder, encoder.storage)
 
 
 def cached_embeddings(entry: CacheEntry, n_rows: int, *, use_cache: bool, start: float) -> tuple[np.ndarray, EncodeStats] | None:
@@ -691,7 +709,7 @@ def cached_embeddings(entry: CacheEntry, n_rows: int, *, use_cache: bool, start:
         shutil.rmtree(entry.folder, ignore_errors=True)
         return None
     try:
-        hit = _read_entry(entry.final, entry.meta, n_rows)
+        hit = _read_entry(entry.final, entry.meta, n_rows, entry.dtype)
     except _DamagedEntry as exc:
         logger.warning("discarded a damaged embedding cache entry in %s (%s); encoding anew", entry.folder, exc)
         shutil.rmtree(entry.folder, ignore_errors=True)
@@ -742,7 +760,8 @@ def encode_cached(
             the bounded selection engine never holds all the vectors (the values are the same).
 
     Returns:
-        ``(embeddings, stats)``: float32 array of shape ``(len(texts), dim)``, L2-normalised.
+        ``(embeddings, stats)``: array of shape ``(len(texts), dim)``, L2-normalised, of the
+        encoder's ``storage`` dtype (float32 unless float16 was asked for).
 
     Raises:
         UsageError: the cache folder has no room or cannot be written.
@@ -805,7 +824,7 @@ def _encode_entry(entry: CacheEntry, encoder: Encoder, texts: Sequence[str], dim
 def _open_partial(entry: CacheEntry, shape: tuple[int, int]) -> tuple[Any, dict[str, int]]:
     """The partial embeddings and progress of an interrupted run, else a fresh, fully allocated file."""
     try:
-        resumed = _resume_state(entry.partial, entry.state, shape)
+        resumed = _resume_state(entry.partial, entry.state, shape, entry.dtype)
     except _DamagedEntry as exc:
         logger.warning("discarded a damaged partial embedding cache entry in %s (%s); encoding from the start", entry.folder, exc)
         resumed = None
@@ -813,6 +832,6 @@ def _open_partial(entry: CacheEntry, shape: tuple[int, int]) -> tuple[Any, dict[
         return resumed
     entry.state.unlink(missing_ok=True)
     entry.partial.unlink(missing_ok=True)
-    out = np.lib.format.open_memmap(entry.partial, mode="w+", dtype=np.float32, shape=shape)
+    out = np.lib.format.open_memmap(entry.partial, mode="w+", dtype=entry.dtype, shape=shape)
     _reserve(entry.partial)
     return out, {"rows_done": 0, "n_truncated": 0}

@@ -9,7 +9,7 @@ with the template chosen (seeded) so that the subset's template mix follows the 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,27 +67,97 @@ def encode_values(values: Sequence[Any]) -> tuple[np.ndarray, list[Any]]:
         >>> encode_values(["b", "a", "b"])[0].tolist()
         [0, 1, 0]
     """
+    return encode_chunks([values], len(values))
+
+
+def encode_chunks(chunks: Iterable[Sequence[Any]], n_rows: int, *, max_distinct: int | None = None) -> tuple[np.ndarray, list[Any]] | None:
+    """:func:`encode_values` over values that arrive a chunk of rows at a time: the same codes,
+    while only one chunk's values (and the distinct ones) are ever held as Python objects.
+
+    With ``max_distinct``, returns None as soon as the values take more distinct values than that
+    (free text is not a category: stop before holding every text).
+
+    Example:
+        >>> encode_chunks([["b", "a"], ["b"]], 3)[0].tolist()
+        [0, 1, 0]
+    """
     seen: dict[Any, int] = {}
-    codes = np.empty(len(values), dtype=np.int64)
-    for i, v in enumerate(values):
-        key = tuple(v) if isinstance(v, list) else v
-        codes[i] = seen.setdefault(key, len(seen))
+    codes = np.empty(n_rows, dtype=np.int64)
+    pos = 0
+    for values in chunks:
+        for v in values:
+            codes[pos] = seen.setdefault(tuple(v) if isinstance(v, list) else v, len(seen))
+            pos += 1
+        if max_distinct is not None and len(seen) > max_distinct:
+            return None
+    if pos != n_rows:
+        raise ValueError(f"got {pos} values for {n_rows} rows")
     return codes, list(seen)
 
 
-def group_codes(values: Sequence[Any], column: str) -> Groups:
-    """Group rows that share ``column``'s value.
+def _hash(value: Any) -> int:
+    # An int column's values are their own keys: Python hashes -1 and -2 alike.
+    if isinstance(value, int) and not isinstance(value, bool) and -(1 << 63) <= value < (1 << 63):
+        return value
+    return hash(tuple(value) if isinstance(value, list) else value)
+
+
+def _hashes(chunks: Iterable[Sequence[Any]], n_rows: int) -> np.ndarray:
+    """A 64-bit hash of every value (Python's ``hash``: stable within this process), as one array."""
+    out = np.empty(n_rows, dtype=np.int64)
+    pos = 0
+    for values in chunks:
+        out[pos : pos + len(values)] = np.fromiter(map(_hash, values), np.int64, len(values))
+        pos += len(values)
+    if pos != n_rows:
+        raise ValueError(f"got {pos} values for {n_rows} rows")
+    return out
+
+
+def hashed_codes(chunks: Iterable[Sequence[Any]], n_rows: int) -> np.ndarray:
+    """:func:`encode_values`' codes for keys nearly as many as the rows (exact texts), from a 64-bit
+    hash of each key instead of the key: 8 bytes a row instead of every distinct text.
+
+    Two different keys share a code only if their hashes collide (about one chance in 10^6 at
+    5 million distinct keys); the codes only count examples in the quality report.
+    """
+    hashes = _hashes(chunks, n_rows)
+    _, first, inverse = np.unique(hashes, return_index=True, return_inverse=True)
+    rank = np.empty(len(first), dtype=np.int64)
+    rank[np.argsort(first, kind="stable")] = np.arange(len(first))  # first appearance, as encode_values
+    return rank[inverse.reshape(-1)]
+
+
+def count_distinct(chunks: Iterable[Sequence[Any]], n_rows: int) -> int:
+    """Distinct values among ``n_rows`` values given in chunks (by 64-bit hash, see :func:`hashed_codes`).
+
+    Raises:
+        TypeError: a value is unhashable (a dict).
+    """
+    return len(np.unique(_hashes(chunks, n_rows)))
+
+
+def group_codes(chunks: Iterable[Sequence[Any]], n_rows: int, column: str) -> Groups:
+    """Group rows that share ``column``'s value (given a chunk of rows at a time).
 
     Raises:
         UsageError: the column holds nulls (a row without an example key cannot be grouped).
     """
-    n_null = sum(v is None for v in values)
+    n_null = 0
+
+    def counted():
+        nonlocal n_null
+        for values in chunks:
+            n_null += sum(v is None for v in values)
+            yield values
+
+    codes = encode_chunks(counted(), n_rows)[0]
     if n_null:
         raise UsageError(
             f"group_by column {column!r} is empty in {n_null} rows; fill it (every row needs its example key) or drop {{group_by}}",
             params="group_by",
         )
-    return Groups.from_codes(encode_values(values)[0])
+    return Groups.from_codes(codes)
 
 
 def group_vectors(X: np.ndarray, groups: Groups) -> np.ndarray:
@@ -197,23 +267,23 @@ def _template_targets(chosen: np.ndarray, groups: Groups, templates: np.ndarray,
     return np.stack([_largest_remainder(pool[s], int(wanted[s])) for s in range(n_strata)]).astype(np.int64)
 
 
-def suggest_group_column(columns: dict[str, Sequence[Any]], n_rows: int) -> tuple[str, float] | None:
+def suggest_group_column(distinct: dict[str, int], n_rows: int) -> tuple[str, float] | None:
     """The column that most looks like an example key, with its mean repeat, or None.
+
+    Args:
+        distinct: distinct values per candidate column (see :func:`count_distinct`).
+        n_rows: rows in the data.
 
     A column qualifies when its values repeat, on average, between ``GROUP_HINT_MIN_REPEAT`` and
     ``GROUP_HINT_MAX_REPEAT`` times: more often than a row id, less often than a category.
 
     Example:
-        >>> suggest_group_column({"source": ["a", "a", "b", "b"]}, 4)
+        >>> suggest_group_column({"source": 2, "id": 4}, 4)
         ('source', 2.0)
     """
     best: tuple[str, float] | None = None
-    for name, values in columns.items():
-        try:
-            distinct = len({tuple(v) if isinstance(v, list) else v for v in values})
-        except TypeError:  # unhashable values (dicts): not a key
-            continue
-        repeat = n_rows / max(distinct, 1)
+    for name, n_distinct in distinct.items():
+        repeat = n_rows / max(n_distinct, 1)
         if GROUP_HINT_MIN_REPEAT <= repeat <= GROUP_HINT_MAX_REPEAT and (best is None or repeat > best[1]):
             best = (name, repeat)
     return best

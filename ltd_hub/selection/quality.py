@@ -214,6 +214,8 @@ def farthest_decile(labels: np.ndarray, distances: np.ndarray) -> np.ndarray:
 
 def figures(facts: PoolFacts, rows: np.ndarray, coverage_rows: np.ndarray) -> SubsetFigures:
     """The figures of the subset ``rows`` (positions in the filtered pool)."""
+    from ltd_hub.selection.engines.bounded import take_rows
+
     rows = np.asarray(rows, dtype=np.int64)
     _, per_example = np.unique(facts.examples[rows], return_counts=True)
     tv = {key: tv_distance(codes, rows, n) for key, (codes, n, _col) in facts.mixes.items()}
@@ -227,7 +229,7 @@ def figures(facts: PoolFacts, rows: np.ndarray, coverage_rows: np.ndarray) -> Su
         tv_templates=tv.get("templates"),
         mean_input_words=float(words.mean()),
         p90_input_words=float(np.percentile(words, 90)),
-        coverage=float(nearest_distances(facts.X[coverage_rows], facts.X[rows]).mean()),
+        coverage=float(nearest_distances(take_rows(facts.X, coverage_rows), take_rows(facts.X, rows)).mean()),
         typicality=None if facts.far is None else float(facts.far[rows].mean()),
     )
 

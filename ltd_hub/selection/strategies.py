@@ -15,7 +15,7 @@ from ltd_hub.errors import UsageError
 from ltd_hub.selection import DEFAULT_STRATEGY as _DEFAULT
 from ltd_hub.selection import STRATEGY_NAMES
 from ltd_hub.selection.budget import allocate_budget, allocate_cells, allocate_weighted
-from ltd_hub.selection.clustering import Clustering, default_n_clusters, fit_kmeans
+from ltd_hub.selection.clustering import Clustering, check_kmeans_backend, default_n_clusters, fit_kmeans
 from ltd_hub.selection.coreset import distance_quantiles, distances_to_centers, kcenter_greedy, nearest, squared_norms
 
 
@@ -43,7 +43,9 @@ class Selector:
     clustered: ClassVar[bool] = True
     description: ClassVar[str] = ""
 
-    def __init__(self, n_select: int, *, n_clusters: int | None = None, seed: int = 0, progress: bool = False):
+    def __init__(
+        self, n_select: int, *, n_clusters: int | None = None, seed: int = 0, progress: bool = False, kmeans_backend: str = "sklearn"
+    ):
         if n_clusters is not None and not self.clustered:
             raise UsageError(
                 f"{{n_clusters}} does not apply to strategy {self.name!r}, which does not cluster; drop it", params="n_clusters"
@@ -53,10 +55,11 @@ class Selector:
         if n_select < 1:
             raise UsageError(f"the selection size must be at least 1, got {n_select}")
         self.n_select, self.n_clusters, self.seed, self.progress = n_select, n_clusters, seed, progress
+        self.kmeans_backend = check_kmeans_backend(kmeans_backend) if self.clustered else kmeans_backend
 
     def get_params(self) -> dict[str, Any]:
         """The constructor's parameters (scikit-learn's estimator convention)."""
-        return {"n_select": self.n_select, "n_clusters": self.n_clusters, "seed": self.seed}
+        return {"n_select": self.n_select, "n_clusters": self.n_clusters, "seed": self.seed, "kmeans_backend": self.kmeans_backend}
 
     def _pick(self, X: np.ndarray, dist: np.ndarray, budget: int, rng: np.random.Generator) -> np.ndarray:
         """Choose ``budget`` local indices of the cluster's rows ``X`` (``dist``: distance to its centre)."""
@@ -72,7 +75,7 @@ class Selector:
             raise UsageError(f"{{n_clusters}} {k} is more than the {len(X)} rows; lower it", params="n_clusters")
         # scikit-learn reports no progress; a one-step bar still shows what runs and for how long.
         with tqdm(total=1, desc=f"clustering (k-means, k={k})", disable=not self.progress) as bar:
-            clustering = fit_kmeans(X, k, seed=self.seed)
+            clustering = fit_kmeans(X, k, seed=self.seed, backend=self.kmeans_backend)
             bar.update()
         return clustering
 
@@ -250,7 +253,8 @@ def get_selector(name: str = DEFAULT_STRATEGY, **kwargs: Any) -> Selector:
     Args:
         name: a key of :data:`SELECTORS`: ``kcenter``, ``quantile``, ``median``, ``centroid``,
             ``random-in-cluster``, ``kcenter-global``, ``random`` (default :data:`DEFAULT_STRATEGY`).
-        **kwargs: ``n_select`` (required), ``n_clusters``, ``seed``, ``progress``.
+        **kwargs: ``n_select`` (required), ``n_clusters``, ``seed``, ``progress``, ``kmeans_backend``
+            (``sklearn``, the default, or ``faiss``; see :func:`~ltd_hub.selection.clustering.fit_kmeans`).
 
     Returns:
         An unfitted :class:`Selector`.

@@ -14,8 +14,7 @@ import io
 import os
 import statistics
 import time
-from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -241,12 +240,14 @@ class SelectionRequest:
     batch_size: int | None = None
     max_tokens: int | None = None
     encoder_dtype: str = "float32"
+    embedding_dtype: str = "float32"
     device: str | None = None
     token: str | None = None
     use_cache: bool = True
     progress: bool = True
     engine: str = "local"
     kmeans_sample: int | None = None
+    kmeans_backend: str = "sklearn"
     ray_address: str | None = None
 
     def __post_init__(self) -> None:
@@ -281,6 +282,9 @@ class SelectionRequest:
             from ltd_hub.selection.engines.ray_engine import require_ray
 
             require_ray()
+        from ltd_hub.selection.clustering import check_kmeans_backend
+
+        check_kmeans_backend(self.kmeans_backend)
         if self.strategy is None:
             self.strategy = default_strategy(grouped=self.group_by is not None)
         selector_cls = check_strategy(self.strategy)
@@ -299,6 +303,7 @@ class SelectionRequest:
             dtype=self.encoder_dtype,
             device=self.device,
             token=self.token,
+            storage=self.embedding_dtype,
         )
         return CheckedRequest(encoder, parse_filters(self.filters), read_task_names(self.tasks) if self.tasks else [])
 
@@ -338,12 +343,14 @@ def select_subset(
     batch_size: int | None = None,
     max_tokens: int | None = None,
     encoder_dtype: str = "float32",
+    embedding_dtype: str = "float32",
     device: str | None = None,
     token: str | None = None,
     use_cache: bool = True,
     progress: bool = True,
     engine: str = "local",
     kmeans_sample: int | None = None,
+    kmeans_backend: str = "sklearn",
     ray_address: str | None = None,
     log: Log | None = None,
 ) -> SubsetResult:
@@ -375,14 +382,20 @@ def select_subset(
         config, split, revision: for Hub dataset sources.
         encoder_revision: pin the encoder model revision.
         batch_size, max_tokens, encoder_dtype, device: encoder settings.
+        embedding_dtype: how the embeddings are stored in the cache: ``float32`` (default) or
+            ``float16`` (half the disk and page cache on large pools; recorded with the encoder's
+            params, and a different selection in the last bits of the vectors).
         token: Hub token for private sources/encoders.
         use_cache: reuse cached embeddings (False re-encodes).
         progress: tqdm bars on encoding and selection.
-        engine: ``local`` (default: this process, embeddings memory-mapped) or ``ray`` (encoding,
-            assignment and per-cluster picking on a Ray cluster; same ids); see :mod:`ltd_hub.selection.engines`.
+        engine: ``local`` (default: this process, embeddings memory-mapped) or ``ray`` (reading and
+            filtering the source, encoding, assignment and per-cluster picking on a Ray cluster; same
+            ids); see :mod:`ltd_hub.selection.engines`.
         kmeans_sample: fit k-means on a seeded sample of this many rows per cluster (e.g. 256) and
             assign the rows in chunks, so memory stays bounded; None (default) fits on every row.
             Recorded in the manifest; a sample covering the pool gives the same ids as None.
+        kmeans_backend: who fits k-means: ``sklearn`` (default) or ``faiss`` (installed separately;
+            full Lloyd iterations, multi-threaded or on a GPU). Recorded (the manifest's ``algorithm``); the two give different ids.
         ray_address: the Ray cluster for ``engine="ray"`` (default ``RAY_ADDRESS``, else a local Ray).
         log: called with short progress lines.
 
@@ -451,7 +464,7 @@ def _run_selection(source, req: SelectionRequest, *, log: Log | None = None, che
         seconds=round(time.perf_counter() - t0, 3),
         cache_hit=enc_stats.cache_hit,
         n_truncated=enc_stats.n_truncated,
-        task_counts=_task_counts(filtered, subset, src.columns.task),
+        task_counts=_task_counts(units.tasks, picked.rows),
         group_hint=units.group_hint,
     )
     say(f"selected {len(subset)} rows in {t_select:.1f}s")
@@ -466,6 +479,14 @@ def _load_filtered(source, req: SelectionRequest, filters, tasks, say: Log):
         src = source
     else:
         say(f"loading {source if isinstance(source, (str, os.PathLike)) else ', '.join(map(str, source))}")
+        if req.engine == "ray":
+            # Ray Data reads and filters the source itself; None: a source it cannot read as the
+            # local engine does (the reason is logged), loaded here instead.
+            from ltd_hub.selection.engines.ray_source import load_filtered
+
+            read = load_filtered(source, req, filters, tasks, say)
+            if read is not None:
+                return read
         src = load_source(
             source,
             config=req.config,
@@ -581,15 +602,15 @@ def _selection_record(selector, units: _Units, req: SelectionRequest, n_selected
     )
 
 
-def _task_counts(filtered, subset, task_column: str | None) -> dict[str, list[int]]:
-    """``{task: [rows after the filter, rows selected]}``, most common first."""
-    from ltd_hub.data.sources import column_values
-
-    if not task_column:
+def _task_counts(tasks: tuple[np.ndarray, list[str]] | None, picked_rows: np.ndarray) -> dict[str, list[int]]:
+    """``{task: [rows after the filter, rows selected]}``, most common first (ties: first seen first)."""
+    if tasks is None:
         return {}
-    all_tasks = Counter(map(str, column_values(filtered, task_column)))
-    picked = Counter(map(str, column_values(subset, task_column)))
-    return {t: [n, picked.get(t, 0)] for t, n in all_tasks.most_common()}
+    codes, names = tasks
+    pool = np.bincount(codes, minlength=len(names))
+    picked = np.bincount(codes[picked_rows], minlength=len(names))
+    order = sorted(range(len(names)), key=lambda i: int(pool[i]), reverse=True)  # stable, as Counter.most_common
+    return {names[i]: [int(pool[i]), int(picked[i])] for i in order}
 
 
 @dataclass
@@ -605,6 +626,7 @@ class _Units:
     template_column: str | None
     group_hint: str | None
     labels: tuple[np.ndarray, int, str] | None  # label id per row (see _label_codes), read once for strata and report
+    tasks: tuple[np.ndarray, list[str]] | None  # task id per row and the task names, read once for the counts and report
 
 
 def _check_columns(dataset: datasets.Dataset, names: Sequence[str], param: str) -> None:
@@ -616,16 +638,24 @@ def _check_columns(dataset: datasets.Dataset, names: Sequence[str], param: str) 
 
 
 def _selection_units(filtered: datasets.Dataset, columns: ColumnMap, req: SelectionRequest, n_select: int, say: Log) -> _Units:
-    """Resolve ``group_by``, ``stratify_by`` and the template column into per-row codes."""
-    from ltd_hub.data.sources import column_values
-    from ltd_hub.selection.groups import encode_values, group_codes, suggest_group_column
+    """Resolve ``group_by``, ``stratify_by`` and the template column into per-row codes.
+
+    Every column is read a chunk of rows at a time (:func:`~ltd_hub.selection.engines.bounded.column_chunks`):
+    what stays is an integer code per row, so memory does not grow with Python objects per row.
+    """
+    from ltd_hub.selection.engines.bounded import column_chunks
+    from ltd_hub.selection.groups import count_distinct, group_codes, suggest_group_column
+
+    n_rows = len(filtered)
 
     _check_columns(filtered, [req.group_by] if req.group_by else [], "group_by")
     _check_columns(filtered, [c for c in req.stratify_by or () if c != "label"], "stratify_by")
     if req.template_column:
         _check_columns(filtered, [req.template_column], "template_column")
     template_column = req.template_column or next((c for c in TEMPLATE_COLUMNS if c in filtered.column_names), None)
-    groups = group_codes(column_values(filtered, req.group_by), req.group_by) if req.group_by else None
+    groups = None
+    if req.group_by:
+        groups = group_codes((v for (v,) in column_chunks(filtered, [req.group_by])), n_rows, req.group_by)
     if groups is not None and n_select > groups.n_groups:
         raise UsageError(
             f"{{group_by}} {req.group_by} leaves {groups.n_groups} examples, fewer than the {n_select} rows to select; "
@@ -633,52 +663,66 @@ def _selection_units(filtered: datasets.Dataset, columns: ColumnMap, req: Select
             params=("group_by", "ratio", "size"),
         )
     labels = _label_codes(filtered, columns)
+    tasks = _text_codes(filtered, [columns.task]) if columns.task else None
     stratify_by, strata, strata_values = _resolve_strata(filtered, columns, labels, req, n_select, say)
     templates = None
     if template_column:
         parts = [columns.task] if columns.task and columns.task != template_column else []
-        keys = list(zip(*(map(str, column_values(filtered, c)) for c in [*parts, template_column])))
-        templates = encode_values(keys)[0]
+        templates = _text_codes(filtered, [*parts, template_column])[0]
     hint = None
     if groups is None:
         skip = {*columns.inputs, columns.target, columns.task, columns.id, template_column, *stratify_by}
-        candidates = {
-            c: column_values(filtered, c)
+        distinct = {
+            c: count_distinct((v for (v,) in column_chunks(filtered, [c])), n_rows)
             for c, feature in filtered.features.items()
             if c not in skip and getattr(feature, "dtype", None) in ("string", "large_string", "int64", "int32")
         }
-        found = suggest_group_column(candidates, len(filtered))
+        found = suggest_group_column(distinct, n_rows)
         if found:
             hint = found[0]
             say(
                 f"note: column {found[0]!r} repeats each value {found[1]:.1f} times on average, as templated copies of one "
                 f"example do; pass --group-by {found[0]} to select examples instead of copies"
             )
-    return _Units(req.group_by, groups, stratify_by, strata, strata_values, templates, template_column, hint, labels)
+    return _Units(req.group_by, groups, stratify_by, strata, strata_values, templates, template_column, hint, labels, tasks)
 
 
-def _strata_keys(filtered, labels, names: Sequence[str]) -> list[tuple[str, ...]]:
-    from ltd_hub.data.sources import column_values
+def _text_codes(filtered, names: Sequence[str]) -> tuple[np.ndarray, list[Any]]:
+    """Codes of the rows' values of ``names`` as text (first seen first), and the distinct values:
+    strings for one column, tuples of strings for several."""
+    from ltd_hub.selection.engines.bounded import column_chunks
+    from ltd_hub.selection.groups import encode_chunks
 
-    parts = []
-    for name in names:
-        if name == "label" and name not in filtered.column_names:
-            if labels is None:
-                raise UsageError(
-                    "{stratify_by} label needs a label: a 'label' column, answer_choices, or a target with few values; "
-                    f"name a column instead (columns: {', '.join(filtered.column_names)})",
-                    params="stratify_by",
-                )
-            parts.append(list(map(str, labels[0])))
-        else:
-            parts.append(list(map(str, column_values(filtered, name))))
-    return list(zip(*parts))
+    if len(names) == 1:
+        return encode_chunks((list(map(str, v)) for (v,) in column_chunks(filtered, names)), len(filtered))
+    keys = (list(zip(*(map(str, v) for v in parts))) for parts in column_chunks(filtered, names))
+    return encode_chunks(keys, len(filtered))
+
+
+def _strata_chunks(filtered, labels, names: Sequence[str]) -> Iterator[list[tuple[str, ...]]]:
+    """The stratum key (a tuple of texts, one per name) of every row, a chunk of rows at a time."""
+    from ltd_hub.selection.engines.bounded import GROUP_CHUNK, column_chunks
+
+    use_labels = [name == "label" and name not in filtered.column_names for name in names]
+    if any(use_labels) and labels is None:
+        raise UsageError(
+            "{stratify_by} label needs a label: a 'label' column, answer_choices, or a target with few values; "
+            f"name a column instead (columns: {', '.join(filtered.column_names)})",
+            params="stratify_by",
+        )
+    read = [n for n, lab in zip(names, use_labels) if not lab]
+    chunks = column_chunks(filtered, read, GROUP_CHUNK) if read else None
+    for start in range(0, len(filtered), GROUP_CHUNK):
+        columns = iter(next(chunks)) if chunks is not None else iter(())
+        stop = min(start + GROUP_CHUNK, len(filtered))
+        parts = [map(str, labels[0][start:stop].tolist()) if lab else map(str, next(columns)) for lab in use_labels]
+        yield list(zip(*parts))
 
 
 def _resolve_strata(filtered, columns: ColumnMap, labels, req: SelectionRequest, n_select: int, say: Log):
     """``(stratify_by, stratum id per row, stratum names)``; the automatic default drops what the budget cannot serve."""
     from ltd_hub.selection import check_strategy
-    from ltd_hub.selection.groups import encode_values
+    from ltd_hub.selection.groups import encode_chunks
 
     auto = req.stratify_by is None
     if auto:
@@ -687,7 +731,7 @@ def _resolve_strata(filtered, columns: ColumnMap, labels, req: SelectionRequest,
     else:
         names = list(req.stratify_by)
     while names:
-        strata, distinct = encode_values(_strata_keys(filtered, labels, names))
+        strata, distinct = encode_chunks(_strata_chunks(filtered, labels, names), len(filtered))
         if len(distinct) <= n_select:
             return names, strata, [" / ".join(k) for k in distinct]
         if not auto:
@@ -720,6 +764,8 @@ def _pick_rows(X: np.ndarray, units: _Units, req: SelectionRequest, n_select: in
     from ltd_hub.selection.quality import farthest_decile
 
     groups = units.groups
+    if req.kmeans_sample is None and X.dtype != np.float32:
+        X = np.asarray(X, dtype=np.float32)  # the fit on every row holds the vectors anyway
     if groups is None:
         points = X
     else:  # with a k-means sample the ids are the sample's own: sum the rows in chunks
@@ -729,7 +775,9 @@ def _pick_rows(X: np.ndarray, units: _Units, req: SelectionRequest, n_select: in
         raise UsageError(
             f"{{n_clusters}} {req.n_clusters} is more than the {len(points)} examples to cluster; lower it", params="n_clusters"
         )
-    selector = get_selector(req.strategy, n_select=n_select, n_clusters=req.n_clusters, seed=req.seed, progress=req.progress)
+    selector = get_selector(
+        req.strategy, n_select=n_select, n_clusters=req.n_clusters, seed=req.seed, progress=req.progress, kmeans_backend=req.kmeans_backend
+    )
     run_cells = assign = None
     if req.engine == "ray":
         from ltd_hub.selection.engines.ray_engine import ray_assign, ray_run_cells
@@ -754,26 +802,26 @@ def _pick_rows(X: np.ndarray, units: _Units, req: SelectionRequest, n_select: in
 
 def _quality(filtered, columns: ColumnMap, X, units: _Units, picked: _Picked, texts: Sequence[str], seed: int) -> QualityReport:
     """The quality report of the picked rows against random rows of the same size."""
-    from ltd_hub.data.sources import column_values
-    from ltd_hub.selection.engines.bounded import word_counts
-    from ltd_hub.selection.groups import encode_values
+    from ltd_hub.selection.engines.bounded import column_chunks, text_chunks, word_counts
+    from ltd_hub.selection.groups import encode_chunks, hashed_codes
     from ltd_hub.selection.quality import PoolFacts, quality_report
 
+    n_rows = len(filtered)
     if units.groups is not None:
         examples, examples_by = units.groups.codes, units.group_by
     elif units.group_hint:
         # Not grouped, but a column looks like the example key: count by it, so the report shows
         # what selecting rows did to examples (templated copies have different texts).
-        examples, examples_by = encode_values(column_values(filtered, units.group_hint))[0], units.group_hint
-    else:
-        examples, examples_by = encode_values(list(texts))[0], "text"
+        examples = encode_chunks((v for (v,) in column_chunks(filtered, [units.group_hint])), n_rows)[0]
+        examples_by = units.group_hint
+    else:  # nearly every text is distinct: hash them rather than hold them all
+        examples, examples_by = hashed_codes(text_chunks(texts), n_rows), "text"
     words = word_counts(filtered, list(columns.inputs))  # chunk by chunk: no second copy of every text
     mixes: dict[str, tuple[np.ndarray, int, str]] = {}
     if units.labels is not None:
         mixes["labels"] = units.labels
-    if columns.task:
-        codes, distinct = encode_values(list(map(str, column_values(filtered, columns.task))))
-        mixes["sources"] = (codes, len(distinct), columns.task)
+    if units.tasks is not None:
+        mixes["sources"] = (units.tasks[0], len(units.tasks[1]), columns.task)
     if units.templates is not None:
         mixes["templates"] = (units.templates, int(units.templates.max()) + 1, units.template_column)
     facts = PoolFacts(X=X, examples=examples, input_words=words, mixes=mixes, far=picked.far, examples_by=examples_by)
@@ -788,19 +836,22 @@ def _label_codes(filtered, columns: ColumnMap) -> tuple[np.ndarray, int, str] | 
     """Label id per row: the target's position among ``answer_choices`` when the data has them
     (so "True" / "yes" / "Entailment" under different templates are one label), else the target
     text when it takes few values; None for free-text targets."""
-    from ltd_hub.data.sources import column_values
-    from ltd_hub.selection.groups import encode_values
+    from ltd_hub.selection.engines.bounded import column_chunks
+    from ltd_hub.selection.groups import encode_chunks
 
     if not columns.target or columns.target not in filtered.column_names:
         return None
-    targets = column_values(filtered, columns.target)
     if "answer_choices" in filtered.column_names:
-        choices = column_values(filtered, "answer_choices")
-        keys = [c.index(t) if isinstance(c, list) and t in c else -1 for t, c in zip(targets, choices)]
-        codes, distinct = encode_values(keys)
+        keys = (
+            [c.index(t) if isinstance(c, list) and t in c else -1 for t, c in zip(targets, choices)]
+            for targets, choices in column_chunks(filtered, [columns.target, "answer_choices"])
+        )
+        codes, distinct = encode_chunks(keys, len(filtered))
         return codes, len(distinct), f"{columns.target} in answer_choices"
-    codes, distinct = encode_values([str(t) for t in targets])
-    return (codes, len(distinct), columns.target) if len(distinct) <= _MAX_LABELS else None
+    found = encode_chunks(
+        (list(map(str, t)) for (t,) in column_chunks(filtered, [columns.target])), len(filtered), max_distinct=_MAX_LABELS
+    )
+    return None if found is None else (found[0], len(found[1]), columns.target)
 
 
 def row_hashes(dataset: datasets.Dataset) -> list[str]:
@@ -1222,6 +1273,7 @@ def _recorded_options(manifest: SelectionManifest) -> dict[str, Any]:
         "encoder": enc.name,
         "encoder_revision": enc.revision,
         "encoder_dtype": encoder_params.get("dtype", "float32"),
+        "embedding_dtype": encoder_params.get("storage", "float32"),
         "max_tokens": encoder_params.get("max_tokens"),
         "n_clusters": None if sel.n_clusters_auto else sel.n_clusters,
         "seed": sel.seed,
@@ -1237,6 +1289,8 @@ def _recorded_options(manifest: SelectionManifest) -> dict[str, Any]:
         "task_column": filt.task_column or cols.task,
         # Manifests from before the bounded engine fitted k-means on every row.
         "kmeans_sample": sel.kmeans_sample,
+        # The algorithm names the backend ("faiss-kmeans ..."); every other one is scikit-learn's.
+        "kmeans_backend": "faiss" if (sel.algorithm or "").startswith("faiss") else "sklearn",
     }
 
 

@@ -122,6 +122,13 @@ class SelectionOptions(ConfigMixin):
             metavar="ROWS",
         ),
     )
+    kmeans_backend: Literal["sklearn", "faiss"] = field(
+        default="sklearn",
+        metadata=_opt(
+            "who fits k-means: sklearn (mini-batches), or faiss (full Lloyd iterations, multi-threaded, GPUs with faiss-gpu; pip install faiss-cpu); "
+            "recorded, and the two select different rows"
+        ),
+    )
 
 
 @dataclass
@@ -135,6 +142,10 @@ class EncoderOptions(ConfigMixin):
     )
     encoder_revision: str | None = field(default=None, metadata=_opt("pin the encoder model revision"))
     encoder_dtype: str = field(default="float32", metadata=_opt("float32, bfloat16 or float16 weights"))
+    embedding_dtype: Literal["float32", "float16"] = field(
+        default="float32",
+        metadata=_opt("embeddings in the cache: float32, or float16 (half the disk on large pools; recorded, a different selection)"),
+    )
     batch_size: int | None = field(
         default=None, metadata=_opt("rows per forward pass (default 64; 16 for causal LMs)", metavar="BATCH_SIZE")
     )
@@ -158,8 +169,8 @@ class EngineOptions(ConfigMixin):
     engine: Literal["local", "ray"] = field(
         default="local",
         metadata=_opt(
-            "local (this process, embeddings memory-mapped) or ray (encoding, assignment and per-cluster picking on a "
-            "Ray cluster; same ids; needs pip install 'ltd-hub[ray]')"
+            "local (this process, embeddings memory-mapped) or ray (reading the source, encoding, assignment and "
+            "per-cluster picking on a Ray cluster; same ids; needs pip install 'ltd-hub[ray]')"
         ),
     )
     ray_address: str | None = field(
@@ -203,8 +214,8 @@ def selection_kwargs(source: SourceOptions, filters: FilterOptions, sel: Selecti
         "include_target": not enc.no_target, "input_columns": source.input_columns, "target_column": source.target_column,
         "task_column": source.task_column, "config": source.config, "split": source.split, "revision": source.revision,
         "encoder_revision": enc.encoder_revision, "batch_size": enc.batch_size, "max_tokens": enc.max_tokens,
-        "encoder_dtype": enc.encoder_dtype, "device": enc.device, "use_cache": not enc.no_cache, "engine": eng.engine,
-        "kmeans_sample": sel.kmeans_sample, "ray_address": eng.ray_address,
+        "encoder_dtype": enc.encoder_dtype, "embedding_dtype": enc.embedding_dtype, "device": enc.device, "use_cache": not enc.no_cache, "engine": eng.engine,
+        "kmeans_sample": sel.kmeans_sample, "kmeans_backend": sel.kmeans_backend, "ray_address": eng.ray_address,
     }  # fmt: skip
 
 

@@ -17,7 +17,8 @@ Without ``kmeans_sample`` the result is exactly ``Selector.fit``'s (a test holds
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import os
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -56,6 +57,47 @@ def release(X: np.ndarray) -> None:
         handle.madvise(mmap.MADV_DONTNEED)
     except (OSError, ValueError):
         pass
+
+
+def take_rows(X: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``X[rows]`` as an in-memory array; rows of a memory-mapped ``X`` are read with ``pread``.
+
+    Gathering scattered rows through the mapping would fault in (and keep resident) a 64 KiB
+    window around every row: a sample of a few rows per page maps the whole embedding file, so
+    the process's RSS would grow with the pool. Reading the rows from the file touches only the
+    kernel's page cache, which is not this process's memory.
+
+    Example:
+        >>> take_rows(np.load("embeddings.npy", mmap_mode="r"), np.array([3, 1, 4]))
+    """
+    import mmap
+
+    rows = np.asarray(rows, dtype=np.int64)
+    if not (isinstance(X, np.memmap) and isinstance(X.base, mmap.mmap) and X.flags.c_contiguous and X.ndim == 2):
+        out = np.ascontiguousarray(X[rows])  # in memory already, or a view of a mapping
+        release(X)
+        return out
+    if rows.size and (rows.min() < -len(X) or rows.max() >= len(X)):
+        raise IndexError(f"row index out of range for {len(X)} rows")
+    rows = rows % max(len(X), 1)
+    order = np.argsort(rows, kind="stable")
+    ordered = rows[order]
+    got = np.empty((len(rows), X.shape[1]), dtype=X.dtype)
+    row_bytes = X.strides[0]
+    # One read per run of consecutive rows.
+    starts = np.flatnonzero(np.diff(ordered, prepend=-2) != 1)
+    stops = np.append(starts[1:], len(ordered))
+    with open(X.filename, "rb", buffering=0) as fh:
+        for a, b in zip(starts.tolist(), stops.tolist()):
+            view, pos = memoryview(got[a:b]).cast("B"), int(X.offset) + int(ordered[a]) * row_bytes
+            while len(view):
+                n = os.preadv(fh.fileno(), [view], pos)
+                if n <= 0:
+                    raise OSError(f"short read from {X.filename}")
+                view, pos = view[n:], pos + n
+    out = np.empty_like(got)
+    out[order] = got
+    return out
 
 
 def row_distances(X: np.ndarray, centers: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -112,7 +154,9 @@ def assign_chunks(X: np.ndarray, centers: np.ndarray, *, progress: bool = False)
     return labels, inertia
 
 
-def sampled_clustering(X: np.ndarray, n_clusters: int, seed: int, per_cluster: int, *, progress: bool = False, assign=None):
+def sampled_clustering(
+    X: np.ndarray, n_clusters: int, seed: int, per_cluster: int, *, progress: bool = False, assign=None, backend: str = "sklearn"
+):
     """k-means fitted on ``n_clusters * per_cluster`` seeded sample rows, then every row assigned.
 
     Returns:
@@ -127,14 +171,13 @@ def sampled_clustering(X: np.ndarray, n_clusters: int, seed: int, per_cluster: i
     n_sample = n_clusters * per_cluster
     if n_sample >= n:
         with tqdm(total=1, desc=f"clustering (k-means, k={n_clusters})", disable=not progress) as bar:
-            clustering = fit_kmeans(np.ascontiguousarray(X, dtype=np.float32), n_clusters, seed=seed)
+            clustering = fit_kmeans(np.ascontiguousarray(X, dtype=np.float32), n_clusters, seed=seed, backend=backend)
             bar.update()
         return clustering, n
     sample = sample_rows(n, n_sample, seed)
     with tqdm(total=1, desc=f"clustering (k-means, k={n_clusters}, {n_sample} sample rows)", disable=not progress) as bar:
-        rows = np.ascontiguousarray(X[sample], dtype=np.float32)
-        release(X)
-        fitted = fit_kmeans(rows, n_clusters, seed=seed)
+        rows = np.ascontiguousarray(take_rows(X, sample), dtype=np.float32)
+        fitted = fit_kmeans(rows, n_clusters, seed=seed, backend=backend)
         del rows
         bar.update()
     labels, inertia = (assign or (lambda X_, c: assign_chunks(X_, c, progress=progress)))(X, fitted.centers)
@@ -211,6 +254,27 @@ class LazyTexts(Sequence[str]):
             yield from self[start : start + self.chunk]
 
 
+def column_chunks(dataset, columns: Sequence[str], chunk: int = GROUP_CHUNK) -> Iterator[list[list[Any]]]:
+    """The values of ``columns`` a chunk of rows at a time: per chunk, one Python list per column.
+
+    The per-row codes (groups, strata, labels, templates) are built from these, so that no
+    column of the pool is ever held whole as Python objects.
+
+    Example:
+        >>> for (tasks,) in column_chunks(filtered, ["task"]): ...
+    """
+    view = dataset.select_columns(list(columns)).with_format("arrow")
+    for start in range(0, len(view), chunk):
+        table = view[start : start + chunk]
+        yield [table.column(c).to_pylist() for c in columns]
+
+
+def text_chunks(texts: Sequence[str], chunk: int = GROUP_CHUNK) -> Iterator[Sequence[str]]:
+    """``texts`` (a list or :class:`LazyTexts`) a chunk at a time."""
+    for start in range(0, len(texts), chunk):
+        yield texts[start : start + chunk]
+
+
 def word_counts(dataset, fields: Sequence[str], chunk: int = GROUP_CHUNK) -> np.ndarray:
     """Words per row of the ``fields`` texts (float64), building the texts a chunk of rows at a time
     instead of holding a second copy of every text at once."""
@@ -238,9 +302,7 @@ def run_cells_local(selector, X: np.ndarray, dist: np.ndarray, jobs: Sequence[Jo
 def cell_vectors(rule: str, X: np.ndarray, members: np.ndarray) -> np.ndarray:
     """The cell's rows of ``X`` when the rule reads vectors, else a zero-width stand-in of the same length."""
     if rule in VECTOR_RULES:
-        rows = np.ascontiguousarray(X[members], dtype=np.float32)
-        release(X)
-        return rows
+        return np.ascontiguousarray(take_rows(X, members), dtype=np.float32)
     return np.empty((len(members), 0), dtype=np.float32)
 
 
@@ -258,7 +320,8 @@ def fit_selector(
 
     Args:
         selector: an unfitted selector from :func:`~ltd_hub.selection.get_selector`.
-        X: float32 embeddings, shape (n, d); a read-only memmap is read in chunks, never copied whole.
+        X: float32 (or, with ``kmeans_sample``, float16) embeddings, shape (n, d); a read-only memmap
+            is read in chunks, never copied whole.
         strata, weights: as for ``Selector.fit``.
         kmeans_sample: rows per cluster of the seeded k-means sample; None fits on every row.
         run_cells: ``(selector, X, dist, jobs) -> [local picks per job]`` for the rules that do not
@@ -299,7 +362,9 @@ def _checked_inputs(selector, X: np.ndarray, strata: np.ndarray | None, kmeans_s
         raise ValueError(f"strategy {selector.name!r} is not classified for the bounded engine")
     if kmeans_sample is not None and kmeans_sample < 1:
         raise UsageError(f"{{kmeans_sample}} must be at least 1 row per cluster, got {kmeans_sample}", params="kmeans_sample")
-    if X.dtype != np.float32:
+    # float16 embeddings (``embedding_dtype``) stay as stored when sampled: every reader casts its
+    # chunk; the fit on every row works on one float32 copy, as before.
+    if X.dtype != np.float32 and not (kmeans_sample is not None and X.dtype == np.float16):
         X = np.asarray(X, dtype=np.float32)
     if X.ndim != 2 or len(X) == 0:
         raise UsageError("selection needs a non-empty 2-D array of embeddings")
@@ -323,4 +388,6 @@ def _fit_clustering(selector, X: np.ndarray, kmeans_sample: int | None, assign):
     k = selector.n_clusters or default_n_clusters(n, selector.n_select)
     if k > n:
         raise UsageError(f"{{n_clusters}} {k} is more than the {n} rows; lower it", params="n_clusters")
-    return sampled_clustering(X, k, selector.seed, kmeans_sample, progress=selector.progress, assign=assign)
+    return sampled_clustering(
+        X, k, selector.seed, kmeans_sample, progress=selector.progress, assign=assign, backend=selector.kmeans_backend
+    )

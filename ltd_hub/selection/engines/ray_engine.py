@@ -2,9 +2,12 @@
 
 What runs where:
 
-* the driver (where ``ltd-hub`` runs) loads and filters the source, builds the texts, fits the
-  lexical encoder when that is the encoder (it is fitted on the texts themselves), fits k-means on
-  the seeded sample, shares out the budget and pushes the chosen rows in one commit;
+* Ray Data reads and filters the source, and the driver memory-maps the result (see
+  :mod:`ltd_hub.selection.engines.ray_source`; a source Ray cannot read as ``datasets`` does is
+  loaded on the driver, saying why);
+* the driver (where ``ltd-hub`` runs) builds the texts, fits the lexical encoder when that is the
+  encoder (it is fitted on the texts themselves), fits k-means on the seeded sample, shares out the
+  budget and pushes the chosen rows in one commit;
 * an actor pool (one encoder load per actor, ``num_gpus=1`` per actor when the cluster has GPUs)
   encodes fixed chunks of rows read from a Parquet file of the texts, writing one embedding shard
   per chunk next to the cache entry; finished shards survive a failure, and a re-run encodes only
@@ -147,7 +150,7 @@ def encode_cached_ray(
     entry.meta.unlink(missing_ok=True)
     n_chunks = -(-len(texts) // _CHUNK_ROWS)
     max_tokens = _encode_shards(encoder, texts, work, n_chunks, address, say)
-    dim, n_truncated = _assemble_shards(work, entry.partial, len(texts), n_chunks)
+    dim, n_truncated = _assemble_shards(work, entry.partial, len(texts), n_chunks, entry.dtype)
     encoder.max_tokens = max_tokens
     finish_entry(entry, encoder, dim, n_truncated)
     shutil.rmtree(work, ignore_errors=True)
@@ -194,7 +197,7 @@ def _encode_shards(encoder, texts: Sequence[str], work: Path, n_chunks: int, add
     return max_tokens
 
 
-def _assemble_shards(work: Path, partial: Path, n_rows: int, n_chunks: int) -> tuple[int, int]:
+def _assemble_shards(work: Path, partial: Path, n_rows: int, n_chunks: int, dtype: str = "float32") -> tuple[int, int]:
     """Write the shards, in order, into ``partial`` (the local engine's entry format); return ``(dim, n_truncated)``."""
     from ltd_hub.selection.encoders import _CHUNK_ROWS
     from ltd_hub.selection.engines.bounded import release
@@ -202,7 +205,7 @@ def _assemble_shards(work: Path, partial: Path, n_rows: int, n_chunks: int) -> t
     first = np.load(work / f"{0:07d}.npy", mmap_mode="r")
     dim = first.shape[1]
     del first
-    out = np.lib.format.open_memmap(partial, mode="w+", dtype=np.float32, shape=(n_rows, dim))
+    out = np.lib.format.open_memmap(partial, mode="w+", dtype=dtype, shape=(n_rows, dim))
     n_truncated = 0
     for i in range(n_chunks):
         out[i * _CHUNK_ROWS : (i + 1) * _CHUNK_ROWS] = np.load(work / f"{i:07d}.npy")
