@@ -643,7 +643,7 @@ def _selection_units(filtered: datasets.Dataset, columns: ColumnMap, req: Select
     Every column is read a chunk of rows at a time (:func:`~ltd_hub.selection.engines.bounded.column_chunks`):
     what stays is an integer code per row, so memory does not grow with Python objects per row.
     """
-    from ltd_hub.selection.engines.bounded import column_chunks
+    from ltd_hub.selection.engines.bounded import value_chunks
     from ltd_hub.selection.groups import count_distinct, group_codes, suggest_group_column
 
     n_rows = len(filtered)
@@ -655,7 +655,7 @@ def _selection_units(filtered: datasets.Dataset, columns: ColumnMap, req: Select
     template_column = req.template_column or next((c for c in TEMPLATE_COLUMNS if c in filtered.column_names), None)
     groups = None
     if req.group_by:
-        groups = group_codes((v for (v,) in column_chunks(filtered, [req.group_by])), n_rows, req.group_by)
+        groups = group_codes(value_chunks(filtered, req.group_by), n_rows, req.group_by)
     if groups is not None and n_select > groups.n_groups:
         raise UsageError(
             f"{{group_by}} {req.group_by} leaves {groups.n_groups} examples, fewer than the {n_select} rows to select; "
@@ -673,7 +673,7 @@ def _selection_units(filtered: datasets.Dataset, columns: ColumnMap, req: Select
     if groups is None:
         skip = {*columns.inputs, columns.target, columns.task, columns.id, template_column, *stratify_by}
         distinct = {
-            c: count_distinct((v for (v,) in column_chunks(filtered, [c])), n_rows)
+            c: count_distinct(value_chunks(filtered, c), n_rows)
             for c, feature in filtered.features.items()
             if c not in skip and getattr(feature, "dtype", None) in ("string", "large_string", "int64", "int32")
         }
@@ -690,11 +690,11 @@ def _selection_units(filtered: datasets.Dataset, columns: ColumnMap, req: Select
 def _text_codes(filtered, names: Sequence[str]) -> tuple[np.ndarray, list[Any]]:
     """Codes of the rows' values of ``names`` as text (first seen first), and the distinct values:
     strings for one column, tuples of strings for several."""
-    from ltd_hub.selection.engines.bounded import column_chunks
+    from ltd_hub.selection.engines.bounded import column_chunks, value_chunks
     from ltd_hub.selection.groups import encode_chunks
 
     if len(names) == 1:
-        return encode_chunks((list(map(str, v)) for (v,) in column_chunks(filtered, names)), len(filtered))
+        return encode_chunks((list(map(str, v)) for v in value_chunks(filtered, names[0])), len(filtered))
     keys = (list(zip(*(map(str, v) for v in parts))) for parts in column_chunks(filtered, names))
     return encode_chunks(keys, len(filtered))
 
@@ -802,7 +802,7 @@ def _pick_rows(X: np.ndarray, units: _Units, req: SelectionRequest, n_select: in
 
 def _quality(filtered, columns: ColumnMap, X, units: _Units, picked: _Picked, texts: Sequence[str], seed: int) -> QualityReport:
     """The quality report of the picked rows against random rows of the same size."""
-    from ltd_hub.selection.engines.bounded import column_chunks, text_chunks, word_counts
+    from ltd_hub.selection.engines.bounded import text_chunks, value_chunks, word_counts
     from ltd_hub.selection.groups import encode_chunks, hashed_codes
     from ltd_hub.selection.quality import PoolFacts, quality_report
 
@@ -812,7 +812,7 @@ def _quality(filtered, columns: ColumnMap, X, units: _Units, picked: _Picked, te
     elif units.group_hint:
         # Not grouped, but a column looks like the example key: count by it, so the report shows
         # what selecting rows did to examples (templated copies have different texts).
-        examples = encode_chunks((v for (v,) in column_chunks(filtered, [units.group_hint])), n_rows)[0]
+        examples = encode_chunks(value_chunks(filtered, units.group_hint), n_rows)[0]
         examples_by = units.group_hint
     else:  # nearly every text is distinct: hash them rather than hold them all
         examples, examples_by = hashed_codes(text_chunks(texts), n_rows), "text"
@@ -836,7 +836,7 @@ def _label_codes(filtered, columns: ColumnMap) -> tuple[np.ndarray, int, str] | 
     """Label id per row: the target's position among ``answer_choices`` when the data has them
     (so "True" / "yes" / "Entailment" under different templates are one label), else the target
     text when it takes few values; None for free-text targets."""
-    from ltd_hub.selection.engines.bounded import column_chunks
+    from ltd_hub.selection.engines.bounded import column_chunks, value_chunks
     from ltd_hub.selection.groups import encode_chunks
 
     if not columns.target or columns.target not in filtered.column_names:
@@ -848,9 +848,7 @@ def _label_codes(filtered, columns: ColumnMap) -> tuple[np.ndarray, int, str] | 
         )
         codes, distinct = encode_chunks(keys, len(filtered))
         return codes, len(distinct), f"{columns.target} in answer_choices"
-    found = encode_chunks(
-        (list(map(str, t)) for (t,) in column_chunks(filtered, [columns.target])), len(filtered), max_distinct=_MAX_LABELS
-    )
+    found = encode_chunks((list(map(str, t)) for t in value_chunks(filtered, columns.target)), len(filtered), max_distinct=_MAX_LABELS)
     return None if found is None else (found[0], len(found[1]), columns.target)
 
 

@@ -269,6 +269,12 @@ def column_chunks(dataset, columns: Sequence[str], chunk: int = GROUP_CHUNK) -> 
         yield [table.column(c).to_pylist() for c in columns]
 
 
+def value_chunks(dataset, column: str, chunk: int = GROUP_CHUNK) -> Iterator[list[Any]]:
+    """One column's values a chunk of rows at a time (:func:`column_chunks` for a single column)."""
+    for (values,) in column_chunks(dataset, [column], chunk):
+        yield values
+
+
 def text_chunks(texts: Sequence[str], chunk: int = GROUP_CHUNK) -> Iterator[Sequence[str]]:
     """``texts`` (a list or :class:`LazyTexts`) a chunk at a time."""
     for start in range(0, len(texts), chunk):
