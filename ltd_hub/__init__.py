@@ -16,6 +16,7 @@ _LAZY = {
     "rebuild_subset": "ltd_hub.selection.subset",
     "train": "ltd_hub.training",
     "TrainConfig": "ltd_hub.training",
+    "Checkpointing": "ltd_hub.checkpoints",
     "evaluate_adapter": "ltd_hub.evaluation.evaluator",
     "load_adapter": "ltd_hub.adapters",
     "push_adapter": "ltd_hub.adapters",

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from ltd_hub.checkpoints import Checkpointing
 from ltd_hub.configs import ConfigMixin
 from ltd_hub.constants import SUMMARY_FILE  # noqa: E402 - re-exported: training writes it
 from ltd_hub.data.sources import DataSource, drop_rows_without_target, load_instruction_data
@@ -174,8 +175,13 @@ class TrainConfig(ConfigMixin):
         if out.is_dir() and any(out.iterdir()) and not self.overwrite_output_dir:
             raise UsageError(f"--output-dir {out} is not empty; choose another folder or pass --overwrite-output-dir")
 
-    def training_arguments(self, *, work_dir: Path, bf16: bool, on_gpu: bool, padding_free: bool) -> Any:
-        """The ``transformers.TrainingArguments`` of this run (checkpoints off: the adapter is saved at the end)."""
+    def training_arguments(self, *, work_dir: Path, bf16: bool, on_gpu: bool, padding_free: bool, save_steps: int = 0) -> Any:
+        """The ``transformers.TrainingArguments`` of this run.
+
+        Checkpoints go to ``work_dir`` every ``save_steps`` steps (0: none on a schedule; a
+        :class:`~ltd_hub.checkpoints.Checkpointing` run still saves one when it stops early). The two
+        newest are kept: the older one stays until the newer is complete.
+        """
         from transformers import TrainingArguments
 
         return TrainingArguments(
@@ -183,7 +189,9 @@ class TrainConfig(ConfigMixin):
             **{name: getattr(self, name) for name in TRAINING_ARGUMENTS},
             warmup_steps=self.warmup_ratio,  # a float in [0, 1) is a ratio of the total steps
             logging_first_step=True,
-            save_strategy="no",
+            save_strategy="steps" if save_steps > 0 else "no",
+            **({"save_steps": save_steps} if save_steps > 0 else {}),
+            save_total_limit=2,
             data_seed=self.seed,
             bf16=bf16,
             use_cpu=not on_gpu,
@@ -341,6 +349,9 @@ class TrainResult:
     url: str | None = None
     main_process: bool = True  # False on the other ranks of a distributed run (they save and push nothing)
     summary: TrainingSummary | None = None  # what training_summary.json holds (None on the other ranks)
+    finished: bool = True  # False: stopped at Checkpointing.stop_at; nothing in output_dir, `checkpoint` resumes it
+    checkpoint: Path | None = None  # the checkpoint that resumes an unfinished run (None once finished)
+    segments: int = 1  # processes that trained it (more than one when it was resumed from a checkpoint)
 
 
 # --------------------------------------------------------------------------- data
@@ -505,7 +516,7 @@ def _base_model_license(model_id: str, token: str | None) -> str | None:
     return str(license_) if license_ else None
 
 
-def train(config: TrainConfig, *, token: str | None = None) -> TrainResult:
+def train(config: TrainConfig, *, token: str | None = None, checkpointing: Checkpointing | None = None) -> TrainResult:
     """Train a LoRA adapter on ``config.dataset`` and save (and optionally push) it with its model card.
 
     Steps: validate the config, pre-flight the push target, load and format the data, train with
@@ -516,6 +527,10 @@ def train(config: TrainConfig, *, token: str | None = None) -> TrainResult:
     Args:
         config: the run's settings.
         token: Hub token (default: the one huggingface_hub finds).
+        checkpointing: keep resumable checkpoints (:class:`~ltd_hub.checkpoints.Checkpointing`): the
+            run resumes from the newest one in its folder, and stops unfinished at its ``stop_at``
+            (``finished`` False, nothing written to ``output_dir``). The checkpoints stay until the
+            caller removes them.
 
     Returns:
         A :class:`TrainResult`.
@@ -532,15 +547,18 @@ def train(config: TrainConfig, *, token: str | None = None) -> TrainResult:
     bf16 = _resolve_bf16(config)
     model = load_base_model(config.base_model, bf16=bf16, attn_implementation=config.attn_implementation, token=token, training=True)
     license_ = _base_model_license(config.base_model, token)
-    run, summary = _train_and_save(config, data, model, bf16=bf16, license_=license_, repo_id=target.repo_id if target else None)
+    run, summary = _train_and_save(
+        config, data, model, bf16=bf16, license_=license_, repo_id=target.repo_id if target else None, checkpointing=checkpointing
+    )
     stats = run.stats
     result = TrainResult(
         output_dir=Path(config.output_dir), train_rows=len(data.tokenized), skipped_rows=data.skipped, steps=stats.steps,
         train_loss=stats.train_loss, train_tokens=stats.train_tokens, seconds=stats.seconds,
         tokens_per_second=stats.tokens_per_second, peak_memory_mb=stats.peak_memory_mb,
-        main_process=run.is_main_process, summary=summary,
+        main_process=run.is_main_process, summary=summary, finished=run.finished,
+        checkpoint=checkpointing.last() if checkpointing is not None and not run.finished else None, segments=run.segments,
     )  # fmt: skip
-    if target is not None and run.is_main_process:
+    if target is not None and run.is_main_process and run.finished:
         result.push = _push(result.output_dir, target.repo_id, config, token)
         result.url = result.push.url
     return result
@@ -598,9 +616,18 @@ def _resolve_bf16(config: TrainConfig) -> bool:
 
 
 def _train_and_save(
-    config: TrainConfig, data: _TrainingData, model: Any, *, bf16: bool, license_: str | None, repo_id: str | None
+    config: TrainConfig,
+    data: _TrainingData,
+    model: Any,
+    *,
+    bf16: bool,
+    license_: str | None,
+    repo_id: str | None,
+    checkpointing: Checkpointing | None = None,
 ) -> tuple[TrainerRun, TrainingSummary | None]:
     """Train in a staging folder beside ``output_dir``; the main process writes the adapter there and renames it into place.
+
+    A run stopped unfinished (:class:`Checkpointing`) writes nothing: its checkpoint is what it leaves.
 
     Not :func:`ltd_hub.files.staged_dir`: the other ranks of a distributed run train in a staging
     folder of their own too, which must be discarded, never renamed over the main process's output.
@@ -610,9 +637,11 @@ def _train_and_save(
     staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.tmp-", dir=output_dir.parent))
     summary = None
     try:
-        run = _run_trainer(model, data.tokenizer, data.tokenized, config, bf16=bf16, work_dir=staging / "trainer")
+        run = _run_trainer(
+            model, data.tokenizer, data.tokenized, config, bf16=bf16, work_dir=staging / "trainer", checkpointing=checkpointing
+        )
         shutil.rmtree(staging / "trainer", ignore_errors=True)
-        if run.is_main_process:
+        if run.is_main_process and run.finished:
             summary = build_summary(config, data, run, license_=license_)
             _write_adapter(staging, run.model, summary, repo_id=repo_id)
             replace_dir(staging, output_dir)
@@ -689,6 +718,8 @@ class TrainerRun:
     is_main_process: bool
     stats: TrainingStats
     padding_free: bool  # as resolved (:func:`resolve_padding_free`)
+    finished: bool = True  # False when it stopped at Checkpointing.stop_at
+    segments: int = 1  # processes that trained it, this one included
 
 
 def _peft_model(model: Any, config: TrainConfig) -> Any:
@@ -713,27 +744,52 @@ def _peft_model(model: Any, config: TrainConfig) -> Any:
         raise UsageError(f"--lora-target-modules do not match the base model ({short_error(exc)}); check the module names") from None
 
 
-def _run_trainer(model: Any, tokenizer: Any, tokenized: Any, config: TrainConfig, *, bf16: bool, work_dir: Path) -> TrainerRun:
+def _run_trainer(
+    model: Any,
+    tokenizer: Any,
+    tokenized: Any,
+    config: TrainConfig,
+    *,
+    bf16: bool,
+    work_dir: Path,
+    checkpointing: Checkpointing | None = None,
+) -> TrainerRun:
     import torch
     from transformers import Trainer
+
+    from ltd_hub.checkpoints import progress_callback, read_progress, resumable_trainer
 
     model = _peft_model(model, config)
     on_gpu = torch.cuda.is_available()
     padding_free = resolve_padding_free(config)
-    args = config.training_arguments(work_dir=work_dir, bf16=bf16, on_gpu=on_gpu, padding_free=padding_free)
+    resume_from = checkpointing.last() if checkpointing is not None else None
+    resumed = read_progress(resume_from)
+    if checkpointing is not None:
+        work_dir = checkpointing.folder  # transformers writes checkpoint-N folders into its output_dir
+    args = config.training_arguments(
+        work_dir=work_dir, bf16=bf16, on_gpu=on_gpu, padding_free=padding_free, save_steps=checkpointing.save_steps if checkpointing else 0
+    )
     collator = build_collator(
         tokenizer, padding_free=padding_free, pad_to_multiple_of=8 if on_gpu else None,
         flash_kwargs=config.attn_implementation.startswith("flash_attention"),
     )  # fmt: skip
-    trainer = Trainer(model=model, args=args, train_dataset=tokenized, data_collator=collator, processing_class=tokenizer)
+    kwargs = {"model": model, "args": args, "train_dataset": tokenized, "data_collator": collator, "processing_class": tokenizer}
+    if checkpointing is None:
+        trainer = Trainer(**kwargs)
+    else:
+        trainer = resumable_trainer(resume_from, **kwargs)
+        trainer.add_callback(progress_callback(checkpointing, resumed, trainer))
     _log_to_stderr(trainer)
     if on_gpu:
         torch.cuda.reset_peak_memory_stats()
     started = time.perf_counter()
-    output = _fit(trainer, config)
+    output = _fit(trainer, config, resume_from=resume_from)
     seconds = time.perf_counter() - started
-    tokens = int(trainer.state.num_input_tokens_seen)  # already summed over the ranks
+    tokens = int(trainer.state.num_input_tokens_seen)  # already summed over the ranks, and restored on resume
     loss = float(output.training_loss)
+    if resumed is not None:  # transformers reports this call's steps only; the figures are the whole run's
+        loss = resumed.combined_loss(int(output.global_step), loss)
+        seconds += resumed.seconds
     if not math.isfinite(loss):
         raise UsageError(f"training diverged (loss {loss}); lower --learning-rate")
     stats = TrainingStats(
@@ -741,15 +797,18 @@ def _run_trainer(model: Any, tokenizer: Any, tokenized: Any, config: TrainConfig
         tokens_per_second=tokens / seconds if seconds > 0 else 0.0, peak_memory_mb=_peak_memory_mb(),
         device=torch.cuda.get_device_name() if on_gpu else "cpu", world_size=args.world_size, bf16=bf16,
     )  # fmt: skip
-    return TrainerRun(model=trainer.model, is_main_process=trainer.is_world_process_zero(), stats=stats, padding_free=padding_free)
+    return TrainerRun(
+        model=trainer.model, is_main_process=trainer.is_world_process_zero(), stats=stats, padding_free=padding_free,
+        finished=int(output.global_step) >= int(trainer.state.max_steps), segments=(resumed.segments if resumed else 0) + 1,
+    )  # fmt: skip
 
 
-def _fit(trainer: Any, config: TrainConfig) -> Any:
-    """``trainer.train()``, with running out of GPU memory as one line naming what to lower."""
+def _fit(trainer: Any, config: TrainConfig, *, resume_from: Path | None = None) -> Any:
+    """``trainer.train()`` (resumed from a checkpoint when given), with running out of GPU memory as one line naming what to lower."""
     import torch
 
     try:
-        return trainer.train()
+        return trainer.train(resume_from_checkpoint=str(resume_from) if resume_from is not None else None)
     except torch.OutOfMemoryError:
         raise UsageError(
             f"out of memory on the GPU at --per-device-train-batch-size {config.per_device_train_batch_size} and "

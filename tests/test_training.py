@@ -222,6 +222,42 @@ def test_train_changes_only_lora_weights_and_learns(tmp_path, pool_file, tiny_mo
     assert torch.isfinite(torch.tensor(result.train_loss))
 
 
+def test_a_run_stopped_at_each_step_and_resumed_equals_one_that_never_stopped(tmp_path, tiny_model_id):
+    """Resumed from transformers checkpoints (mid-epoch and at an epoch boundary), with dropout and
+    length-grouped batches on: the same adapter, and figures for the whole run."""
+    from safetensors.torch import load_file
+
+    from ltd_hub import train
+    from ltd_hub.checkpoints import Checkpointing, read_progress
+
+    data = _write_jsonl(tmp_path / "pool.jsonl", _pool_rows(24))  # 3 steps an epoch at batch 8
+
+    def config(out: str) -> TrainConfig:
+        return TrainConfig(dataset=str(data), base_model=tiny_model_id, output_dir=str(tmp_path / out), num_train_epochs=2,
+                           learning_rate=5e-3, per_device_train_batch_size=8, logging_steps=2, lora_dropout=0.1, seed=3)  # fmt: skip
+
+    whole = train(config("whole"))
+    assert whole.steps == 6 and whole.segments == 1 and whole.checkpoint is None
+
+    # stop_at in the past: each call trains one step, saves a checkpoint and stops, unfinished.
+    checkpointing = Checkpointing(tmp_path / "ckpt", stop_at=0.0)
+    for step in range(1, 6):
+        part = train(config("resumed"), checkpointing=checkpointing)
+        assert not part.finished and part.steps == step and part.checkpoint == tmp_path / "ckpt" / f"checkpoint-{step}"
+        assert not (tmp_path / "resumed").exists()  # nothing half-written where the adapter goes
+        progress = read_progress(part.checkpoint)
+        assert (progress.step, progress.max_steps, progress.segments) == (step, 6, step) and progress.seconds > 0
+    assert len(list((tmp_path / "ckpt").glob("checkpoint-*"))) == 2  # the newest two are kept
+    resumed = train(config("resumed"), checkpointing=checkpointing)
+    assert resumed.finished and resumed.steps == 6 and resumed.segments == 6
+
+    a, b = load_file(tmp_path / "whole" / "adapter_model.safetensors"), load_file(tmp_path / "resumed" / "adapter_model.safetensors")
+    assert a.keys() == b.keys() and all(a[k].equal(b[k]) for k in a), "a resumed run must train exactly like one that never stopped"
+    assert resumed.train_tokens == whole.train_tokens
+    assert resumed.train_loss == pytest.approx(whole.train_loss, abs=1e-4)  # the log history keeps 4 decimals
+    assert resumed.seconds > 0 and resumed.summary.training.steps == 6
+
+
 def test_train_from_a_hub_subset_and_push_in_one_commit(tmp_path, tiny_model_id, ltd_nli, capsys):
     import pandas as pd
     from huggingface_hub import HfApi

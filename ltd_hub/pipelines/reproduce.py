@@ -27,6 +27,7 @@ import inspect
 import json
 import math
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -97,6 +98,8 @@ class ReproduceConfig(ConfigMixin):
         "full_data": "'all' (every task row) or a number of rows",
         "output_dir": "a string (a folder)",
         "results_dir": "a string (a folder)",
+        "checkpoint_dir": "a string (a folder)",
+        "save_steps": "a whole number (0: checkpoint only when --max-minutes stops a run)",
     }
 
     name: str = "experiment"
@@ -125,6 +128,11 @@ class ReproduceConfig(ConfigMixin):
     eval: EvalSpec = field(default_factory=EvalSpec)
     output_dir: str = "runs/experiment"
     results_dir: str | None = None
+    # Resumable training: each training run keeps transformers checkpoints under
+    # <checkpoint_dir>/<run id>-<run hash>/ (default <output_dir>/checkpoints), every save_steps steps
+    # and when --max-minutes stops it; the next reproduce resumes it. Not part of any hash.
+    checkpoint_dir: str | None = None
+    save_steps: int = 100
     push: PushSpec | None = None
 
     @classmethod
@@ -138,8 +146,10 @@ class ReproduceConfig(ConfigMixin):
         base = path.resolve().parent
         config.pool = _resolve(config.pool, base)
         config.eval.data = [_resolve(p, base) for p in config.eval.data]
-        if not os.path.isabs(config.output_dir):
-            config.output_dir = str(Path.cwd() / config.output_dir)
+        for key in ("output_dir", "checkpoint_dir"):  # working folders: relative to where reproduce runs
+            value = getattr(config, key)
+            if value is not None and not os.path.isabs(value):
+                setattr(config, key, str(Path.cwd() / value))
         # Results are committed beside the code: docs/results/<name> of the repo holding experiments/.
         results = config.results_dir or f"../docs/results/{config.name}"
         config.results_dir = results if os.path.isabs(results) else str((base / results).resolve())
@@ -212,10 +222,12 @@ class ReproduceConfig(ConfigMixin):
         missing = [p for p in self.eval.data if "/" in p and os.path.isabs(p) and not os.path.exists(p)]
         if missing:
             raise UsageError(f"eval data not found: {missing[0]}; check eval.data in the config")
-        for key in ("output_dir", "results_dir"):
-            value = Path(getattr(self, key))
+        for key in ("output_dir", "results_dir", "checkpoint_dir"):
+            value = Path(getattr(self, key) or ".")
             if value.exists() and not value.is_dir():
                 raise UsageError(f"{key} {value} is a file; choose a folder")
+        if isinstance(self.save_steps, bool) or self.save_steps < 0:
+            raise UsageError(f"save_steps must be 0 or more (0: checkpoint only when --max-minutes stops a run), got {self.save_steps}")
         if self.push is not None and not self.push.namespace:
             raise UsageError("push.namespace is required to publish (your user or org name)")
 
@@ -789,6 +801,33 @@ def _fmt_mean_sd(values: list[float]) -> str:
     return f"{mean:.1f}" + (f" ± {sd:.1f}" if sd is not None else "") + (f" (n={len(values)})" if len(values) > 1 else "")
 
 
+def checkpoint_folder(config: ReproduceConfig, run: Run) -> Path:
+    """Where a training run keeps its checkpoints: ``<checkpoint_dir>/<run id>-<run hash>`` (a changed run never resumes an old one)."""
+    root = Path(config.checkpoint_dir) if config.checkpoint_dir else Path(config.output_dir) / "checkpoints"
+    return root / f"{run.run_id}-{run_hash(config, run)}"
+
+
+class TrainingStopped(Exception):
+    """A training run stopped at the ``--max-minutes`` deadline; its checkpoint resumes it."""
+
+    def __init__(self, run_id: str, progress: Any, checkpoint: Path | None):
+        super().__init__(run_id)
+        self.run_id, self.progress, self.checkpoint = run_id, progress, checkpoint
+
+    def to_dict(self) -> dict[str, Any]:
+        p = self.progress
+        return {
+            "step": p.step if p else None,
+            "max_steps": p.max_steps if p else None,
+            "checkpoint": str(self.checkpoint) if self.checkpoint else None,
+        }
+
+    def message(self) -> str:
+        d = self.to_dict()
+        at = f"at step {d['step']:,} of {d['max_steps']:,}" if d["step"] is not None else "unfinished"
+        return f"{self.run_id}: stopped {at} (--max-minutes); run the same command again to resume from {d['checkpoint']}"
+
+
 class StageCache:
     """Finished stages under ``<output_dir>/cache/<stage>/<hash>/``; a stage is done once ``done.json`` exists."""
 
@@ -830,6 +869,8 @@ class Runner:
         self.only = only
         self.shard = shard
         self.max_minutes = max_minutes
+        # Training still going at the deadline saves a checkpoint and stops (resumed by the next reproduce).
+        self.stop_at = time.time() + max_minutes * 60 if max_minutes is not None else None
         self.token = token
         self.progress = progress
         self.out = Path(config.output_dir)
@@ -934,7 +975,11 @@ class Runner:
         return _hash({"selection": self.selection_key(run), "base": self.config.base_model, "train": train_settings(self.config, run)})
 
     def train(self, run: Run, subset_folder: str) -> dict[str, Any]:
+        """Train the run's adapter (resuming its checkpoint, if any); raise :class:`TrainingStopped` at the deadline."""
+        from ltd_hub.checkpoints import Checkpointing, read_progress
         from ltd_hub.training import TrainConfig, train
+
+        checkpointing = Checkpointing(checkpoint_folder(self.config, run), save_steps=self.config.save_steps, stop_at=self.stop_at)
 
         def work(folder: Path) -> dict[str, Any]:
             cfg = TrainConfig.from_mapping(
@@ -942,13 +987,17 @@ class Runner:
                  "output_dir": str(folder / "adapter")},
                 source="train:",
             )  # fmt: skip
-            result = train(cfg, token=self.token)
+            result = train(cfg, token=self.token, checkpointing=checkpointing)
+            if not result.finished:
+                raise TrainingStopped(run.run_id, read_progress(result.checkpoint), result.checkpoint)
             return {"steps": result.steps, "train_rows": result.train_rows, "skipped_rows": result.skipped_rows,
                     "train_loss": result.train_loss, "train_tokens": result.train_tokens, "seconds": result.seconds,
                     "tokens_per_second": result.tokens_per_second, "peak_memory_mb": result.peak_memory_mb,
-                    "seed": cfg.seed, "max_steps": cfg.max_steps, "num_train_epochs": cfg.num_train_epochs}  # fmt: skip
+                    "seed": cfg.seed, "max_steps": cfg.max_steps, "num_train_epochs": cfg.num_train_epochs,
+                    "segments": result.segments}  # fmt: skip
 
         info = self.cache.run("train", self.train_key(run), work)
+        shutil.rmtree(checkpointing.folder, ignore_errors=True)  # the adapter is saved: its checkpoints are spent
         info["adapter"] = str(self.cache.path("train", self.train_key(run)) / "adapter")
         return info
 
@@ -1033,6 +1082,7 @@ class Runner:
         self.out.mkdir(parents=True, exist_ok=True)
         started = time.monotonic()
         skipped: list[str] = []
+        stopped: dict[str, dict[str, Any]] = {}
         with tqdm(total=len(todo), desc="runs", unit="run", disable=not self.progress, file=sys.stderr) as bar:
             for p in todo:
                 if self.max_minutes is not None and time.monotonic() - started > self.max_minutes * 60:
@@ -1044,7 +1094,13 @@ class Runner:
                 adapter = None
                 if run.trains:
                     selection = self.select(run)
-                    training = self.train(run, selection["folder"])
+                    try:
+                        training = self.train(run, selection["folder"])
+                    except TrainingStopped as stop:
+                        skipped.append(run.run_id)
+                        stopped[run.run_id] = stop.to_dict()
+                        print(stop.message(), file=sys.stderr)
+                        continue
                     adapter = training["adapter"]
                 evaluation = self.evaluate(run, adapter)
                 record = self.result_record(p, selection, training, evaluation)
@@ -1055,6 +1111,7 @@ class Runner:
         results = write_summary(self.config, planned)
         results["ran"] = [p.run.run_id for p in todo if p.run.run_id not in skipped]
         results["left"] = skipped
+        results["stopped"] = stopped
         if self.config.push is not None:
             results["pushed"] = push_results(self, [p for p in todo if getattr(p, "local", None)], results)
         return results
@@ -1136,20 +1193,28 @@ def dry_run(config: ReproduceConfig, *, only: list[str] | None = None, shard: tu
         f"pool: {c.pool} ({approx}{n_task:,} task rows)" if n_task else f"pool: {c.pool}",
         f"{'state':6s} {'run':44s} {'kind':12s} {'rows':>9s} {'steps':>7s}",
     ]
+    from ltd_hub.checkpoints import last_checkpoint, read_progress
+
     total_steps = 0
+    resumes = []
     for p in chosen:
         rows_text = steps_text = "-"
         if p.run.trains and n_task:
             n_rows, steps = _planned_size(c, p.run, n_task)
             rows_text, steps_text = f"{approx}{n_rows:,}", f"{approx}{steps:,}"
             if p.state != "done":
-                total_steps += steps
+                progress = read_progress(last_checkpoint(checkpoint_folder(c, p.run)))
+                total_steps += steps - (progress.step if progress else 0)
+                if progress:
+                    resumes.append(f"{p.run.run_id} at step {progress.step:,} of {progress.max_steps:,}")
         lines.append(f"{p.state:6s} {p.run.run_id:44s} {p.run.kind:12s} {rows_text:>9s} {steps_text:>7s}")
     counts = {s: sum(1 for p in chosen if p.state == s) for s in ("done", "stale", "todo")}
     lines.append(
         f"{counts['done']} done (result file with this hash), {counts['stale']} stale (config changed: re-run), "
         f"{counts['todo']} to run; {total_steps:,} optimizer steps to run in all"
     )
+    if resumes:
+        lines.append(f"resumes from checkpoints: {'; '.join(resumes)}")
     few = [arm for arm in dict.fromkeys(p.run.arm for p in planned)
            if next(p.run.kind for p in planned if p.run.arm == arm) != "base" and sum(1 for p in planned if p.run.arm == arm) < 3]  # fmt: skip
     if few:

@@ -27,6 +27,13 @@ class ReproduceOptions(ConfigMixin):
         default=None,
         metadata={"help": "override results_dir of the config (where result files and the summary go)", "metavar": "DIR"},
     )
+    checkpoint_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "override checkpoint_dir of the config (training checkpoints that --max-minutes leaves to resume)",
+            "metavar": "DIR",
+        },
+    )
     push: bool = field(default=False, metadata={"help": "publish subsets, adapters and a results dataset (needs push.namespace)"})
     only: list[str] | None = field(
         default=None,
@@ -40,7 +47,12 @@ class ReproduceOptions(ConfigMixin):
         metadata={"help": "run only the I-th of N interleaved shares of the plan (one per machine or session)", "metavar": "I/N"},
     )
     max_minutes: float | None = field(
-        default=None, metadata={"help": "start no new run after M minutes (finished runs are kept)", "metavar": "M"}
+        default=None,
+        metadata={
+            "help": "stop after M minutes: no run starts later, and a run still training saves a checkpoint and stops "
+            "(the next reproduce resumes it; an evaluation under way finishes)",
+            "metavar": "M",
+        },
     )
     dry_run: bool = field(
         default=False, metadata={"help": "validate the whole config and print the run plan (done / to run, est. steps); run nothing"}
@@ -84,6 +96,8 @@ def run(args: argparse.Namespace) -> int:
         overrides["output_dir"] = os.path.abspath(args.output_dir)
     if args.results_dir:
         overrides["results_dir"] = os.path.abspath(args.results_dir)
+    if args.checkpoint_dir:
+        overrides["checkpoint_dir"] = os.path.abspath(args.checkpoint_dir)
     if overrides:
         config = dataclasses.replace(config, **overrides)
         config.validate()
@@ -102,10 +116,11 @@ def run(args: argparse.Namespace) -> int:
     seconds = round(time.perf_counter() - started, 1)
     folder = Path(config.results_dir or config.output_dir)
     if args.format == "json":
-        print(json.dumps({"results_dir": str(folder), "ran": results["ran"], "left": results["left"],
+        print(json.dumps({"results_dir": str(folder), "ran": results["ran"], "left": results["left"], "stopped": results["stopped"],
                           "runs_done": results["runs_done"], "runs_planned": results["runs_planned"], "seconds": seconds}))  # fmt: skip
     else:
         print(results_table(results))
-        left = f"; {len(results['left'])} left for later (--max-minutes)" if results["left"] else ""
+        stopped = f", {len(results['stopped'])} of them stopped at a checkpoint" if results["stopped"] else ""
+        left = f"; {len(results['left'])} left for later (--max-minutes){stopped}" if results["left"] else ""
         print(f"\nran {len(results['ran'])} runs in {seconds} s{left}; wrote {folder}/arms/*.json, results.md, results.json")
     return 0
