@@ -204,16 +204,20 @@ def test_bad_kmeans_backends_are_one_error_line(pool, capsys, monkeypatch):
     )
 
 
-def test_float16_embeddings_are_stored_recorded_and_rebuilt(pool, tmp_path, capsys):
+def test_float16_embeddings_are_stored_recorded_and_rebuilt(pool, tmp_path, capsys, monkeypatch):
     from ltd_hub.paths import cache_dir
 
+    def stored_dtypes() -> list[str]:
+        return sorted(np.load(f, mmap_mode="r").dtype.name for f in cache_dir("embeddings").glob("*/embeddings.npy"))
+
+    monkeypatch.setenv("LTD_HUB_CACHE", str(tmp_path / "cache"))  # a cache of its own: each entry is this test's
     kw = {"encoder": "lexical", "size": 40, "n_clusters": 8, "kmeans_sample": 5, "progress": False}
     wide = select_subset(pool, **kw)
+    assert stored_dtypes() == ["float32"]
     half = select_subset(pool, embedding_dtype="float16", **kw)
+    assert stored_dtypes() == ["float16", "float32"]  # a second entry, stored as float16
     assert "storage" not in (wide.manifest.encoder.params or {})  # float32 manifests (and cache keys) as before
     assert half.manifest.encoder.params["storage"] == "float16"
-    files = {np.load(f, mmap_mode="r").dtype.name for f in cache_dir("embeddings").glob("*/embeddings.npy")}
-    assert {"float16", "float32"} <= files
     code, _, err = cli(capsys, "push-subset", pool, "--dry-run", "--output-dir", tmp_path / "out", "--encoder", "lexical",
                        "--size", "40", "--n-clusters", "8", "--kmeans-sample", "5", "--embedding-dtype", "float16")  # fmt: skip
     assert code == 0, err

@@ -35,7 +35,6 @@ if TYPE_CHECKING:
     import numpy as np  # imported where used: `ltd-hub --help` reaches this module through training
 
 # Builder name of `datasets.load_dataset` for each local file type, and every data-file suffix.
-_BUILDERS = DATA_BUILDERS
 _DATA_SUFFIXES = DATA_SUFFIXES
 _GLOB_CHARS = set("*?[")
 # Owner/name as the Hub spells it; used only to tell "a local path that is missing" from "a repo id".
@@ -148,7 +147,8 @@ def _expand(spec: str) -> list[Path]:
     raise UsageError(f"file not found: {spec}; check the path")
 
 
-def _suffix(path: Path) -> str:
+def data_suffix(path: Path) -> str:
+    """The data suffix of a file name, under its .gz: ``pool.jsonl.gz`` -> ``.jsonl`` (a key of DATA_BUILDERS)."""
     name = path.name.lower()
     if name.endswith(".gz"):
         name = name[:-3]
@@ -162,7 +162,7 @@ def _open_text(path: Path):
 
 def _is_superni_file(path: Path) -> bool:
     """A SuperNI task file is a JSON object with ``Definition`` and ``Instances``."""
-    if _suffix(path) != ".json":
+    if data_suffix(path) != ".json":
         return False
     try:
         with _open_text(path) as fh:
@@ -302,7 +302,7 @@ def _superni_instance(path: Path, index: int, inst: Any) -> tuple[str, list[str]
 
 
 @contextlib.contextmanager
-def _quiet_datasets_errors():
+def quiet_datasets_errors():
     """datasets logs a parse failure with its traceback before raising; we report it in one line instead."""
     logger = logging.getLogger("datasets")
     level = logger.level
@@ -330,13 +330,13 @@ def no_progress_bars():
 def _load_files(paths: Sequence[Path]) -> datasets.Dataset:
     import datasets
 
-    kinds = {_BUILDERS[_suffix(p)] for p in paths}
+    kinds = {DATA_BUILDERS[data_suffix(p)] for p in paths}
     if len(kinds) > 1:
         raise UsageError(f"data files of mixed types ({', '.join(sorted(kinds))}); give files of one type")
     builder = kinds.pop()
     desc = str(paths[0]) if len(paths) == 1 else f"{paths[0]} (+{len(paths) - 1} files)"
     try:
-        with _quiet_datasets_errors():
+        with quiet_datasets_errors():
             ds = datasets.load_dataset(builder, data_files=[str(p) for p in paths], split="train")
     except StopIteration:
         raise UsageError(f"{desc} holds no rows; give a file with rows") from None
@@ -426,12 +426,13 @@ def hub_license(repo_id: str, sha: str, token: str | None) -> str | None:
 # --------------------------------------------------------------------------- columns
 
 
-def _resolve_columns(
+def map_columns(
     names: Sequence[str],
     inputs: Sequence[str] | None,
     target: str | None,
     task: str | None,
 ) -> ColumnMap:
+    """Which of ``names`` hold the inputs, target and task (defaults found by name); UsageError naming the parameter."""
     available = list(names)
     shown = ", ".join(available)
 
@@ -527,7 +528,7 @@ def load_source(
         loaded = _load_local(specs, split)
     if len(loaded.dataset) == 0:
         raise UsageError(f"{loaded.id} holds no rows; point SOURCE at data with rows")
-    loaded.columns = _resolve_columns(loaded.dataset.column_names, input_columns, target_column, task_column)
+    loaded.columns = map_columns(loaded.dataset.column_names, input_columns, target_column, task_column)
     return loaded
 
 
@@ -567,7 +568,7 @@ def _head_lines(path: Path, rows: int) -> tuple[bytes, int]:
     """The first ``rows`` non-blank lines of a (gzipped) JSONL file, each ending in a newline, and their count."""
     lines: list[bytes] = []
     try:
-        with _open_bytes(path) as handle:
+        with open_bytes(path) as handle:
             for line in handle:
                 if line.strip():
                     lines.append(line if line.endswith(b"\n") else line + b"\n")
@@ -594,11 +595,12 @@ def jsonl_rows(path: str | os.PathLike) -> int | None:
 
 def _count_lines(path: Path) -> int:
     """Non-blank lines of a (gzipped) text file."""
-    with _open_bytes(path) as handle:
+    with open_bytes(path) as handle:
         return sum(1 for line in handle if line.strip())
 
 
-def _open_bytes(path: Path):
+def open_bytes(path: Path):
+    """A local data file opened for reading bytes, decompressed when it is .gz."""
     return gzip.open(path, "rb") if path.name.lower().endswith(".gz") else open(path, "rb")
 
 
@@ -655,7 +657,7 @@ def _source_files(specs: Sequence[str]) -> list[Path]:
 
 def _check_data_file(path: Path) -> None:
     """A supported data file type, not empty, and (if gzipped) readable."""
-    if _suffix(path) not in _BUILDERS:
+    if data_suffix(path) not in DATA_BUILDERS:
         raise UsageError(f"unsupported file type: {path}; use JSONL, JSON, Parquet or CSV (optionally .gz)")
     _check_readable(path)
 

@@ -89,14 +89,14 @@ def load_filtered(
     Raises:
         UsageError: what ``load_source`` and ``apply_filters`` raise for the same input.
     """
-    from ltd_hub.data.sources import _resolve_columns, apply_filters, filter_plan
+    from ltd_hub.data.sources import apply_filters, filter_plan, map_columns
     from ltd_hub.selection.engines.ray_engine import connect
 
     specs = [os.fspath(source)] if isinstance(source, (str, os.PathLike)) else [os.fspath(s) for s in source]
     try:
         plan = _plan(specs, req)
         names = list(plan.features)
-        columns = _resolve_columns(names, req.input_columns, req.target_column, req.task_column)
+        columns = map_columns(names, req.input_columns, req.target_column, req.task_column)
         by_column = filter_plan(names, columns, filters, tasks)
         connect(req.ray_address)
         dataset, masks = _read(plan, by_column, columns.target, req.use_cache, log)
@@ -123,12 +123,13 @@ def _plan(specs: list[str], req: SelectionRequest) -> _Plan:
 
 
 def _local_plan(specs: list[str], split: str | None) -> _Plan:
-    from ltd_hub.data.sources import _BUILDERS, _suffix, local_files, local_source
+    from ltd_hub.constants import DATA_BUILDERS
+    from ltd_hub.data.sources import data_suffix, local_files, local_source
 
     paths, superni = local_files(specs)  # the local engine's checks and errors
     if superni:
         raise _Fallback("SuperNI task files are read by ltd-hub's own loader")
-    readers = {_BUILDERS[_suffix(p)] for p in paths}
+    readers = {DATA_BUILDERS[data_suffix(p)] for p in paths}
     if len(readers) > 1:
         raise _Fallback("the files are of mixed types")
     reader = readers.pop()
@@ -152,9 +153,9 @@ def _local_plan(specs: list[str], split: str | None) -> _Plan:
 
 def _first_byte(path: Path) -> bytes:
     """The first non-blank byte of a (gzipped) file: ``{`` for JSON Lines, ``[`` for a JSON array."""
-    from ltd_hub.data.sources import _open_bytes
+    from ltd_hub.data.sources import open_bytes
 
-    with _open_bytes(path) as fh:
+    with open_bytes(path) as fh:
         while chunk := fh.read(4096):
             stripped = chunk.lstrip().removeprefix(b"\xef\xbb\xbf").lstrip()
             if stripped:
@@ -175,16 +176,16 @@ def _json_features(path: Path) -> datasets.Features:
     import datasets
     from datasets.packaged_modules.json.json import JsonConfig
 
-    from ltd_hub.data.sources import _open_bytes, _quiet_datasets_errors, no_progress_bars
+    from ltd_hub.data.sources import no_progress_bars, open_bytes, quiet_datasets_errors
 
     chunk = next((f.default for f in dataclasses.fields(JsonConfig) if f.name == "chunksize"), 10 << 20)
-    with _open_bytes(path) as fh:
+    with open_bytes(path) as fh:
         head = fh.read(chunk)
         head += fh.readline()
     with tempfile.TemporaryDirectory(prefix="ltd-hub-head-") as tmp:
         (Path(tmp) / "head.jsonl").write_bytes(head)
         try:
-            with _quiet_datasets_errors(), no_progress_bars():
+            with quiet_datasets_errors(), no_progress_bars():
                 ds = datasets.load_dataset("json", data_files=[str(Path(tmp) / "head.jsonl")], split="train", cache_dir=tmp)
         except Exception as exc:  # noqa: BLE001 - the driver's loader reports the problem with the file's name
             raise _Fallback(f"datasets cannot infer the types of {path.name} ({type(exc).__name__})") from None
