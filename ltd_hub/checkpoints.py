@@ -10,7 +10,8 @@ whole run:
 - ``ltd_hub_epoch_rng.pt``: the torch RNG state the current epoch's batch order was drawn from.
   transformers restores the RNG state of the checkpoint *after* drawing the order of a resumed
   epoch, so an epoch after the first, resumed mid-way, would get a new order: some rows trained twice
-  in that epoch, others never. :func:`resumable_trainer` draws it again from the recorded state.
+  in that epoch, others never (the class of bug of huggingface/accelerate#4233 and
+  modelscope/ms-swift#10050). :func:`resumable_trainer` draws it again from the recorded state.
 
 Only :func:`progress_callback` and :func:`resumable_trainer` import transformers and torch; the rest is
 read by ``reproduce --dry-run``.
