@@ -35,8 +35,8 @@ class Checkpointing:
     """Where a training run keeps its checkpoints and when it stops to save one.
 
     Attributes:
-        folder: the run's checkpoint folder; ``checkpoint-N`` folders go inside (the newest is kept),
-            and a run whose folder already holds one resumes from it.
+        folder: the run's checkpoint folder; ``checkpoint-N`` folders go inside (the two newest are
+            kept), and a run whose folder already holds a complete one resumes from the newest.
         save_steps: also save every N optimizer steps (0: only when stopping at ``stop_at``), so a
             killed process loses at most N steps.
         stop_at: a ``time.time()`` after which training saves a checkpoint at the end of the current
