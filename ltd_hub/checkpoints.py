@@ -154,18 +154,18 @@ def resumable_trainer(resume_from: Path | None, **kwargs: Any) -> Any:
     return trainer
 
 
-def progress_callback(checkpointing: Checkpointing, resumed: Progress | None, trainer: Any = None) -> Any:
+def progress_callback(checkpointing: Checkpointing, resumed: Progress | None, trainer: Any) -> Any:
     """A ``TrainerCallback`` that stops at ``checkpointing.stop_at`` and writes the progress file of each checkpoint.
 
-    With a :func:`resumable_trainer`, it also saves the epoch's RNG state with each checkpoint, and
-    hands a resumed mid-epoch run the state its epoch's order was drawn from.
+    ``trainer`` is a :func:`resumable_trainer`: the callback saves its epoch's RNG state with each
+    checkpoint, and hands a resumed mid-epoch run the state its epoch's order was drawn from.
     """
     from transformers import TrainerCallback
 
     class _Progress(TrainerCallback):
         def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             self.started = time.perf_counter()
-            order, saved = getattr(trainer, "epoch_order", None), getattr(trainer, "resume_epoch_rng", None)
+            order, saved = trainer.epoch_order, trainer.resume_epoch_rng
             loader = kwargs.get("train_dataloader")
             if order is not None and saved is not None and loader is not None and state.global_step > 0:
                 # transformers resumes mid-epoch when the step is not a multiple of the epoch's optimizer steps.
@@ -194,7 +194,7 @@ def progress_callback(checkpointing: Checkpointing, resumed: Progress | None, tr
                 segments=(resumed.segments if resumed else 0) + 1,
             )
             folder = Path(args.output_dir) / f"{_PREFIX}{state.global_step}"
-            order = getattr(trainer, "epoch_order", None)
+            order = trainer.epoch_order
             if order is not None and order.drawn_from is not None:
                 import torch
 
