@@ -1,7 +1,7 @@
 """Resumable training: a run that stops at a time budget (or is killed) continues from its last checkpoint.
 
 A checkpoint is transformers' own (``checkpoint-N``: adapter, optimizer, scheduler, RNG states,
-``trainer_state.json``) plus what transformers does not carry across a resume, so that a resumed run
+``trainer_state.json``; not the tokenizer files, which a resume never reads) plus what transformers does not carry across a resume, so that a resumed run
 takes the same steps on the same batches as one that never stopped, and reports figures for the
 whole run:
 
@@ -20,6 +20,7 @@ read by ``reproduce --dry-run``.
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -36,7 +37,8 @@ class Checkpointing:
 
     Attributes:
         folder: the run's checkpoint folder; ``checkpoint-N`` folders go inside (the two newest are
-            kept), and a run whose folder already holds a complete one resumes from the newest.
+            kept; a run stopped at ``stop_at`` keeps only the one it stopped at), and a run whose folder
+            already holds a complete one resumes from the newest.
         save_steps: also save every N optimizer steps (0: only when stopping at ``stop_at``), so a
             killed process loses at most N steps.
         stop_at: a ``time.time()`` after which training saves a checkpoint at the end of the current
@@ -109,6 +111,14 @@ def logged_loss_sum(log_history: list[dict[str, Any]], up_to: int) -> float:
     return total
 
 
+def tokenizer_file_names(tokenizer: Any) -> set[str]:
+    """The names of the files ``tokenizer.save_pretrained`` writes (it returns their paths)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        return {Path(path).name for path in tokenizer.save_pretrained(tmp)}
+
+
 def resumable_trainer(resume_from: Path | None, **kwargs: Any) -> Any:
     """A ``transformers.Trainer`` (``kwargs`` as for it) whose batch order survives a resume mid-epoch.
 
@@ -116,6 +126,7 @@ def resumable_trainer(resume_from: Path | None, **kwargs: Any) -> Any:
     ``resume_from`` in the middle of an epoch, it draws that epoch's order from the state recorded in
     the checkpoint (transformers then restores the checkpoint's own RNG state, as it always does).
     The recording reads the state and never draws from it, so a run that never stops is unchanged.
+    Its checkpoints leave out the tokenizer files transformers writes into them (resuming never reads them).
     """
     import torch
     from torch.utils.data import Sampler
@@ -139,6 +150,7 @@ def resumable_trainer(resume_from: Path | None, **kwargs: Any) -> Any:
 
     class _ResumableTrainer(Trainer):
         epoch_order: _EpochOrder | None = None
+        tokenizer_files: set[str] | None = None  # what the tokenizer writes, removed from each checkpoint
 
         def _get_train_sampler(self, train_dataset: Any = None) -> Any:
             sampler = super()._get_train_sampler(train_dataset)
@@ -146,6 +158,20 @@ def resumable_trainer(resume_from: Path | None, **kwargs: Any) -> Any:
                 self.epoch_order = _EpochOrder(sampler)
                 return self.epoch_order
             return sampler
+
+        def _save_checkpoint(self, model: Any, trial: Any) -> None:
+            super()._save_checkpoint(model, trial)
+            # transformers writes the tokenizer into every checkpoint (3.5 MB of SmolLM2's 15); a resume
+            # never reads it (the run loads its tokenizer from the base model), and a checkpoint carried
+            # between machines in git should hold only what resuming needs.
+            tokenizer = self.processing_class or getattr(self.data_collator, "tokenizer", None)
+            if tokenizer is None or not self.args.should_save:
+                return
+            if self.tokenizer_files is None:
+                self.tokenizer_files = tokenizer_file_names(tokenizer)
+            folder = Path(self._get_output_dir(trial=trial)) / f"{_PREFIX}{self.state.global_step}"
+            for name in self.tokenizer_files:
+                (folder / name).unlink(missing_ok=True)
 
     trainer = _ResumableTrainer(**kwargs)
     trainer.resume_epoch_rng = (
@@ -163,6 +189,8 @@ def progress_callback(checkpointing: Checkpointing, resumed: Progress | None, tr
     from transformers import TrainerCallback
 
     class _Progress(TrainerCallback):
+        stopping = False
+
         def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             self.started = time.perf_counter()
             order, saved = trainer.epoch_order, trainer.resume_epoch_rng
@@ -175,7 +203,8 @@ def progress_callback(checkpointing: Checkpointing, resumed: Progress | None, tr
 
         def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             stop_at = checkpointing.stop_at
-            if stop_at is not None and time.time() >= stop_at and state.global_step < state.max_steps:
+            self.stopping = stop_at is not None and time.time() >= stop_at and state.global_step < state.max_steps
+            if self.stopping:
                 control.should_save = True
                 control.should_training_stop = True
             if control.should_save:
@@ -201,5 +230,11 @@ def progress_callback(checkpointing: Checkpointing, resumed: Progress | None, tr
                 torch.save(order.drawn_from, folder / EPOCH_RNG_FILE)
             # Written last: a checkpoint without it is incomplete (see last_checkpoint).
             (folder / PROGRESS_FILE).write_text(json.dumps(asdict(progress), indent=1) + "\n", encoding="utf-8")
+            if self.stopping:
+                # Stopped on purpose: this complete checkpoint is all a resume needs, and the one folder
+                # is what gets carried to the next machine (the older one is kept only against a kill mid-save).
+                for other in Path(args.output_dir).glob(f"{_PREFIX}*"):
+                    if other != folder and other.is_dir():
+                        shutil.rmtree(other, ignore_errors=True)
 
     return _Progress()
