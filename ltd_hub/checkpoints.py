@@ -42,7 +42,9 @@ class Checkpointing:
         save_steps: also save every N optimizer steps (0: only when stopping at ``stop_at``), so a
             killed process loses at most N steps.
         stop_at: a ``time.time()`` after which training saves a checkpoint at the end of the current
-            step and stops, unfinished; None runs to the end.
+            step and stops, unfinished; None runs to the end. The last step is always saved (resuming
+            from it trains nothing and saves the adapter): the caller removes the folder once the
+            run's outcome is safe.
     """
 
     folder: Path
@@ -207,6 +209,10 @@ def progress_callback(checkpointing: Checkpointing, resumed: Progress | None, tr
             if self.stopping:
                 control.should_save = True
                 control.should_training_stop = True
+            if state.global_step >= state.max_steps:
+                # The last step is saved too: a finished run whose evaluation is cut before its result is
+                # written resumes here, on any machine that has the folder, instead of training again.
+                control.should_save = True
             if control.should_save:
                 # Log at every checkpoint, so the log history holds the loss of every step before it
                 # (the loss a resumed run reports for the whole run is summed from it).

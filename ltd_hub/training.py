@@ -529,8 +529,8 @@ def train(config: TrainConfig, *, token: str | None = None, checkpointing: Check
         token: Hub token (default: the one huggingface_hub finds).
         checkpointing: keep resumable checkpoints (:class:`~ltd_hub.checkpoints.Checkpointing`): the
             run resumes from the newest one in its folder, and stops unfinished at its ``stop_at``
-            (``finished`` False, nothing written to ``output_dir``). The checkpoints stay until the
-            caller removes them.
+            (``finished`` False, nothing written to ``output_dir``). The checkpoints, the last step's
+            included, stay until the caller removes them.
 
     Returns:
         A :class:`TrainResult`.

@@ -446,12 +446,25 @@ def test_max_minutes_stops_training_at_a_checkpoint_and_the_next_run_resumes_it(
     plan = capsys.readouterr().out
     assert f"resumes from checkpoints: {run.run_id} at step 1 of 3" in plan and "2 optimizer steps to run in all" in plan
 
-    # The next call resumes it, finishes, records the whole run's figures, and drops the spent checkpoints.
+    # The next call resumes it and finishes training; its evaluation is cut (the session ends) and the
+    # next machine has only the checkpoint folder, not the stage cache.
+    def cut(self, run, adapter):
+        raise KeyboardInterrupt
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Runner, "evaluate", cut)
+        assert main(["reproduce", "--config", str(path), "--format", "json"]) == 130
+    capsys.readouterr()
+    assert (folder / "checkpoint-3").is_dir()  # the last step, kept until the result is written
+    shutil.rmtree(Path(tiny_config["output_dir"]) / "cache")
+
+    # The next call resumes at the end of training (nothing retrained), evaluates, records the whole
+    # run's figures, and drops the spent checkpoints.
     assert main(["reproduce", "--config", str(path), "--format", "json"]) == 0
     second = json.loads(capsys.readouterr().out)
     assert second["ran"] == [run.run_id] and second["stopped"] == {}
     record = json.loads((Path(tiny_config["results_dir"]) / "arms" / f"{run.run_id}.json").read_text())
-    assert record["training"]["steps"] == 3 and record["training"]["segments"] == 2 and record["training"]["seconds"] > 0
+    assert record["training"]["steps"] == 3 and record["training"]["segments"] == 3 and record["training"]["seconds"] > 0
     assert not folder.exists()
 
     # A checkpoint_dir of its own (config key or flag) is where a run keeps them; a file there is refused.

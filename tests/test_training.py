@@ -261,6 +261,15 @@ def test_a_run_stopped_at_each_step_and_resumed_equals_one_that_never_stopped(tm
     assert resumed.train_loss == pytest.approx(whole.train_loss, abs=1e-4)  # the log history keeps 4 decimals
     assert resumed.seconds > 0 and resumed.summary.training.steps == 6
 
+    # The last step is kept as a checkpoint too: resumed from it (an evaluation cut on another machine),
+    # a run trains nothing more and saves the same adapter.
+    assert checkpointing.last() == tmp_path / "ckpt" / "checkpoint-6"
+    again = train(config("again"), checkpointing=checkpointing)
+    assert again.finished and again.steps == 6 and again.segments == 7
+    c = load_file(tmp_path / "again" / "adapter_model.safetensors")
+    assert all(a[k].equal(c[k]) for k in a)
+    assert again.train_loss == pytest.approx(whole.train_loss, abs=1e-4) and again.train_tokens == whole.train_tokens
+
 
 def test_train_from_a_hub_subset_and_push_in_one_commit(tmp_path, tiny_model_id, ltd_nli, capsys):
     import pandas as pd

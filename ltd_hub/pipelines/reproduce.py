@@ -997,7 +997,6 @@ class Runner:
                     "segments": result.segments}  # fmt: skip
 
         info = self.cache.run("train", self.train_key(run), work)
-        shutil.rmtree(checkpointing.folder, ignore_errors=True)  # the adapter is saved: its checkpoints are spent
         info["adapter"] = str(self.cache.path("train", self.train_key(run)) / "adapter")
         return info
 
@@ -1105,6 +1104,10 @@ class Runner:
                 evaluation = self.evaluate(run, adapter)
                 record = self.result_record(p, selection, training, evaluation)
                 atomic_write(p.path, json.dumps(record, indent=1) + "\n")
+                if run.trains:
+                    # Spent only now: until the result is written, the last checkpoint lets an evaluation
+                    # cut on a fresh machine resume at the end of training instead of training again.
+                    shutil.rmtree(checkpoint_folder(self.config, run), ignore_errors=True)
                 p.state, p.result = "done", record
                 p.local = {"subset_folder": (selection or {}).get("folder"), "adapter": adapter}  # type: ignore[attr-defined]
                 bar.update(1)
