@@ -1,9 +1,9 @@
 """Resumable training: a run that stops at a time budget (or is killed) continues from its last checkpoint.
 
 A checkpoint is transformers' own (``checkpoint-N``: adapter, optimizer, scheduler, RNG states,
-``trainer_state.json``; not the tokenizer files, which a resume never reads) plus what transformers does not carry across a resume, so that a resumed run
-takes the same steps on the same batches as one that never stopped, and reports figures for the
-whole run:
+``trainer_state.json``; without the tokenizer files, which a resume never reads) plus what
+transformers does not carry across a resume, so that a resumed run takes the same steps on the same
+batches as one that never stopped, and reports figures for the whole run:
 
 - ``ltd_hub_progress.json``: the wall-clock seconds and the summed loss of the steps so far
   (transformers' ``train()`` reports both for its own call only);
@@ -128,7 +128,6 @@ def resumable_trainer(resume_from: Path | None, **kwargs: Any) -> Any:
     ``resume_from`` in the middle of an epoch, it draws that epoch's order from the state recorded in
     the checkpoint (transformers then restores the checkpoint's own RNG state, as it always does).
     The recording reads the state and never draws from it, so a run that never stops is unchanged.
-    Its checkpoints leave out the tokenizer files transformers writes into them (resuming never reads them).
     """
     import torch
     from torch.utils.data import Sampler
@@ -152,7 +151,6 @@ def resumable_trainer(resume_from: Path | None, **kwargs: Any) -> Any:
 
     class _ResumableTrainer(Trainer):
         epoch_order: _EpochOrder | None = None
-        tokenizer_files: set[str] | None = None  # what the tokenizer writes, removed from each checkpoint
 
         def _get_train_sampler(self, train_dataset: Any = None) -> Any:
             sampler = super()._get_train_sampler(train_dataset)
@@ -160,20 +158,6 @@ def resumable_trainer(resume_from: Path | None, **kwargs: Any) -> Any:
                 self.epoch_order = _EpochOrder(sampler)
                 return self.epoch_order
             return sampler
-
-        def _save_checkpoint(self, model: Any, trial: Any) -> None:
-            super()._save_checkpoint(model, trial)
-            # transformers writes the tokenizer into every checkpoint (3.5 MB of SmolLM2's 15); a resume
-            # never reads it (the run loads its tokenizer from the base model), and a checkpoint carried
-            # between machines in git should hold only what resuming needs.
-            tokenizer = self.processing_class or getattr(self.data_collator, "tokenizer", None)
-            if tokenizer is None or not self.args.should_save:
-                return
-            if self.tokenizer_files is None:
-                self.tokenizer_files = tokenizer_file_names(tokenizer)
-            folder = Path(self._get_output_dir(trial=trial)) / f"{_PREFIX}{self.state.global_step}"
-            for name in self.tokenizer_files:
-                (folder / name).unlink(missing_ok=True)
 
     trainer = _ResumableTrainer(**kwargs)
     trainer.resume_epoch_rng = (
@@ -185,13 +169,17 @@ def resumable_trainer(resume_from: Path | None, **kwargs: Any) -> Any:
 def progress_callback(checkpointing: Checkpointing, resumed: Progress | None, trainer: Any) -> Any:
     """A ``TrainerCallback`` that stops at ``checkpointing.stop_at`` and writes the progress file of each checkpoint.
 
+    It also saves the last step, leaves the tokenizer files out of each checkpoint, and after a stop
+    keeps only the checkpoint it stopped at.
+
     ``trainer`` is a :func:`resumable_trainer`: the callback saves its epoch's RNG state with each
     checkpoint, and hands a resumed mid-epoch run the state its epoch's order was drawn from.
     """
     from transformers import TrainerCallback
 
     class _Progress(TrainerCallback):
-        stopping = False
+        stopping = False  # this step stops at stop_at
+        tokenizer_files: set[str] | None = None
 
         def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             self.started = time.perf_counter()
@@ -229,6 +217,15 @@ def progress_callback(checkpointing: Checkpointing, resumed: Progress | None, tr
                 segments=(resumed.segments if resumed else 0) + 1,
             )
             folder = Path(args.output_dir) / f"{_PREFIX}{state.global_step}"
+            # transformers writes the tokenizer into every checkpoint (3.5 MB of SmolLM2's 15); a resume
+            # never reads it (the run loads its tokenizer from the base model), and a checkpoint carried
+            # between machines in git should hold only what resuming reads.
+            tokenizer = trainer.processing_class or getattr(trainer.data_collator, "tokenizer", None)
+            if tokenizer is not None:
+                if self.tokenizer_files is None:
+                    self.tokenizer_files = tokenizer_file_names(tokenizer)
+                for name in self.tokenizer_files:
+                    (folder / name).unlink(missing_ok=True)
             order = trainer.epoch_order
             if order is not None and order.drawn_from is not None:
                 import torch
