@@ -424,13 +424,13 @@ def test_every_arm_end_to_end_accumulates_and_pushes(tmp_path, tiny_config, tiny
 
 
 def test_max_minutes_stops_training_at_a_checkpoint_and_the_next_run_resumes_it(tmp_path, tiny_config, tiny_model_id, capsys):
-    from ltd_hub.pipelines.reproduce import ReproduceConfig, Runner, checkpoint_folder
+    from ltd_hub.pipelines.reproduce import ReproduceConfig, Runner, checkpoint_folder, run_states
 
     tiny_config.update(train_seeds=[0], compare_to=None, arms=[{"name": "random 4%", "selection": {"strategy": "random", "ratio": 0.04}}])
     path = _write(tmp_path, tiny_config)
     config = ReproduceConfig.from_yaml(path)
-    (run,) = plan_runs(config)
-    folder = checkpoint_folder(config, run)
+    (planned,) = run_states(config)
+    run, folder = planned.run, checkpoint_folder(config, planned)
     assert folder.parent == Path(tiny_config["output_dir"]) / "checkpoints"
 
     # The deadline has passed when training starts: one step, a checkpoint, and the run is left for later.
@@ -444,7 +444,7 @@ def test_max_minutes_stops_training_at_a_checkpoint_and_the_next_run_resumes_it(
 
     assert main(["reproduce", "--config", str(path), "--dry-run"]) == 0
     plan = capsys.readouterr().out
-    assert f"resumes from checkpoints: {run.run_id} at step 1 of 3" in plan and "2 optimizer steps to run in all" in plan
+    assert f"resumes from checkpoints: {run.run_id} at step 1 of 3 (training left)" in plan and "2 optimizer steps to run in all" in plan
 
     # The next call resumes it and finishes training; its evaluation is cut (the session ends) and the
     # next machine has only the checkpoint folder, not the stage cache.
@@ -457,6 +457,9 @@ def test_max_minutes_stops_training_at_a_checkpoint_and_the_next_run_resumes_it(
     capsys.readouterr()
     assert (folder / "checkpoint-3").is_dir()  # the last step, kept until the result is written
     shutil.rmtree(Path(tiny_config["output_dir"]) / "cache")
+    assert main(["reproduce", "--config", str(path), "--dry-run"]) == 0
+    plan = capsys.readouterr().out
+    assert f"{run.run_id} at step 3 of 3 (training done, evaluation left)" in plan and "0 optimizer steps to run in all" in plan
 
     # The next call resumes at the end of training (nothing retrained), evaluates, records the whole
     # run's figures, and drops the spent checkpoints.

@@ -801,10 +801,10 @@ def _fmt_mean_sd(values: list[float]) -> str:
     return f"{mean:.1f}" + (f" ± {sd:.1f}" if sd is not None else "") + (f" (n={len(values)})" if len(values) > 1 else "")
 
 
-def checkpoint_folder(config: ReproduceConfig, run: Run) -> Path:
+def checkpoint_folder(config: ReproduceConfig, planned: PlannedRun) -> Path:
     """Where a training run keeps its checkpoints: ``<checkpoint_dir>/<run id>-<run hash>`` (a changed run never resumes an old one)."""
     root = Path(config.checkpoint_dir) if config.checkpoint_dir else Path(config.output_dir) / "checkpoints"
-    return root / f"{run.run_id}-{run_hash(config, run)}"
+    return root / f"{planned.run.run_id}-{planned.hash}"
 
 
 class TrainingStopped(Exception):
@@ -974,12 +974,13 @@ class Runner:
     def train_key(self, run: Run) -> str:
         return _hash({"selection": self.selection_key(run), "base": self.config.base_model, "train": train_settings(self.config, run)})
 
-    def train(self, run: Run, subset_folder: str) -> dict[str, Any]:
+    def train(self, planned: PlannedRun, subset_folder: str) -> dict[str, Any]:
         """Train the run's adapter (resuming its checkpoint, if any); raise :class:`TrainingStopped` at the deadline."""
         from ltd_hub.checkpoints import Checkpointing, read_progress
         from ltd_hub.training import TrainConfig, train
 
-        checkpointing = Checkpointing(checkpoint_folder(self.config, run), save_steps=self.config.save_steps, stop_at=self.stop_at)
+        run = planned.run
+        checkpointing = Checkpointing(checkpoint_folder(self.config, planned), save_steps=self.config.save_steps, stop_at=self.stop_at)
 
         def work(folder: Path) -> dict[str, Any]:
             cfg = TrainConfig.from_mapping(
@@ -1094,7 +1095,7 @@ class Runner:
                 if run.trains:
                     selection = self.select(run)
                     try:
-                        training = self.train(run, selection["folder"])
+                        training = self.train(p, selection["folder"])
                     except TrainingStopped as stop:
                         skipped.append(run.run_id)
                         stopped[run.run_id] = stop.to_dict()
@@ -1107,7 +1108,7 @@ class Runner:
                 if run.trains:
                     # Spent only now: until the result is written, the last checkpoint lets an evaluation
                     # cut on a fresh machine resume at the end of training instead of training again.
-                    shutil.rmtree(checkpoint_folder(self.config, run), ignore_errors=True)
+                    shutil.rmtree(checkpoint_folder(self.config, p), ignore_errors=True)
                 p.state, p.result = "done", record
                 p.local = {"subset_folder": (selection or {}).get("folder"), "adapter": adapter}  # type: ignore[attr-defined]
                 bar.update(1)
@@ -1206,10 +1207,12 @@ def dry_run(config: ReproduceConfig, *, only: list[str] | None = None, shard: tu
             n_rows, steps = _planned_size(c, p.run, n_task)
             rows_text, steps_text = f"{approx}{n_rows:,}", f"{approx}{steps:,}"
             if p.state != "done":
-                progress = read_progress(last_checkpoint(checkpoint_folder(c, p.run)))
+                progress = read_progress(last_checkpoint(checkpoint_folder(c, p)))
                 total_steps += steps - (progress.step if progress else 0)
                 if progress:
-                    resumes.append(f"{p.run.run_id} at step {progress.step:,} of {progress.max_steps:,}")
+                    # A run whose evaluation was cut has trained to its last step: only the evaluation is left.
+                    left = "training done, evaluation left" if progress.step >= progress.max_steps else "training left"
+                    resumes.append(f"{p.run.run_id} at step {progress.step:,} of {progress.max_steps:,} ({left})")
         lines.append(f"{p.state:6s} {p.run.run_id:44s} {p.run.kind:12s} {rows_text:>9s} {steps_text:>7s}")
     counts = {s: sum(1 for p in chosen if p.state == s) for s in ("done", "stale", "todo")}
     lines.append(
