@@ -218,8 +218,8 @@ def progress_callback(checkpointing: Checkpointing, resumed: Progress | None, tr
             )
             folder = Path(args.output_dir) / f"{_PREFIX}{state.global_step}"
             # transformers writes the tokenizer into every checkpoint (3.5 MB of SmolLM2's 15); a resume
-            # never reads it (the run loads its tokenizer from the base model), and a checkpoint carried
-            # between machines in git should hold only what resuming reads.
+            # never reads it (the run loads its tokenizer from the base model), and a checkpoint copied
+            # between machines should hold only what resuming reads.
             tokenizer = trainer.processing_class or getattr(trainer.data_collator, "tokenizer", None)
             if tokenizer is not None:
                 if self.tokenizer_files is None:
