@@ -116,6 +116,20 @@ def test_cpu_config_is_issue_12_item_5():
     assert Path(config.results_dir) == REPO_ROOT / "docs" / "results" / "nli-cpu"
 
 
+def test_readme_results_table_quotes_the_committed_summary():
+    # The README's nli-cpu table is written by hand (its arm labels say more than the generated ones);
+    # every figure in it must be one that `reproduce --summary` wrote, so the two cannot drift apart.
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    summary = (REPO_ROOT / "docs" / "results" / "nli-cpu" / "results.md").read_text(encoding="utf-8")
+    section = readme[readme.index("### The comparison now: `experiments/nli-cpu.yaml`") :]
+    section = section[: section.index("The runs one by one")]
+    rows = [line for line in section.splitlines() if line.startswith("| ") and not line.startswith("| arm")]
+    figures = [cell.strip() for row in rows for cell in row.split("|")[3:-1]]
+    assert len(rows) >= 10 and figures
+    missing = [f for f in figures if f not in summary]
+    assert not missing, f"README figures not in docs/results/nli-cpu/results.md: {missing}"
+
+
 def test_bare_hub_id_is_a_sentence_transformers_encoder():
     from ltd_hub.selection.encoders import SentenceTransformerEncoder, get_encoder
 
